@@ -1,0 +1,95 @@
+// The resolved, validated configuration snapshot. Everything outside src/config reads only these
+// types; the loader turns the user's YAML/JSON into them (durations in ms, defaults applied,
+// emails lower-cased, paths absolute). Snapshots are deep-frozen and never mutated.
+
+export type Security = 'none' | 'starttls' | 'tls';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface UpstreamSmtpConfig {
+  host: string;
+  port: number;
+  security: Security;
+  /** PEM text of extra CA certificates (the config key `ca` is a file path; the loader reads it). */
+  ca?: string;
+  rejectUnauthorized: boolean;
+}
+
+export interface ProviderConfig {
+  name: string;
+  /** May contain `{tenant}`, replaced by the account's (or provider's) tenant. */
+  tokenUrl: string;
+  tenant: string;
+  scope: string;
+  smtp: UpstreamSmtpConfig;
+  maxConnectionsPerAccount: number;
+  maxMessagesPerConnection: number;
+  /** 0 = unlimited */
+  messagesPerMinute: number;
+  connectionIdleTimeoutMs: number;
+  connectionMaxAgeMs: number;
+  /** How long a message may wait for a free upstream connection before `451 4.7.0`. */
+  acquireTimeoutMs: number;
+  /** Timeout for connect, TLS, greeting, each command reply. */
+  commandTimeoutMs: number;
+}
+
+export interface AccountConfig {
+  /** lower-cased; the AUTH username */
+  email: string;
+  provider: string;
+  clientId: string;
+  clientSecret?: string;
+  refreshToken: string;
+  /** PHC-style scrypt string from `hash-password`. */
+  passwordHash?: string;
+  /** Plain-text password (accepted with a warning). */
+  password?: string;
+  tenant?: string;
+  sourceAddress?: string;
+  maxConnections?: number;
+  messagesPerMinute?: number;
+}
+
+export interface SmtpListenConfig {
+  listen: HostPort[];
+  tlsListen: HostPort[];
+  /** PEM text (the config keys are file paths; the loader reads them). */
+  tls?: { cert: string; key: string; certPath: string; keyPath: string };
+  /** undefined = default: required on non-loopback listeners only */
+  requireTls?: boolean;
+  hostname: string;
+  maxClients: number;
+  maxMessageSize: number;
+  maxRecipients: number;
+  idleTimeoutMs: number;
+  trustedNetworks: string[];
+  /** global budget of messages being relayed at once (`452 4.3.1` past it) */
+  maxInflightMessages: number;
+  /** global budget of message bytes held at once (`452 4.3.1` past it) */
+  maxInflightBytes: number;
+}
+
+export interface Config {
+  /** absolute path of the file this snapshot was loaded from (undefined when built in memory) */
+  file?: string;
+  smtp: SmtpListenConfig;
+  http: { listen?: HostPort; adminToken?: string };
+  state: { dir: string; secretKey?: string };
+  shutdownTimeoutMs: number;
+  oauth: {
+    /** refresh this long before expiry (plus jitter) */
+    refreshAheadMs: number;
+    requestTimeoutMs: number;
+    warmupConcurrency: number;
+  };
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; messages: boolean };
+  metrics: { perAccount: boolean };
+  providers: Readonly<Record<string, ProviderConfig>>;
+  /** absolute path, if accounts come from a file */
+  accountsFile?: string;
+  accounts: readonly AccountConfig[];
+}

@@ -1,0 +1,114 @@
+// All instruments in one place, so names and label sets stay the contract of SPEC section 5.
+// Labels take values only from small fixed sets (provider names come from the config).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const P = 'xoauth2_proxy_';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly smtpConnectionsActive = new Gauge({
+    name: P + 'smtp_connections_active',
+    help: 'Client SMTP connections open now',
+    registers: [this.registry],
+  });
+  readonly smtpConnectionsTotal = new Counter({
+    name: P + 'smtp_connections_total',
+    help: 'Client SMTP connections by result (accepted, refused)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly authAttemptsTotal = new Counter({
+    name: P + 'auth_attempts_total',
+    help: 'Client AUTH attempts by result (success, failure, throttled)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesTotal = new Counter({
+    name: P + 'messages_total',
+    help: 'Messages by provider and result (delivered, rejected, deferred)',
+    labelNames: ['provider', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly messageDurationSeconds = new Histogram({
+    name: P + 'message_duration_seconds',
+    help: 'End of DATA to the reply sent to the client',
+    labelNames: ['provider'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly messageBytesTotal = new Counter({
+    name: P + 'message_bytes_total',
+    help: 'Message bytes relayed upstream',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly inflightMessages = new Gauge({
+    name: P + 'inflight_messages',
+    help: 'Messages being relayed now',
+    registers: [this.registry],
+  });
+  readonly upstreamConnections = new Gauge({
+    name: P + 'upstream_connections',
+    help: 'Upstream connections by state (idle, busy)',
+    labelNames: ['provider', 'state'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamConnectsTotal = new Counter({
+    name: P + 'upstream_connects_total',
+    help: 'Upstream connection attempts by result (success, error, auth_failed)',
+    labelNames: ['provider', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly poolWaitSeconds = new Histogram({
+    name: P + 'pool_wait_seconds',
+    help: 'Time a message waited for an upstream connection',
+    labelNames: ['provider'] as const,
+    buckets: [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly tokenRefreshTotal = new Counter({
+    name: P + 'token_refresh_total',
+    help: 'Access token refreshes by result (success, invalid_grant, error)',
+    labelNames: ['provider', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenRefreshDurationSeconds = new Histogram({
+    name: P + 'token_refresh_duration_seconds',
+    help: 'Duration of token refresh requests',
+    labelNames: ['provider'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly accounts = new Gauge({
+    name: P + 'accounts',
+    help: 'Accounts by state (ok, refreshing, needs_reauth, error)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+  readonly configReloadsTotal = new Counter({
+    name: P + 'config_reloads_total',
+    help: 'Config reloads by result (success, failure)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  /** only registered when metrics.perAccount is true */
+  readonly perAccountMessages?: Counter<'account' | 'result'>;
+
+  constructor(opts: { perAccount?: boolean; defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.perAccount) {
+      this.perAccountMessages = new Counter({
+        name: P + 'account_messages_total',
+        help: 'Messages per account and result (metrics.perAccount: true)',
+        labelNames: ['account', 'result'] as const,
+        registers: [this.registry],
+      });
+    }
+  }
+}
+
+/** A Metrics instance for code paths that run without a server (tests, CLI tools). */
+export function detachedMetrics(): Metrics {
+  return new Metrics({ defaultMetrics: false });
+}
