@@ -1,0 +1,144 @@
+// One message transaction: global budgets, then the upstream, then the honest reply.
+// The client reply is derived only from the upstream's verdict or a precise local failure;
+// `250` is returned only when the upstream answered 2xx after the body (DESIGN principle 10).
+import type { Logger } from '../util/log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { SmtpError, type SmtpReply } from '../util/reply.js';
+import { REPLIES, passThrough, unusableAccount } from './replies.js';
+import type { Account } from '../accounts/registry.js';
+
+export interface Envelope {
+  from: string;
+  to: string[];
+  size: number;
+  smtputf8?: boolean;
+  body8bit?: boolean;
+}
+
+export type DeliveryResult =
+  | { kind: 'delivered'; reply: SmtpReply }
+  | { kind: 'rejected'; reply: SmtpReply; failedRecipients: { rcpt: string; reply: SmtpReply }[] };
+
+export interface Deliverer {
+  deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult>;
+}
+
+export interface MessageObserver {
+  record(durationMs: number, result: 'delivered' | 'rejected' | 'deferred'): void;
+  recordError?(email: string, text: string): void;
+}
+
+export interface RelayOptions {
+  deliverer: Deliverer;
+  metrics: Metrics;
+  log: Logger;
+  logMessages: boolean;
+  maxInflightMessages: number;
+  maxInflightBytes: number;
+  observer?: MessageObserver;
+}
+
+let txCounter = 0;
+const txPrefix = Math.floor(Math.random() * 36 ** 4)
+  .toString(36)
+  .padStart(4, '0');
+
+export function newTransactionId(): string {
+  return txPrefix + (++txCounter).toString(36);
+}
+
+export class Relay {
+  /** the one count of messages being relayed (DESIGN principle 9); the gauge mirrors it */
+  private inflight = 0;
+  private inflightBytes = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private opts: RelayOptions) {}
+
+  /** swap settings on reload; in-flight transactions keep the objects they captured */
+  update(opts: Partial<RelayOptions>): void {
+    this.opts = { ...this.opts, ...opts };
+  }
+
+  get inflightMessages(): number {
+    return this.inflight;
+  }
+
+  /** true when a new transaction must be refused with `452 4.3.1` */
+  overloaded(): boolean {
+    return this.inflight >= this.opts.maxInflightMessages || this.inflightBytes >= this.opts.maxInflightBytes;
+  }
+
+  /** Account bytes as they arrive; false once the global byte budget is exceeded. */
+  reserveBytes(n: number): boolean {
+    this.inflightBytes += n;
+    return this.inflightBytes <= this.opts.maxInflightBytes;
+  }
+
+  releaseBytes(n: number): void {
+    this.inflightBytes -= n;
+  }
+
+  /** Relay one message whose bytes were already reserved; resolves to the client's reply, never throws. */
+  async send(account: Account, envelope: Envelope, message: readonly Buffer[], txid: string): Promise<SmtpReply> {
+    const { metrics, log } = this.opts;
+    const provider = account.provider.name;
+    const started = performance.now();
+    this.inflight++;
+    metrics.inflightMessages.inc();
+    let result: 'delivered' | 'rejected' | 'deferred';
+    let out: SmtpReply;
+    let upstream: SmtpReply | undefined;
+    try {
+      if (account.unusable) {
+        out = unusableAccount(account.email, account.unusable);
+      } else {
+        const r = await this.opts.deliverer.deliver(account.email, envelope, message);
+        upstream = r.reply;
+        out = passThrough(r.reply);
+      }
+    } catch (err) {
+      if (err instanceof SmtpError) {
+        out = err.reply;
+      } else {
+        log.error({ err, txid, account: account.email }, 'unexpected error while relaying');
+        out = REPLIES.internal;
+      }
+    } finally {
+      this.inflight--;
+      metrics.inflightMessages.dec();
+      if (this.inflight === 0 && this.idleWaiters.length) {
+        for (const w of this.idleWaiters.splice(0)) w();
+      }
+    }
+    result = out.code < 300 ? 'delivered' : out.code >= 500 ? 'rejected' : 'deferred';
+    const ms = performance.now() - started;
+    metrics.messagesTotal.inc({ provider, result });
+    metrics.messageDurationSeconds.observe({ provider }, ms / 1000);
+    metrics.perAccountMessages?.inc({ account: account.email, result });
+    this.opts.observer?.record(ms, result);
+    if (result !== 'delivered') this.opts.observer?.recordError?.(account.email, `${out.code} ${out.enhanced} ${out.text}`);
+    if (this.opts.logMessages) {
+      log.info(
+        {
+          txid,
+          account: account.email,
+          rcpts: envelope.to.length,
+          size: envelope.size,
+          result,
+          reply: `${out.code} ${out.enhanced}`,
+          upstream: upstream ? `${upstream.code} ${upstream.enhanced}`.trim() : undefined,
+          ms: Math.round(ms * 10) / 10,
+        },
+        'message',
+      );
+    }
+    return out;
+  }
+
+  /** resolves when no message is in flight (drain) */
+  idle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}

@@ -1,0 +1,255 @@
+// The client-facing SMTP side, on smtp-server: listeners, client AUTH, envelope checks, and the
+// hand-off of each message (as Buffers) to the relay.
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import type { Config, HostPort } from '../config/types.js';
+import type { Logger } from '../util/log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { formatHostPort, isLoopback } from '../util/net.js';
+import type { Account, AccountRegistry } from '../accounts/registry.js';
+import { newTransactionId, type Relay } from '../relay/relay.js';
+import { REPLIES, senderNotAMailbox } from '../relay/replies.js';
+import type { SmtpReply } from '../util/reply.js';
+import { AuthThrottle } from './auth-throttle.js';
+import { TrustedNetworks } from './trusted-networks.js';
+import { installReplyPatch } from './reply-patch.js';
+
+/** What the listeners read on every command; reload swaps it as a whole. */
+export interface SmtpContext {
+  config: Config;
+  registry: AccountRegistry;
+  trusted: TrustedNetworks;
+}
+
+interface SessionState {
+  account?: Account;
+  inTransaction: boolean;
+}
+
+type Session = SMTPServerSession & { xo?: SessionState };
+
+function smtpError(r: SmtpReply): Error & { responseCode: number } {
+  const e = new Error(r.enhanced ? `${r.enhanced} ${r.text}` : r.text) as Error & { responseCode: number };
+  e.responseCode = r.code;
+  return e;
+}
+
+function state(session: Session): SessionState {
+  return (session.xo ??= { inTransaction: false });
+}
+
+export interface SmtpListenersOptions {
+  context: () => SmtpContext;
+  relay: Relay;
+  metrics: Metrics;
+  log: Logger;
+  throttle?: AuthThrottle;
+}
+
+export class SmtpListeners {
+  private readonly servers: SMTPServer[] = [];
+  readonly addresses: { address: HostPort; tls: boolean }[] = [];
+  private draining = false;
+  private readonly throttle: AuthThrottle;
+
+  constructor(private readonly opts: SmtpListenersOptions) {
+    installReplyPatch();
+    this.throttle = opts.throttle ?? new AuthThrottle();
+  }
+
+  async listen(): Promise<void> {
+    const { config } = this.opts.context();
+    const smtp = config.smtp;
+    for (const hp of smtp.listen) await this.start(hp, false);
+    for (const hp of smtp.tlsListen) await this.start(hp, true);
+  }
+
+  private serverOptions(hp: HostPort, implicitTls: boolean): SMTPServerOptions {
+    const { config } = this.opts.context();
+    const smtp = config.smtp;
+    const requireTls = smtp.requireTls ?? !isLoopback(hp.host);
+    const hasTls = smtp.tls !== undefined;
+    const self = this;
+    return {
+      secure: implicitTls,
+      key: smtp.tls?.key,
+      cert: smtp.tls?.cert,
+      hideSTARTTLS: !hasTls || implicitTls,
+      name: smtp.hostname,
+      banner: 'xoauth2-proxy ESMTP ready',
+      size: smtp.maxMessageSize,
+      maxClients: smtp.maxClients,
+      maxRecipients: smtp.maxRecipients,
+      socketTimeout: smtp.idleTimeoutMs,
+      closeTimeout: config.shutdownTimeoutMs,
+      authMethods: ['PLAIN', 'LOGIN'],
+      authOptional: true, // enforced per session in onMailFrom: trusted networks may skip AUTH
+      allowInsecureAuth: !requireTls,
+      disableReverseLookup: true,
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      logger: false,
+      disabledCommands: [],
+      onConnect(session, cb) {
+        self.opts.metrics.smtpConnectionsTotal.inc({ result: self.draining ? 'refused' : 'accepted' });
+        if (self.draining) return cb(smtpError(REPLIES.shuttingDown));
+        if (self.throttle.isRefused(session.remoteAddress)) {
+          self.opts.metrics.authAttemptsTotal.inc({ result: 'throttled' });
+          return cb(smtpError(REPLIES.authThrottled));
+        }
+        self.opts.metrics.smtpConnectionsActive.inc();
+        (session as Session).xo = { inTransaction: false };
+        cb();
+      },
+      onClose(session) {
+        if ((session as Session).xo) self.opts.metrics.smtpConnectionsActive.dec();
+      },
+      onAuth(auth, session, cb) {
+        self.authenticate(auth.username ?? '', auth.password ?? '', session as Session).then(
+          (r) => cb(r.error ?? null, r.user ? { user: r.user } : undefined),
+          (err) => cb(err as Error),
+        );
+      },
+      onMailFrom(address, session, cb) {
+        const s = state(session as Session);
+        if (self.draining) return cb(smtpError(REPLIES.shuttingDown));
+        const ctx = self.opts.context();
+        let account: Account | undefined;
+        if (session.user) {
+          account = ctx.registry.get(String(session.user));
+          // removed by a reload since AUTH: it stops working at once
+          if (!account) return cb(smtpError(REPLIES.authRequired));
+        } else if (ctx.trusted.has(session.remoteAddress)) {
+          account = ctx.registry.get(address.address);
+          if (!account) return cb(smtpError(senderNotAMailbox(address.address)));
+        } else {
+          return cb(smtpError(REPLIES.authRequired));
+        }
+        if (self.opts.relay.overloaded()) return cb(smtpError(REPLIES.overloaded));
+        s.account = account;
+        s.inTransaction = true;
+        cb();
+      },
+      onRcptTo(_address, _session, cb) {
+        cb();
+      },
+      onData(stream, session, cb) {
+        self.onData(stream, session as Session, cb);
+      },
+    };
+  }
+
+  private async authenticate(
+    username: string,
+    password: string,
+    session: Session,
+  ): Promise<{ user?: string; error?: Error }> {
+    const addr = session.remoteAddress;
+    const { metrics } = this.opts;
+    if (this.throttle.isRefused(addr)) {
+      metrics.authAttemptsTotal.inc({ result: 'throttled' });
+      return { error: smtpError(REPLIES.authThrottled) };
+    }
+    const account = await this.opts.context().registry.authenticate(username, password);
+    if (account) {
+      this.throttle.recordSuccess(addr);
+      metrics.authAttemptsTotal.inc({ result: 'success' });
+      return { user: account.email };
+    }
+    metrics.authAttemptsTotal.inc({ result: 'failure' });
+    const delay = this.throttle.recordFailure(addr);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    // Never say whether the mailbox exists: one reply for unknown mailbox and wrong password.
+    return { error: smtpError(REPLIES.authInvalid) };
+  }
+
+  private onData(
+    stream: NodeJS.ReadableStream & { sizeExceeded?: boolean },
+    session: Session,
+    cb: (err?: Error | null, message?: string) => void,
+  ): void {
+    const s = state(session);
+    const account = s.account;
+    const relay = this.opts.relay;
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let refused: SmtpReply | undefined = relay.overloaded() ? REPLIES.overloaded : undefined;
+    stream.on('data', (chunk: Buffer) => {
+      if (refused || stream.sizeExceeded) return;
+      bytes += chunk.length;
+      chunks.push(chunk);
+      if (!relay.reserveBytes(chunk.length)) refused = REPLIES.overloaded;
+    });
+    stream.once('end', () => {
+      const finish = (r: SmtpReply) => {
+        relay.releaseBytes(bytes);
+        chunks.length = 0;
+        s.inTransaction = false;
+        if (r.code < 300) cb(null, `${r.enhanced} ${r.text}`);
+        else cb(smtpError(r));
+        if (this.draining) setImmediate(() => this.closeSession(session));
+      };
+      // smtp-server answers an oversized message with 552 5.3.4 itself
+      if (stream.sizeExceeded) return finish(REPLIES.internal);
+      if (refused) return finish(refused);
+      if (!account) return finish(REPLIES.authRequired);
+      const env = session.envelope;
+      const mailFrom = env.mailFrom ? env.mailFrom : undefined;
+      const args = (mailFrom && (mailFrom.args as Record<string, string> | false)) || {};
+      const envelope = {
+        from: mailFrom ? mailFrom.address : '',
+        to: env.rcptTo.map((r) => r.address),
+        size: bytes,
+        smtputf8: 'SMTPUTF8' in args,
+        body8bit: String(args.BODY ?? '').toUpperCase() === '8BITMIME',
+      };
+      relay.send(account, envelope, chunks, newTransactionId()).then(finish, () => finish(REPLIES.internal));
+    });
+  }
+
+  private async start(hp: HostPort, implicitTls: boolean): Promise<void> {
+    const server = new SMTPServer(this.serverOptions(hp, implicitTls));
+    server.on('error', (err) => this.opts.log.warn({ err: String(err) }, 'smtp connection error'));
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.listen(hp.port, hp.host, () => {
+        server.server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.server.address();
+    const bound = typeof addr === 'object' && addr ? { host: hp.host, port: addr.port } : hp;
+    this.servers.push(server);
+    this.addresses.push({ address: bound, tls: implicitTls });
+    this.opts.log.info({ listen: formatHostPort(bound), tls: implicitTls }, 'smtp listening');
+  }
+
+  private closeSession(session: SMTPServerSession): void {
+    for (const server of this.servers) {
+      for (const conn of server.connections) {
+        if ((conn as any).id === session.id) (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
+      }
+    }
+  }
+
+  /**
+   * Stop accepting; close idle client connections with `421 4.3.2`; connections inside a
+   * transaction get their reply first, then the 421. Resolves when every listener has closed.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const server of this.servers) {
+      for (const conn of server.connections) {
+        const st = ((conn as any).session as Session | undefined)?.xo;
+        if (!st?.inTransaction) (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
+      }
+    }
+    await Promise.all(closing);
+  }
+
+  get connectionCount(): number {
+    let n = 0;
+    for (const s of this.servers) n += s.connections.size;
+    return n;
+  }
+}
