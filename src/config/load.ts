@@ -1,0 +1,320 @@
+// Build a validated, deep-frozen Config snapshot from a file or an in-memory object. Every section
+// is checked even when another one fails, and all problems are thrown together in one ConfigError.
+
+import path from 'node:path';
+import { accountEntries, validateAccountList, type LocatedAccount } from './accounts.js';
+import { ConfigError, describeValue, formatPath, type ConfigIssue } from './errors.js';
+import { DocumentError, displayPath, readDocument, readPem, resolvePath } from './files.js';
+import { deepFreeze } from './freeze.js';
+import { interpolateEnv, unsetWarning } from './interpolate.js';
+import {
+  BUILTIN_PROVIDERS,
+  BUILTIN_PROVIDER_NAMES,
+  PROVIDER_DEFAULTS,
+  isBuiltinProvider,
+} from './providers.js';
+import {
+  TOP_LEVEL_KEYS,
+  accountsFileSchema,
+  httpSchema,
+  logSchema,
+  metricsSchema,
+  oauthSchema,
+  parseWith,
+  providerSchema,
+  shutdownTimeoutSchema,
+  smtpSchema,
+  stateSchema,
+  unknownKeyMessage,
+  type ProviderInput,
+} from './schema.js';
+import type { Config, ProviderConfig } from './types.js';
+import { isLoopback, formatHostPort } from '../util/net.js';
+
+export { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
+export {
+  validateAccount,
+  loadAccountsFile,
+  readAccountsFile,
+  type AccountValidation,
+  type ProviderNames,
+} from './accounts.js';
+export { summarizeConfig } from './summary.js';
+export { BUILTIN_PROVIDERS } from './providers.js';
+
+export interface LoadResult {
+  config: Config;
+  warnings: string[];
+}
+
+export interface ParseOptions {
+  /** relative paths in the config resolve against this directory */
+  baseDir: string;
+  env?: NodeJS.ProcessEnv;
+  /** the file the object came from (becomes `config.file`) */
+  file?: string;
+}
+
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadResult> {
+  const abs = path.resolve(file);
+  let raw: unknown;
+  try {
+    raw = await readDocument(abs);
+  } catch (err) {
+    if (err instanceof DocumentError) throw new ConfigError([{ path: file, message: err.message }]);
+    throw err;
+  }
+  return parseConfig(raw, { baseDir: path.dirname(abs), env, file: abs });
+}
+
+const PROVIDER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; issues: ConfigIssue[] };
+
+export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<LoadResult> {
+  const env = opts.env ?? process.env;
+  const baseDir = path.resolve(opts.baseDir);
+  const issues: ConfigIssue[] = [];
+  const warnings: string[] = [];
+  const issue = (p: string, message: string) => issues.push({ path: p, message });
+  const take = <T>(r: Parsed<T>): T | undefined => {
+    if (r.ok) return r.value;
+    issues.push(...r.issues);
+    return undefined;
+  };
+
+  const interpolated = interpolateEnv(raw, env);
+  warnings.push(...interpolated.unset.map(unsetWarning));
+  const doc = interpolated.value ?? {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError(
+      [{ path: '(top level)', message: `expected a mapping of settings, got ${describeValue(doc)}` }],
+      warnings,
+    );
+  }
+  const top = doc as Record<string, unknown>;
+  for (const key of Object.keys(top)) {
+    if (!(TOP_LEVEL_KEYS as readonly string[]).includes(key))
+      issue(formatPath([key]), unknownKeyMessage(key, TOP_LEVEL_KEYS));
+  }
+
+  const smtp = take(parseWith(smtpSchema, top.smtp, ['smtp']));
+  const http = take(parseWith(httpSchema, top.http, ['http']));
+  const state = take(parseWith(stateSchema, top.state, ['state']));
+  const oauth = take(parseWith(oauthSchema, top.oauth, ['oauth']));
+  const log = take(parseWith(logSchema, top.log, ['log']));
+  const metrics = take(parseWith(metricsSchema, top.metrics, ['metrics']));
+  const shutdownTimeoutMs = take(parseWith(shutdownTimeoutSchema, top.shutdownTimeout, ['shutdownTimeout']));
+  const accountsFileRel = take(parseWith(accountsFileSchema, top.accountsFile, ['accountsFile']));
+
+  const { providers, caFiles, knownNames } = resolveProviders(top.providers, issues, warnings);
+
+  // Accounts: inline first, then the file; duplicates are reported where they occur second.
+  const seen = new Map<string, string>();
+  const located: LocatedAccount[] = [];
+  const addAccounts = (entries: unknown[], where: (i: number) => string) => {
+    const r = validateAccountList(entries, knownNames, where, seen);
+    located.push(...r.accounts);
+    issues.push(...r.issues);
+    warnings.push(...r.warnings);
+  };
+  if (top.accounts !== undefined && top.accounts !== null) {
+    if (Array.isArray(top.accounts)) addAccounts(top.accounts, (i) => `accounts[${i}]`);
+    else issue('accounts', `expected a list of accounts, got ${describeValue(top.accounts)}`);
+  }
+  let accountsFile: string | undefined;
+  if (accountsFileRel !== undefined) {
+    accountsFile = resolvePath(baseDir, accountsFileRel);
+    const label = displayPath(baseDir, accountsFile);
+    try {
+      const fileDoc = await readDocument(accountsFile);
+      const { entries } = accountEntries(fileDoc, label);
+      const fileInterp = interpolateEnv(entries, env, ['accounts']);
+      warnings.push(...fileInterp.unset.map((u) => `${label}: ${unsetWarning(u)}`));
+      addAccounts(fileInterp.value as unknown[], (i) => `${label}: accounts[${i}]`);
+    } catch (err) {
+      if (err instanceof DocumentError) issue('accountsFile', err.message);
+      else if (err instanceof ConfigError) issues.push(...err.issues);
+      else throw err;
+    }
+  }
+
+  // Files referenced by the config are read now so a bad path fails `check`, not the first TLS client.
+  let tls: Config['smtp']['tls'];
+  if (smtp?.tls) {
+    const certPath = resolvePath(baseDir, smtp.tls.cert);
+    const keyPath = resolvePath(baseDir, smtp.tls.key);
+    const [cert, key] = await Promise.all([readPem(certPath, 'certificate'), readPem(keyPath, 'key')]);
+    if ('error' in cert) issue('smtp.tls.cert', cert.error);
+    if ('error' in key) issue('smtp.tls.key', key.error);
+    if ('pem' in cert && 'pem' in key) tls = { cert: cert.pem, key: key.pem, certPath, keyPath };
+  }
+  await Promise.all(
+    caFiles.map(async ({ name, file }) => {
+      const r = await readPem(resolvePath(baseDir, file), 'CA');
+      if ('error' in r) issue(`${formatPath(['providers', name, 'smtp', 'ca'])}`, r.error);
+      else providers[name]!.smtp.ca = r.pem;
+    }),
+  );
+
+  if (smtp) {
+    if (!smtp.tls) {
+      if (smtp.tlsListen.length)
+        issue('smtp.tlsListen', 'implicit-TLS listeners need smtp.tls (cert and key)');
+      if (smtp.requireTls === true)
+        issue('smtp.requireTls', 'true needs smtp.tls (cert and key), or AUTH is never possible');
+      if (smtp.requireTls === undefined) {
+        smtp.listen.forEach((hp, i) => {
+          if (!isLoopback(hp.host)) {
+            warnings.push(
+              `smtp.listen[${i}]: ${formatHostPort(hp)} is not loopback and smtp.tls is not set: ` +
+                'AUTH is refused there (set smtp.tls, or requireTls: false to allow passwords in clear text)',
+            );
+          }
+        });
+      }
+    }
+    if (smtp.maxInflightBytes < smtp.maxMessageSize) {
+      issue(
+        'smtp.maxInflightBytes',
+        `must be at least smtp.maxMessageSize (${smtp.maxMessageSize}), or a message of the maximum size is never accepted`,
+      );
+    }
+  }
+
+  if (issues.length) throw new ConfigError(issues, warnings);
+  // Every section parsed (issues would have thrown), so the values below are defined.
+  const config: Config = {
+    ...(opts.file !== undefined ? { file: path.resolve(opts.file) } : {}),
+    smtp: {
+      listen: smtp!.listen,
+      tlsListen: smtp!.tlsListen,
+      ...(tls ? { tls } : {}),
+      ...(smtp!.requireTls !== undefined ? { requireTls: smtp!.requireTls } : {}),
+      hostname: smtp!.hostname!.trim(),
+      maxClients: smtp!.maxClients,
+      maxMessageSize: smtp!.maxMessageSize,
+      maxRecipients: smtp!.maxRecipients,
+      idleTimeoutMs: smtp!.idleTimeout,
+      trustedNetworks: smtp!.trustedNetworks,
+      maxInflightMessages: smtp!.maxInflightMessages,
+      maxInflightBytes: smtp!.maxInflightBytes,
+    },
+    http: {
+      ...(http!.listen ? { listen: http!.listen } : {}),
+      ...(http!.adminToken !== undefined ? { adminToken: http!.adminToken } : {}),
+    },
+    state: {
+      dir: resolvePath(baseDir, state!.dir!),
+      ...(state!.secretKey !== undefined ? { secretKey: state!.secretKey } : {}),
+    },
+    shutdownTimeoutMs: shutdownTimeoutMs!,
+    oauth: {
+      refreshAheadMs: oauth!.refreshAhead,
+      requestTimeoutMs: oauth!.requestTimeout,
+      warmupConcurrency: oauth!.warmupConcurrency,
+    },
+    log: { level: log!.level, messages: log!.messages },
+    metrics: { perAccount: metrics!.perAccount },
+    providers,
+    ...(accountsFile !== undefined ? { accountsFile } : {}),
+    accounts: located.map((l) => l.account),
+  };
+  return { config: deepFreeze(config), warnings };
+}
+
+/**
+ * Built-ins plus the `providers:` section. On errors, the names of bad providers still count as
+ * known, so accounts naming them are not also reported as "unknown provider".
+ */
+function resolveProviders(
+  raw: unknown,
+  issues: ConfigIssue[],
+  warnings: string[],
+): {
+  providers: Record<string, ProviderConfig>;
+  caFiles: { name: string; file: string }[];
+  knownNames: string[];
+} {
+  const providers: Record<string, ProviderConfig> = {};
+  for (const name of BUILTIN_PROVIDER_NAMES)
+    providers[name] = structuredClone(BUILTIN_PROVIDERS[name as 'google']);
+  const knownNames = [...BUILTIN_PROVIDER_NAMES];
+  const caFiles: { name: string; file: string }[] = [];
+  if (raw === undefined || raw === null) return { providers, caFiles, knownNames };
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    issues.push({
+      path: 'providers',
+      message: `expected a mapping of provider names, got ${describeValue(raw)}`,
+    });
+    return { providers, caFiles, knownNames };
+  }
+  for (const [name, entry] of Object.entries(raw)) {
+    const at = ['providers', name];
+    if (!knownNames.includes(name)) knownNames.push(name);
+    if (!PROVIDER_NAME.test(name)) {
+      issues.push({
+        path: formatPath(at),
+        message: 'provider names use letters, digits, ".", "_" and "-" only',
+      });
+      continue;
+    }
+    const parsed = parseWith(providerSchema, entry, at);
+    if (!parsed.ok) {
+      issues.push(...parsed.issues);
+      continue;
+    }
+    const merged = mergeProvider(name, parsed.value, issues);
+    if (!merged) continue;
+    providers[name] = merged;
+    if (parsed.value.smtp?.ca) caFiles.push({ name, file: parsed.value.smtp.ca });
+    if (merged.smtp.security === 'none' && !isLoopback(merged.smtp.host)) {
+      warnings.push(
+        `${formatPath([...at, 'smtp', 'security'])}: "none" sends access tokens unencrypted to ${merged.smtp.host}`,
+      );
+    }
+  }
+  return { providers, caFiles, knownNames };
+}
+
+function mergeProvider(name: string, p: ProviderInput, issues: ConfigIssue[]): ProviderConfig | undefined {
+  const base = isBuiltinProvider(name) ? BUILTIN_PROVIDERS[name] : undefined;
+  const smtp: Partial<NonNullable<ProviderInput['smtp']>> = p.smtp ?? {};
+  if (!base) {
+    const need = (value: unknown, rel: string[], what: string) => {
+      if (value === undefined) {
+        issues.push({
+          path: formatPath(['providers', name, ...rel]),
+          message: `required: ${what} (only the built-in providers ${BUILTIN_PROVIDER_NAMES.join(', ')} have defaults)`,
+        });
+      }
+    };
+    need(p.tokenUrl, ['tokenUrl'], 'the OAuth2 token endpoint URL');
+    need(smtp.host, ['smtp', 'host'], 'the upstream SMTP host');
+    need(smtp.port, ['smtp', 'port'], 'the upstream SMTP port');
+    if (p.tokenUrl === undefined || smtp.host === undefined || smtp.port === undefined) return undefined;
+  }
+  const D = PROVIDER_DEFAULTS;
+  return {
+    name,
+    tokenUrl: p.tokenUrl ?? base!.tokenUrl,
+    tenant: p.tenant ?? base?.tenant ?? D.tenant,
+    scope: p.scope ?? base?.scope ?? D.scope,
+    smtp: {
+      host: smtp.host ?? base!.smtp.host,
+      port: smtp.port ?? base!.smtp.port,
+      security: smtp.security ?? base?.smtp.security ?? D.security,
+      rejectUnauthorized: smtp.rejectUnauthorized ?? base?.smtp.rejectUnauthorized ?? D.rejectUnauthorized,
+    },
+    maxConnectionsPerAccount:
+      p.maxConnectionsPerAccount ?? base?.maxConnectionsPerAccount ?? D.maxConnectionsPerAccount,
+    maxMessagesPerConnection:
+      p.maxMessagesPerConnection ?? base?.maxMessagesPerConnection ?? D.maxMessagesPerConnection,
+    messagesPerMinute: p.messagesPerMinute ?? base?.messagesPerMinute ?? D.messagesPerMinute,
+    connectionIdleTimeoutMs:
+      p.connectionIdleTimeout ?? base?.connectionIdleTimeoutMs ?? D.connectionIdleTimeoutMs,
+    connectionMaxAgeMs: p.connectionMaxAge ?? base?.connectionMaxAgeMs ?? D.connectionMaxAgeMs,
+    acquireTimeoutMs: p.acquireTimeout ?? base?.acquireTimeoutMs ?? D.acquireTimeoutMs,
+    commandTimeoutMs: p.commandTimeout ?? base?.commandTimeoutMs ?? D.commandTimeoutMs,
+  };
+}

@@ -1,0 +1,57 @@
+// The one-screen summary printed by `check` (and usable at start-up).
+
+import { formatHostPort } from '../util/net.js';
+import { formatDuration } from './duration.js';
+import type { Config } from './types.js';
+
+export function summarizeConfig(config: Config, warnings: readonly string[] = []): string {
+  const lines: string[] = [];
+  const s = config.smtp;
+  if (config.file) lines.push(`config     ${config.file}`);
+  const plain = s.listen.map(formatHostPort).join(', ') || '(none)';
+  lines.push(`smtp       ${plain}${s.tls ? ' (STARTTLS)' : ''}`);
+  if (s.tlsListen.length) lines.push(`smtps      ${s.tlsListen.map(formatHostPort).join(', ')}`);
+  const requireTls =
+    s.requireTls === undefined ? 'on non-loopback listeners' : s.requireTls ? 'always' : 'never';
+  lines.push(
+    `           hostname ${s.hostname}; TLS for AUTH: ${requireTls}; ` +
+      `max ${s.maxClients} clients, ${s.maxMessageSize} bytes/message, ${s.maxRecipients} recipients; ` +
+      `idle ${formatDuration(s.idleTimeoutMs)}`,
+  );
+  lines.push(
+    `           in flight: ${s.maxInflightMessages} messages, ${s.maxInflightBytes} bytes; ` +
+      `trusted networks: ${s.trustedNetworks.join(', ') || 'none'}`,
+  );
+  lines.push(
+    `http       ${config.http.listen ? formatHostPort(config.http.listen) : 'disabled'}` +
+      ` (admin API ${config.http.adminToken ? 'enabled' : 'disabled'})`,
+  );
+  lines.push(
+    `state      ${config.state.dir} (secrets at rest ${config.state.secretKey ? 'encrypted' : 'NOT encrypted'})`,
+  );
+
+  const perProvider = new Map<string, number>();
+  for (const a of config.accounts) perProvider.set(a.provider, (perProvider.get(a.provider) ?? 0) + 1);
+  lines.push('providers');
+  const names = Object.keys(config.providers);
+  const width = Math.max(...names.map((n) => n.length));
+  for (const name of names) {
+    const p = config.providers[name]!;
+    const n = perProvider.get(name) ?? 0;
+    const rate = p.messagesPerMinute ? `${p.messagesPerMinute}/min` : 'unlimited';
+    lines.push(
+      `  ${name.padEnd(width)}  ${formatHostPort(p.smtp)} ${p.smtp.security}, ` +
+        `${p.maxConnectionsPerAccount} conn/account, ${rate}; ${n} account${n === 1 ? '' : 's'}`,
+    );
+  }
+  const fromFile = config.accountsFile ? ` (accounts file ${config.accountsFile})` : '';
+  lines.push(`accounts   ${config.accounts.length}${fromFile}`);
+  lines.push(`log        ${config.log.level}${config.log.messages ? ', one line per message' : ''}`);
+  if (warnings.length) {
+    lines.push(`warnings   ${warnings.length}`);
+    for (const w of warnings) lines.push(`  - ${w}`);
+  } else {
+    lines.push('warnings   none');
+  }
+  return lines.join('\n');
+}
