@@ -1,0 +1,274 @@
+import { randomBytes } from 'node:crypto';
+import { MAX_MESSAGE_IDS, type SimFaults, type SimStats } from './types.js';
+
+/** The refresh tokens the simulator accepts: `simrt.<email>.<tag>` (tag without dots). */
+export function simRefreshToken(email: string, tag = 'sim'): string {
+  if (!email.includes('@')) throw new Error(`simRefreshToken: "${email}" is not an email address`);
+  if (tag === '' || tag.includes('.'))
+    throw new Error(`simRefreshToken: tag "${tag}" must be non-empty and have no dots`);
+  return `simrt.${email}.${tag}`;
+}
+
+/** The user a refresh token belongs to (lower-cased), or undefined when it is not a sim token. */
+export function refreshTokenUser(token: string): string | undefined {
+  if (!token.startsWith('simrt.')) return undefined;
+  const lastDot = token.lastIndexOf('.');
+  if (lastDot <= 6 || lastDot === token.length - 1) return undefined;
+  const email = token.slice(6, lastDot);
+  const at = email.indexOf('@');
+  if (at <= 0 || at === email.length - 1 || /\s/.test(email)) return undefined;
+  return email.toLowerCase();
+}
+
+interface AccessToken {
+  /** lower-cased user; undefined = application token (client_credentials with a non-email client_id) */
+  user: string | undefined;
+  /** the refresh token it was issued from, so revoking that token kills it too */
+  from: string | undefined;
+  issuedAt: number;
+  expiresAt: number;
+}
+
+export type TokenCheck = 'ok' | 'unknown' | 'expired' | 'wrong-user';
+
+/** Counts authenticated connections per user, with the peak since the last reset. */
+class Counter {
+  readonly current = new Map<string, number>();
+  readonly peak = new Map<string, number>();
+  get(key: string): number {
+    return this.current.get(key) ?? 0;
+  }
+  inc(key: string): void {
+    const n = this.get(key) + 1;
+    this.current.set(key, n);
+    if (n > (this.peak.get(key) ?? 0)) this.peak.set(key, n);
+  }
+  dec(key: string): void {
+    const n = this.get(key) - 1;
+    if (n <= 0) this.current.delete(key);
+    else this.current.set(key, n);
+  }
+}
+
+/**
+ * A sliding 60 s window per user as a ring of the last `limit` accept times: the window is full
+ * exactly when the oldest of those is younger than 60 s. O(1) per message, `limit` numbers per user.
+ */
+class RateWindows {
+  private readonly rings = new Map<string, { times: Float64Array; head: number }>();
+  constructor(private readonly limit: number) {}
+  /** Record one message for `user` now; false (and nothing recorded) when the window is full. */
+  take(user: string, now: number): boolean {
+    if (this.limit <= 0) return true;
+    let ring = this.rings.get(user);
+    if (!ring) {
+      ring = { times: new Float64Array(this.limit).fill(-Infinity), head: 0 };
+      this.rings.set(user, ring);
+    }
+    if (now - ring.times[ring.head]! < 60_000) return false;
+    ring.times[ring.head] = now;
+    ring.head = (ring.head + 1) % this.limit;
+    return true;
+  }
+  clear(): void {
+    this.rings.clear();
+  }
+}
+
+function inc(map: Map<string, number>, key: string, by = 1): void {
+  map.set(key, (map.get(key) ?? 0) + by);
+}
+
+/** Everything the SMTP side and the HTTP side share: tokens, limits, faults and counters. */
+export class SimState {
+  faults: SimFaults;
+  /** each refresh returns a new refresh token and revokes the old one */
+  rotateRefresh = false;
+  private readonly accessTokens = new Map<string, AccessToken>();
+  private readonly revokedRefreshTokens = new Set<string>();
+  private readonly revokedUsers = new Set<string>();
+  readonly authConnections = new Counter();
+  private readonly rate: RateWindows;
+  private sweepTimer: NodeJS.Timeout;
+
+  // counters (reset() clears them)
+  messages = 0;
+  bytes = 0;
+  perUser = new Map<string, number>();
+  messageIds: string[] = [];
+  messageIdsDropped = 0;
+  messagesWithoutId = 0;
+  tokenRequests = 0;
+  tokenRequestsPerUser = new Map<string, number>();
+  tokenErrors = 0;
+  authSuccesses = 0;
+  authFailures = 0;
+  connectionsOpen = 0;
+  connectionsTotal = 0;
+  connectionLimitRejections = 0;
+  rateLimitRejections = 0;
+  fail4xx = 0;
+  fail5xx = 0;
+  drops = 0;
+  rcptAccepted = 0;
+  rcptRejected = 0;
+  rcptTempfailed = 0;
+
+  constructor(
+    faults: SimFaults,
+    readonly tokenLifetimeSec: number,
+    readonly maxConnectionsPerUser: number,
+    messagesPerMinutePerUser: number,
+  ) {
+    this.faults = faults;
+    this.rate = new RateWindows(messagesPerMinutePerUser);
+    // Expired tokens are dead weight; sweeping once a minute keeps long benchmarks flat in memory.
+    this.sweepTimer = setInterval(() => this.sweep(), 60_000);
+    this.sweepTimer.unref();
+  }
+
+  dispose(): void {
+    clearInterval(this.sweepTimer);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [tok, rec] of this.accessTokens) if (rec.expiresAt <= now) this.accessTokens.delete(tok);
+  }
+
+  issueAccessToken(user: string | undefined, from: string | undefined): string {
+    const token = 'simat.' + randomBytes(24).toString('base64url');
+    const now = Date.now();
+    this.accessTokens.set(token, {
+      user,
+      from,
+      issuedAt: now,
+      expiresAt: now + this.tokenLifetimeSec * 1000,
+    });
+    return token;
+  }
+
+  /** Rotation: a fresh refresh token for the same user; the old one stops working at once. */
+  rotateRefreshToken(old: string, user: string): string {
+    this.revokedRefreshTokens.add(old);
+    return simRefreshToken(user, randomBytes(12).toString('base64url'));
+  }
+
+  refreshTokenValid(token: string): string | undefined {
+    const user = refreshTokenUser(token);
+    if (!user || this.revokedRefreshTokens.has(token) || this.revokedUsers.has(user)) return undefined;
+    return user;
+  }
+
+  userRevoked(user: string): boolean {
+    return this.revokedUsers.has(user.toLowerCase());
+  }
+
+  /** Does `token` authorize `user` (case-insensitive) right now? */
+  checkAccessToken(token: string, user: string): TokenCheck {
+    const rec = this.accessTokens.get(token);
+    if (!rec) return 'unknown';
+    const lower = user.toLowerCase();
+    if (rec.user !== undefined && rec.user !== lower) return 'wrong-user';
+    // An application token (client_credentials) serves any user whose grant has not been withdrawn.
+    if (rec.user === undefined && this.revokedUsers.has(lower)) return 'unknown';
+    const now = Date.now();
+    const early =
+      this.faults.expireEarlySec > 0 ? rec.issuedAt + this.faults.expireEarlySec * 1000 : Infinity;
+    if (now >= Math.min(rec.expiresAt, early)) return 'expired';
+    return 'ok';
+  }
+
+  revoke(refreshTokenOrEmail: string): void {
+    const user = refreshTokenUser(refreshTokenOrEmail);
+    if (user) {
+      this.revokedRefreshTokens.add(refreshTokenOrEmail);
+      for (const [tok, rec] of this.accessTokens)
+        if (rec.from === refreshTokenOrEmail) this.accessTokens.delete(tok);
+      return;
+    }
+    const email = refreshTokenOrEmail.trim().toLowerCase();
+    if (!email.includes('@'))
+      throw new Error(`revoke: "${refreshTokenOrEmail}" is neither a simrt. refresh token nor an email`);
+    this.revokedUsers.add(email);
+    for (const [tok, rec] of this.accessTokens) if (rec.user === email) this.accessTokens.delete(tok);
+  }
+
+  countTokenRequest(user: string | undefined): void {
+    this.tokenRequests++;
+    if (user) inc(this.tokenRequestsPerUser, user);
+  }
+
+  /** Admission of an authenticated connection for `user`; false when over maxConnectionsPerUser. */
+  admitConnection(user: string): boolean {
+    if (this.maxConnectionsPerUser > 0 && this.authConnections.get(user) >= this.maxConnectionsPerUser) {
+      this.connectionLimitRejections++;
+      return false;
+    }
+    this.authConnections.inc(user);
+    return true;
+  }
+
+  /** A MAIL FROM for `user`; false when over messagesPerMinutePerUser. */
+  admitMessage(user: string): boolean {
+    if (this.rate.take(user, Date.now())) return true;
+    this.rateLimitRejections++;
+    return false;
+  }
+
+  storeMessage(user: string, messageId: string | undefined, bytes: number): void {
+    this.messages++;
+    this.bytes += bytes;
+    inc(this.perUser, user);
+    if (messageId === undefined) this.messagesWithoutId++;
+    else if (this.messageIds.length < MAX_MESSAGE_IDS) this.messageIds.push(messageId);
+    else this.messageIdsDropped++;
+  }
+
+  reset(): void {
+    this.messages = this.bytes = this.messagesWithoutId = this.messageIdsDropped = 0;
+    this.perUser = new Map();
+    this.messageIds = [];
+    this.tokenRequests = this.tokenErrors = 0;
+    this.tokenRequestsPerUser = new Map();
+    this.authSuccesses = this.authFailures = 0;
+    this.connectionsTotal = this.connectionsOpen;
+    this.connectionLimitRejections = this.rateLimitRejections = 0;
+    this.fail4xx = this.fail5xx = this.drops = 0;
+    this.rcptAccepted = this.rcptRejected = this.rcptTempfailed = 0;
+    // Peaks restart from what is open now, so they stay truthful about the connections still there.
+    this.authConnections.peak.clear();
+    for (const [u, n] of this.authConnections.current) this.authConnections.peak.set(u, n);
+    this.rate.clear();
+  }
+
+  stats(includeIds = true): SimStats {
+    return {
+      messages: this.messages,
+      bytes: this.bytes,
+      perUser: Object.fromEntries(this.perUser),
+      messageIds: includeIds ? this.messageIds.slice() : [],
+      messageIdsCapped: this.messageIds.length >= MAX_MESSAGE_IDS,
+      messageIdsDropped: this.messageIdsDropped,
+      messagesWithoutId: this.messagesWithoutId,
+      tokenRequests: this.tokenRequests,
+      tokenRequestsPerUser: Object.fromEntries(this.tokenRequestsPerUser),
+      tokenErrors: this.tokenErrors,
+      authSuccesses: this.authSuccesses,
+      authFailures: this.authFailures,
+      connections: {
+        open: this.connectionsOpen,
+        total: this.connectionsTotal,
+        openPerUser: Object.fromEntries(this.authConnections.current),
+        peakPerUser: Object.fromEntries(this.authConnections.peak),
+      },
+      limitRejections: { connections: this.connectionLimitRejections, rate: this.rateLimitRejections },
+      faults: { fail4xx: this.fail4xx, fail5xx: this.fail5xx, drops: this.drops },
+      recipients: {
+        accepted: this.rcptAccepted,
+        rejected: this.rcptRejected,
+        tempfailed: this.rcptTempfailed,
+      },
+    };
+  }
+}
