@@ -1,0 +1,160 @@
+// The OAuth2 refresh_token grant over HTTP (RFC 6749 section 6). One keep-alive undici Agent for all
+// token endpoints; every request is bounded by one overall timeout (connect + headers + body).
+// Error texts carry only status codes, OAuth error codes and socket error codes: never a token,
+// secret, or response body.
+import { Agent, request } from 'undici';
+
+export interface RefreshRequest {
+  /** `{tenant}` already substituted */
+  tokenUrl: string;
+  clientId: string;
+  clientSecret?: string;
+  refreshToken: string;
+  scope: string;
+}
+
+export interface RefreshResult {
+  accessToken: string;
+  /** seconds, from `expires_in` (3600 when the server omits it, as RFC 6749 allows) */
+  expiresInSec: number;
+  /** present when the server rotated the refresh token */
+  refreshToken?: string;
+}
+
+/**
+ * `permanent`: the grant itself is unusable (invalid_grant, invalid_client, unauthorized_client);
+ * retrying cannot help until an operator changes the credentials.
+ * `transient`: network, timeout, 5xx, 429, malformed response, other 4xx; retried with backoff.
+ */
+export type GrantErrorKind = 'permanent' | 'transient';
+
+export class TokenGrantError extends Error {
+  readonly code: 'TOKEN_GRANT_PERMANENT' | 'TOKEN_GRANT_TRANSIENT';
+  constructor(
+    readonly kind: GrantErrorKind,
+    /** short, secret-free reason, e.g. "HTTP 503", "timeout after 5000ms", "invalid_grant" */
+    readonly reason: string,
+    readonly status?: number,
+  ) {
+    super(reason);
+    this.name = 'TokenGrantError';
+    this.code = kind === 'permanent' ? 'TOKEN_GRANT_PERMANENT' : 'TOKEN_GRANT_TRANSIENT';
+  }
+}
+
+/** OAuth error codes that mean "these credentials will never work again as they are". */
+const PERMANENT_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client']);
+const MAX_BODY_BYTES = 64 * 1024;
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Keeps only a short, printable OAuth error code (servers' own texts may be long or odd). */
+function oauthErrorCode(v: unknown): string | undefined {
+  return typeof v === 'string' && /^[\w.-]{1,64}$/.test(v) ? v : undefined;
+}
+
+export class TokenClient {
+  private readonly agent: Agent;
+  private readonly timeoutMs: number;
+
+  constructor(opts: { timeoutMs: number }) {
+    this.timeoutMs = opts.timeoutMs;
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connect: { timeout: opts.timeoutMs },
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+  }
+
+  async refresh(req: RefreshRequest): Promise<RefreshResult> {
+    const form = new URLSearchParams({
+      grant_type: 'refresh_token',
+      client_id: req.clientId,
+      refresh_token: req.refreshToken,
+    });
+    if (req.scope) form.set('scope', req.scope);
+    if (req.clientSecret) form.set('client_secret', req.clientSecret);
+
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    let status: number;
+    let text: string;
+    try {
+      const res = await request(req.tokenUrl, {
+        method: 'POST',
+        dispatcher: this.agent,
+        signal,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: form.toString(),
+      });
+      status = res.statusCode;
+      text = await readCapped(res.body);
+    } catch (err) {
+      throw this.networkError(err, signal);
+    }
+
+    let json: Record<string, unknown> | undefined;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
+        json = parsed as Record<string, unknown>;
+    } catch {}
+
+    if (status < 200 || status >= 300) {
+      const error = oauthErrorCode(json?.error);
+      if ((status === 400 || status === 401) && error && PERMANENT_ERRORS.has(error)) {
+        throw new TokenGrantError('permanent', error, status);
+      }
+      throw new TokenGrantError('transient', error ? `HTTP ${status} ${error}` : `HTTP ${status}`, status);
+    }
+    if (!json) throw new TokenGrantError('transient', 'invalid JSON in token response', status);
+    const accessToken = json.access_token;
+    if (typeof accessToken !== 'string' || accessToken === '') {
+      throw new TokenGrantError('transient', 'token response has no access_token', status);
+    }
+    const rawExpires = typeof json.expires_in === 'string' ? Number(json.expires_in) : json.expires_in;
+    const expiresInSec =
+      rawExpires === undefined ? 3600 : typeof rawExpires === 'number' && rawExpires > 0 ? rawExpires : NaN;
+    if (!Number.isFinite(expiresInSec)) {
+      throw new TokenGrantError('transient', 'token response has an invalid expires_in', status);
+    }
+    const rotated = json.refresh_token;
+    return {
+      accessToken,
+      expiresInSec,
+      ...(typeof rotated === 'string' && rotated !== '' ? { refreshToken: rotated } : {}),
+    };
+  }
+
+  private networkError(err: unknown, signal: AbortSignal): TokenGrantError {
+    if (err instanceof TokenGrantError) return err;
+    const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
+    const code =
+      typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : '';
+    if (signal.aborted || TIMEOUT_CODES.has(code)) {
+      return new TokenGrantError('transient', `timeout after ${this.timeoutMs}ms`);
+    }
+    return new TokenGrantError('transient', code ? `network error ${code}` : 'network error');
+  }
+
+  /** aborts in-flight requests and closes kept-alive sockets */
+  close(): void {
+    this.agent.destroy().catch(() => undefined);
+  }
+}
+
+async function readCapped(
+  body: AsyncIterable<Buffer | string> & { destroy(err?: Error): unknown },
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    size += b.length;
+    if (size > MAX_BODY_BYTES) {
+      body.destroy();
+      throw new TokenGrantError('transient', 'token response too large');
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

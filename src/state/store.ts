@@ -1,0 +1,246 @@
+// The embedded state store (DESIGN "State"): cached access tokens, rotated refresh tokens and account
+// health in <dir>/state.db. Secrets are sealed with AES-256-GCM under a key derived once at open.
+//
+// better-sqlite3 is synchronous and runs on the event loop. That is acceptable here because writes
+// are tiny and rare (about one per account per token lifetime, i.e. per hour) and reads happen at
+// start-up and on reload, never on the per-message path.
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type { Logger } from '../util/log.js';
+import { DecryptError, SALT_LEN, deriveKey, fingerprint, open, seal } from './crypto.js';
+
+export interface StoredAccessToken {
+  token: string;
+  /** epoch ms */
+  expiresAt: number;
+}
+
+export interface StoredAccountState {
+  state: string;
+  lastError?: string;
+  /** epoch ms of the last state change */
+  updatedAt: number;
+}
+
+export interface StateStore {
+  /**
+   * `lineage` (optional): an opaque fingerprint of the credentials the token was issued for; when
+   * given, a token stored under another lineage reads as absent (credentials changed while down).
+   */
+  getAccessToken(email: string, lineage?: string): StoredAccessToken | undefined;
+  putAccessToken(email: string, token: string, expiresAt: number, lineage?: string): void;
+  /** forget a cached access token (rejected upstream, or the account's credentials changed) */
+  deleteAccessToken(email: string): void;
+  /**
+   * The latest rotated refresh token, only if its lineage started at `configuredRefreshToken`:
+   * an operator who configures a new refresh token is never overridden by a stale rotated one.
+   */
+  getRotatedRefreshToken(email: string, configuredRefreshToken: string): string | undefined;
+  putRotatedRefreshToken(email: string, configuredRefreshToken: string, newRefreshToken: string): void;
+  setAccountState(email: string, state: string, lastError?: string): void;
+  getAccountState(email: string): StoredAccountState | undefined;
+  deleteAccount(email: string): void;
+  close(): void;
+}
+
+export interface OpenStateStoreOptions {
+  dir: string;
+  /** the operator's secret (32+ characters); absent: a generated key in <dir>/secret.key */
+  secretKey?: string;
+  log: Logger;
+}
+
+const KEY_FILE = 'secret.key';
+const DB_FILE = 'state.db';
+const KEY_CHECK_PLAINTEXT = 'xoauth2-proxy key check';
+const SCHEMA_VERSION = 1;
+
+interface AccountRow {
+  access_token: Buffer | null;
+  access_expires_at: number | null;
+  access_origin: string | null;
+  refresh_token: Buffer | null;
+  refresh_origin: string | null;
+  state: string | null;
+  last_error: string | null;
+  state_updated_at: number | null;
+}
+
+function readOrCreateKeyFile(dir: string, log: Logger): string {
+  const file = path.join(dir, KEY_FILE);
+  const generated = randomBytes(32).toString('base64url');
+  let created = false;
+  try {
+    // 'wx': exclusive create, so two processes starting at once cannot overwrite each other's key
+    fs.writeFileSync(file, generated + '\n', { mode: 0o600, flag: 'wx' });
+    created = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  if (!created) {
+    const st = fs.statSync(file);
+    if ((st.mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
+  }
+  log.warn(
+    { keyFile: file },
+    created
+      ? 'state.secretKey is not set: generated a random key for secrets at rest; back it up with the state dir or set state.secretKey'
+      : 'state.secretKey is not set: using the generated key for secrets at rest',
+  );
+  const key = fs.readFileSync(file, 'utf8').trim();
+  if (!key) throw new Error(`${file} is empty; delete it to generate a new key or set state.secretKey`);
+  return key;
+}
+
+export function openStateStore(opts: OpenStateStoreOptions): StateStore {
+  const { dir, log } = opts;
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const secret = opts.secretKey ?? readOrCreateKeyFile(dir, log);
+  if (opts.secretKey !== undefined && opts.secretKey.length < 32) {
+    log.warn('state.secretKey is shorter than 32 characters; use a longer secret');
+  }
+
+  const dbPath = path.join(dir, DB_FILE);
+  const db = new Database(dbPath);
+  try {
+    fs.chmodSync(dbPath, 0o600);
+  } catch {}
+  db.pragma('journal_mode = WAL');
+  // FULL: a rotated refresh token must survive a power loss once we have started using it
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 2000');
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS accounts (
+      email TEXT PRIMARY KEY,
+      access_token BLOB,
+      access_expires_at INTEGER,
+      access_origin TEXT,
+      refresh_token BLOB,
+      refresh_origin TEXT,
+      state TEXT,
+      last_error TEXT,
+      state_updated_at INTEGER
+    );
+  `);
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+
+  const getMeta = db.prepare<[string], { value: Buffer }>('SELECT value FROM meta WHERE key = ?');
+  const putMeta = db.prepare<[string, Buffer]>(
+    'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+  );
+
+  let salt = getMeta.get('kdf_salt')?.value;
+  if (!salt) {
+    salt = randomBytes(SALT_LEN);
+    putMeta.run('kdf_salt', salt);
+  }
+  const key = deriveKey(secret, salt);
+
+  let warnedUndecryptable = false;
+  const warnUndecryptable = () => {
+    if (warnedUndecryptable) return;
+    warnedUndecryptable = true;
+    log.warn(
+      { stateDir: dir },
+      'stored secrets cannot be decrypted with the current key (state.secretKey changed?); they are ignored and tokens will be fetched again',
+    );
+  };
+
+  // Detect a changed key at open, then adopt the current key so the warning is not repeated forever.
+  const check = getMeta.get('key_check')?.value;
+  if (check) {
+    try {
+      open(key, check, 'key_check');
+    } catch {
+      warnUndecryptable();
+      putMeta.run('key_check', seal(key, KEY_CHECK_PLAINTEXT, 'key_check'));
+    }
+  } else {
+    putMeta.run('key_check', seal(key, KEY_CHECK_PLAINTEXT, 'key_check'));
+  }
+
+  const norm = (email: string) => email.toLowerCase();
+  const aad = (email: string, column: string) => `${email}\0${column}`;
+  const decrypt = (email: string, column: string, value: Buffer): string | undefined => {
+    try {
+      return open(key, value, aad(email, column));
+    } catch (err) {
+      if (!(err instanceof DecryptError)) throw err;
+      warnUndecryptable();
+      return undefined;
+    }
+  };
+
+  const getRow = db.prepare<[string], AccountRow>('SELECT * FROM accounts WHERE email = ?');
+  const putAccess = db.prepare<[string, Buffer, number, string | null]>(`
+    INSERT INTO accounts (email, access_token, access_expires_at, access_origin) VALUES (?, ?, ?, ?)
+    ON CONFLICT(email) DO UPDATE SET access_token = excluded.access_token,
+      access_expires_at = excluded.access_expires_at, access_origin = excluded.access_origin`);
+  const deleteAccess = db.prepare<[string]>(
+    'UPDATE accounts SET access_token = NULL, access_expires_at = NULL, access_origin = NULL WHERE email = ?',
+  );
+  const putRefresh = db.prepare<[string, Buffer, string]>(`
+    INSERT INTO accounts (email, refresh_token, refresh_origin) VALUES (?, ?, ?)
+    ON CONFLICT(email) DO UPDATE SET refresh_token = excluded.refresh_token, refresh_origin = excluded.refresh_origin`);
+  const putState = db.prepare<[string, string, string | null, number]>(`
+    INSERT INTO accounts (email, state, last_error, state_updated_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT(email) DO UPDATE SET state = excluded.state, last_error = excluded.last_error,
+      state_updated_at = excluded.state_updated_at`);
+  const deleteRow = db.prepare<[string]>('DELETE FROM accounts WHERE email = ?');
+
+  let closed = false;
+  return {
+    getAccessToken(email, lineage) {
+      const e = norm(email);
+      const row = getRow.get(e);
+      if (!row?.access_token || row.access_expires_at == null) return undefined;
+      if (lineage !== undefined && row.access_origin !== lineage) return undefined;
+      const token = decrypt(e, 'access_token', row.access_token);
+      return token === undefined ? undefined : { token, expiresAt: row.access_expires_at };
+    },
+    putAccessToken(email, token, expiresAt, lineage) {
+      const e = norm(email);
+      putAccess.run(e, seal(key, token, aad(e, 'access_token')), Math.floor(expiresAt), lineage ?? null);
+    },
+    deleteAccessToken(email) {
+      deleteAccess.run(norm(email));
+    },
+    getRotatedRefreshToken(email, configuredRefreshToken) {
+      const e = norm(email);
+      const row = getRow.get(e);
+      if (!row?.refresh_token || row.refresh_origin !== fingerprint(configuredRefreshToken)) return undefined;
+      return decrypt(e, 'refresh_token', row.refresh_token);
+    },
+    putRotatedRefreshToken(email, configuredRefreshToken, newRefreshToken) {
+      const e = norm(email);
+      putRefresh.run(
+        e,
+        seal(key, newRefreshToken, aad(e, 'refresh_token')),
+        fingerprint(configuredRefreshToken),
+      );
+    },
+    setAccountState(email, state, lastError) {
+      putState.run(norm(email), state, lastError ?? null, Date.now());
+    },
+    getAccountState(email) {
+      const row = getRow.get(norm(email));
+      if (!row?.state) return undefined;
+      return {
+        state: row.state,
+        ...(row.last_error != null ? { lastError: row.last_error } : {}),
+        updatedAt: row.state_updated_at ?? 0,
+      };
+    },
+    deleteAccount(email) {
+      deleteRow.run(norm(email));
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,111 @@
+// The HTTP grant: what is sent, and how answers map to errors.
+import { afterEach, describe, expect, it } from 'vitest';
+import { TokenClient, TokenGrantError } from '../../src/oauth/token-client.js';
+import { startTokenServer, type TokenServer } from './token-server.js';
+
+let srv: TokenServer | undefined;
+let client: TokenClient | undefined;
+afterEach(async () => {
+  client?.close();
+  await srv?.close();
+  srv = client = undefined;
+});
+
+const base = { clientId: 'cid', refreshToken: 'rt-secret', scope: 'scope-a scope-b' };
+
+async function grantError(p: Promise<unknown>): Promise<TokenGrantError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(TokenGrantError);
+  return err as TokenGrantError;
+}
+
+describe('TokenClient', () => {
+  it('posts the refresh_token grant form and parses the answer', async () => {
+    srv = await startTokenServer(() => ({
+      body: { access_token: 'at', expires_in: '120', refresh_token: 'rt-2' },
+    }));
+    client = new TokenClient({ timeoutMs: 2000 });
+    const r = await client.refresh({ tokenUrl: srv.url, ...base, clientSecret: 'shh' });
+    expect(r).toEqual({ accessToken: 'at', expiresInSec: 120, refreshToken: 'rt-2' });
+    const p = srv.requests[0]!.params;
+    expect(Object.fromEntries(p)).toEqual({
+      grant_type: 'refresh_token',
+      client_id: 'cid',
+      refresh_token: 'rt-secret',
+      scope: 'scope-a scope-b',
+      client_secret: 'shh',
+    });
+  });
+
+  it('omits client_secret and scope when not configured; defaults expires_in to 3600', async () => {
+    srv = await startTokenServer(() => ({ body: { access_token: 'at' } }));
+    client = new TokenClient({ timeoutMs: 2000 });
+    const r = await client.refresh({ tokenUrl: srv.url, ...base, scope: '' });
+    expect(r.expiresInSec).toBe(3600);
+    expect(r.refreshToken).toBeUndefined();
+    const p = srv.requests[0]!.params;
+    expect(p.has('client_secret')).toBe(false);
+    expect(p.has('scope')).toBe(false);
+  });
+
+  it('classifies invalid_grant / invalid_client / unauthorized_client as permanent', async () => {
+    for (const [status, error] of [
+      [400, 'invalid_grant'],
+      [401, 'invalid_client'],
+      [400, 'unauthorized_client'],
+    ] as const) {
+      srv = await startTokenServer(() => ({
+        status,
+        body: { error, error_description: 'Token has been revoked' },
+      }));
+      client = new TokenClient({ timeoutMs: 2000 });
+      const e = await grantError(client.refresh({ tokenUrl: srv.url, ...base }));
+      expect(e.kind).toBe('permanent');
+      expect(e.reason).toBe(error);
+      client.close();
+      await srv.close();
+    }
+  });
+
+  it('classifies 5xx, 429, other 4xx, bad JSON and missing access_token as transient', async () => {
+    const cases: [Parameters<typeof startTokenServer>[0], RegExp][] = [
+      [() => ({ status: 503, raw: '<html>down</html>' }), /^HTTP 503$/],
+      [() => ({ status: 429, body: { error: 'rate_limited' } }), /^HTTP 429 rate_limited$/],
+      [() => ({ status: 400, body: { error: 'invalid_request' } }), /^HTTP 400 invalid_request$/],
+      [() => ({ status: 200, raw: 'not json' }), /invalid JSON/],
+      [() => ({ status: 200, body: { token_type: 'Bearer' } }), /no access_token/],
+    ];
+    for (const [handler, reason] of cases) {
+      srv = await startTokenServer(handler);
+      client = new TokenClient({ timeoutMs: 2000 });
+      const e = await grantError(client.refresh({ tokenUrl: srv.url, ...base }));
+      expect(e.kind).toBe('transient');
+      expect(e.reason).toMatch(reason);
+      client.close();
+      await srv.close();
+    }
+  });
+
+  it('times out a hanging endpoint', async () => {
+    srv = await startTokenServer(() => ({ hang: true }));
+    client = new TokenClient({ timeoutMs: 200 });
+    const t0 = Date.now();
+    const e = await grantError(client.refresh({ tokenUrl: srv.url, ...base }));
+    expect(e.reason).toBe('timeout after 200ms');
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it('reports a refused connection as a network error', async () => {
+    srv = await startTokenServer();
+    const url = srv.url;
+    await srv.close();
+    srv = undefined;
+    client = new TokenClient({ timeoutMs: 2000 });
+    const e = await grantError(client.refresh({ tokenUrl: url, ...base }));
+    expect(e.kind).toBe('transient');
+    expect(e.reason).toBe('network error ECONNREFUSED');
+  });
+});

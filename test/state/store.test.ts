@@ -1,0 +1,132 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { openStateStore, type StateStore } from '../../src/state/store.js';
+import { silentLogger } from '../../src/util/log.js';
+
+const SECRET = 'a-secret-key-of-at-least-32-characters!!';
+const dirs: string[] = [];
+const stores: StateStore[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'xo2-state-'));
+  dirs.push(d);
+  return path.join(d, 'data');
+}
+
+/** a pino logger that keeps its lines */
+function captureLogger() {
+  const lines: any[] = [];
+  const log = pino({ level: 'debug' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+  return { log, lines };
+}
+
+/** secretKey null: no configured key (the generated key file is used) */
+function open(dir: string, secretKey: string | null = SECRET, log = silentLogger): StateStore {
+  const s = openStateStore({ dir, secretKey: secretKey ?? undefined, log });
+  stores.push(s);
+  return s;
+}
+
+function rawDbBytes(dir: string): Buffer {
+  return Buffer.concat(
+    ['state.db', 'state.db-wal']
+      .filter((f) => fs.existsSync(path.join(dir, f)))
+      .map((f) => fs.readFileSync(path.join(dir, f))),
+  );
+}
+
+describe('state store', () => {
+  it('stores access tokens, states and deletes accounts; creates the dir 0700', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    expect(s.getAccessToken('a@x.com')).toBeUndefined();
+    s.putAccessToken('A@x.com', 'tok-1', 1234);
+    expect(s.getAccessToken('a@x.com')).toEqual({ token: 'tok-1', expiresAt: 1234 });
+    s.setAccountState('a@x.com', 'needs_reauth', 'invalid_grant');
+    expect(s.getAccountState('a@x.com')).toMatchObject({ state: 'needs_reauth', lastError: 'invalid_grant' });
+    s.setAccountState('a@x.com', 'ok');
+    expect(s.getAccountState('a@x.com')?.lastError).toBeUndefined();
+    expect(s.getAccessToken('a@x.com')?.token).toBe('tok-1'); // state writes leave the token alone
+    s.deleteAccessToken('a@x.com');
+    expect(s.getAccessToken('a@x.com')).toBeUndefined();
+    s.deleteAccount('a@x.com');
+    expect(s.getAccountState('a@x.com')).toBeUndefined();
+  });
+
+  it('persists across reopen and keeps secrets encrypted at rest', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.putAccessToken('a@x.com', 'ya29.ACCESS-TOKEN-PLAINTEXT', 99);
+    s.putRotatedRefreshToken('a@x.com', 'configured-rt', '1//ROTATED-REFRESH-PLAINTEXT');
+    s.close();
+    const raw = rawDbBytes(dir);
+    expect(raw.length).toBeGreaterThan(0);
+    expect(raw.includes(Buffer.from('ACCESS-TOKEN-PLAINTEXT'))).toBe(false);
+    expect(raw.includes(Buffer.from('ROTATED-REFRESH-PLAINTEXT'))).toBe(false);
+    expect(raw.includes(Buffer.from('configured-rt'))).toBe(false);
+    const s2 = open(dir);
+    expect(s2.getAccessToken('a@x.com')?.token).toBe('ya29.ACCESS-TOKEN-PLAINTEXT');
+    expect(s2.getRotatedRefreshToken('a@x.com', 'configured-rt')).toBe('1//ROTATED-REFRESH-PLAINTEXT');
+  });
+
+  it('reads an access token stored under another credential lineage as absent', () => {
+    const s = open(tmpDir());
+    s.putAccessToken('a@x.com', 'tok', 5, 'lineage-1');
+    expect(s.getAccessToken('a@x.com', 'lineage-1')?.token).toBe('tok');
+    expect(s.getAccessToken('a@x.com', 'lineage-2')).toBeUndefined();
+    expect(s.getAccessToken('a@x.com')?.token).toBe('tok');
+  });
+
+  it('returns a rotated refresh token only for the lineage of the configured one', () => {
+    const s = open(tmpDir());
+    s.putRotatedRefreshToken('a@x.com', 'rt-1', 'rt-2');
+    s.putRotatedRefreshToken('a@x.com', 'rt-1', 'rt-3'); // second rotation, same lineage
+    expect(s.getRotatedRefreshToken('a@x.com', 'rt-1')).toBe('rt-3');
+    // the operator configured a new refresh token: the stale rotation does not override it
+    expect(s.getRotatedRefreshToken('a@x.com', 'rt-new')).toBeUndefined();
+    expect(s.getRotatedRefreshToken('b@x.com', 'rt-1')).toBeUndefined();
+  });
+
+  it('without secretKey: generates secret.key 0600, warns without the key, and reuses it', () => {
+    const dir = tmpDir();
+    const { log, lines } = captureLogger();
+    const s = open(dir, null, log);
+    const keyFile = path.join(dir, 'secret.key');
+    expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
+    const key = fs.readFileSync(keyFile, 'utf8').trim();
+    expect(key.length).toBeGreaterThanOrEqual(32);
+    expect(lines.some((l) => l.level === 40 && /secretKey is not set/.test(l.msg))).toBe(true);
+    expect(JSON.stringify(lines)).not.toContain(key);
+    s.putAccessToken('a@x.com', 'tok', 5);
+    s.close();
+    const s2 = open(dir, null, log);
+    expect(fs.readFileSync(keyFile, 'utf8').trim()).toBe(key);
+    expect(s2.getAccessToken('a@x.com')?.token).toBe('tok');
+  });
+
+  it('a wrong key does not crash: rows read as absent, one warning', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.putAccessToken('a@x.com', 'tok-a', 5);
+    s.putAccessToken('b@x.com', 'tok-b', 5);
+    s.putRotatedRefreshToken('a@x.com', 'rt-1', 'rt-2');
+    s.close();
+    const { log, lines } = captureLogger();
+    const s2 = open(dir, 'another-secret-key-of-32-characters-or-more', log);
+    expect(s2.getAccessToken('a@x.com')).toBeUndefined();
+    expect(s2.getAccessToken('b@x.com')).toBeUndefined();
+    expect(s2.getRotatedRefreshToken('a@x.com', 'rt-1')).toBeUndefined();
+    expect(lines.filter((l) => /cannot be decrypted/.test(l.msg))).toHaveLength(1);
+    // new writes under the new key work
+    s2.putAccessToken('a@x.com', 'tok-new', 6);
+    expect(s2.getAccessToken('a@x.com')?.token).toBe('tok-new');
+  });
+});
