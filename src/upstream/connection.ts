@@ -1,0 +1,461 @@
+// One upstream SMTP connection: connect (+TLS), EHLO, STARTTLS, AUTH XOAUTH2, then pipelined
+// transactions. Replies are matched to requests FIFO; a request is "N replies expected" so a
+// pipelined MAIL+RCPT*+DATA costs one write and one promise. Socket close/error kill the connection
+// at once (no health-check round trips, DESIGN principle 2); the pool learns of it through onClose.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { UpstreamSmtpConfig } from '../config/types.js';
+import { formatReply, type SmtpReply } from '../util/reply.js';
+import { ReplyParser } from './reply-parser.js';
+import { writeDotStuffed } from './dot-stuff.js';
+import type { DeliveryResult, Envelope } from './types.js';
+
+export interface ConnectionOptions {
+  smtp: UpstreamSmtpConfig;
+  ehloName: string;
+  localAddress?: string;
+  commandTimeoutMs: number;
+}
+
+export interface Capabilities {
+  pipelining: boolean;
+  /** advertised SIZE limit; 0 = none advertised or no limit */
+  size: number;
+  sizeAdvertised: boolean;
+  eightBitMime: boolean;
+  smtputf8: boolean;
+  starttls: boolean;
+  auth: string[];
+}
+
+export type AuthOutcome =
+  | { kind: 'ok' }
+  /** 535 (directly or after the 334 JSON challenge): the access token was not accepted */
+  | { kind: 'token_rejected'; reply: SmtpReply }
+  /** 4xx: try later, not a token problem */
+  | { kind: 'temporary'; reply: SmtpReply }
+  /** any other refusal */
+  | { kind: 'failed'; reply: SmtpReply };
+
+/** The connection broke, timed out or got 421 before the upstream's final reply: nothing was accepted. */
+export class ConnectionLostError extends Error {
+  readonly code = 'UPSTREAM_CONNECTION_LOST';
+}
+
+/** Connection setup failed before AUTH (connect, DNS, TLS, greeting, EHLO, STARTTLS). */
+export class ConnectError extends Error {
+  readonly code = 'UPSTREAM_UNREACHABLE';
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+export type ConnectionState = 'connecting' | 'ready' | 'closing' | 'closed';
+/** Where the connection stands in its pool; owned and changed only by the pool. */
+export type PoolState = 'connecting' | 'idle' | 'busy' | 'closing' | 'gone';
+
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
+
+export class UpstreamConnection {
+  state: ConnectionState = 'connecting';
+  poolState: PoolState = 'connecting';
+  readonly createdAt = Date.now();
+  /** transactions started on this connection (counts toward maxMessagesPerConnection) */
+  messages = 0;
+  /** never reuse (421 seen, transaction aborted, protocol out of sync) */
+  retired = false;
+  caps: Capabilities = emptyCaps();
+  /** set by the pool */
+  onClose: (() => void) | null = null;
+  onIdleTimeout: (() => void) | null = null;
+
+  private socket!: net.Socket;
+  private readonly parser = new ReplyParser((r) => this.onReply(r));
+  private phase = 'connect';
+  private failure: Error | null = null;
+  private batch: SmtpReply[] | null = null;
+  private want = 0;
+  private resolveBatch: ((r: SmtpReply[]) => void) | null = null;
+  private rejectBatch: ((e: Error) => void) | null = null;
+  private closeWaiters: (() => void)[] = [];
+  private quitTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: ConnectionOptions) {}
+
+  get alive(): boolean {
+    return this.failure === null && this.state !== 'closed' && this.state !== 'closing';
+  }
+
+  /** TCP (+TLS) connect, greeting, EHLO, STARTTLS + EHLO. Throws ConnectError. */
+  async connect(): Promise<void> {
+    const { smtp, localAddress, commandTimeoutMs } = this.opts;
+    try {
+      const base = { host: smtp.host, port: smtp.port, localAddress };
+      const sock =
+        smtp.security === 'tls'
+          ? tls.connect({ ...base, ...this.tlsOptions() })
+          : net.connect(base as net.NetConnectOpts);
+      this.attach(sock);
+      sock.setNoDelay(true);
+      sock.setKeepAlive(true, 30_000);
+      sock.setTimeout(commandTimeoutMs);
+      sock.on('data', this.onData);
+      this.socket = sock;
+      const greeting = await this.expect('greeting');
+      if (greeting.code !== 220) throw new ConnectError(`greeting was ${oneLine(greeting)}`);
+      await this.ehlo();
+      if (smtp.security === 'starttls') {
+        if (!this.caps.starttls) throw new ConnectError('server does not offer STARTTLS');
+        this.phase = 'STARTTLS';
+        const [r] = await this.request('STARTTLS\r\n', 1);
+        if (r.code !== 220) throw new ConnectError(`STARTTLS refused: ${oneLine(r)}`);
+        // bytes after the 220 would be injected before TLS (CVE-2011-0411 style); refuse them
+        if (this.parser.pending) throw new ConnectError('server sent data after its STARTTLS reply');
+        this.upgrade();
+        await this.ehlo();
+      }
+      this.state = 'ready';
+    } catch (err) {
+      this.destroy();
+      throw err instanceof ConnectError ? err : new ConnectError(this.describe(err));
+    }
+  }
+
+  async authenticate(user: string, token: string): Promise<AuthOutcome> {
+    this.phase = 'AUTH';
+    const ir = Buffer.from(`user=${user}\x01auth=Bearer ${token}\x01\x01`).toString('base64');
+    let [r] = await this.request(`AUTH XOAUTH2 ${ir}\r\n`, 1);
+    // Google answers a bad token with 334 <base64 JSON>; the client sends an empty line, then gets 535
+    if (r.code === 334) [r] = await this.request('\r\n', 1);
+    if (r.code === 235) return { kind: 'ok' };
+    if (r.code === 535) return { kind: 'token_rejected', reply: r };
+    if (r.code === 421) this.retired = true;
+    if (r.code >= 400 && r.code < 500) return { kind: 'temporary', reply: r };
+    return { kind: 'failed', reply: r };
+  }
+
+  /**
+   * One transaction. Resolves with the upstream's verdict; throws ConnectionLostError when the
+   * connection broke, timed out or answered 421 before the final reply to the body.
+   */
+  async send(env: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
+    this.messages++;
+    this.phase = 'MAIL';
+    const caps = this.caps;
+    let mail = `MAIL FROM:<${env.from}>`;
+    if (caps.sizeAdvertised) mail += ` SIZE=${env.size}`;
+    if (env.body8bit && caps.eightBitMime) mail += ' BODY=8BITMIME';
+    if (env.smtputf8 && caps.smtputf8) mail += ' SMTPUTF8';
+    mail += '\r\n';
+    const to = env.to;
+    let failures: { rcpt: string; reply: SmtpReply }[] | null = null;
+    if (caps.pipelining) {
+      let cmd = mail;
+      for (let i = 0; i < to.length; i++) cmd += `RCPT TO:<${to[i]}>\r\n`;
+      cmd += 'DATA\r\n';
+      const rs = await this.request(cmd, to.length + 2);
+      for (let i = 0; i < rs.length; i++) if (rs[i].code === 421) this.lost(rs[i]);
+      const mailR = rs[0];
+      const dataR = rs[rs.length - 1];
+      for (let i = 0; i < to.length; i++) {
+        const r = rs[i + 1];
+        if (r.code >= 300) (failures ??= []).push({ rcpt: to[i], reply: r });
+      }
+      if (mailR.code >= 300 || failures) {
+        // the upstream must not get a body: abort DATA by dropping the connection without the dot
+        if (dataR.code === 354) this.abort();
+        else if (mailR.code < 300) await this.rset();
+        return mailR.code >= 300
+          ? { kind: 'rejected', reply: mailR, failedRecipients: [] }
+          : { kind: 'rejected', reply: combineFailures(failures!, to.length), failedRecipients: failures! };
+      }
+      if (dataR.code !== 354) {
+        await this.rset();
+        return { kind: 'rejected', reply: dataR, failedRecipients: [] };
+      }
+    } else {
+      const [mailR] = await this.request(mail, 1);
+      if (mailR.code === 421) this.lost(mailR);
+      if (mailR.code >= 300) return { kind: 'rejected', reply: mailR, failedRecipients: [] };
+      this.phase = 'RCPT';
+      for (let i = 0; i < to.length; i++) {
+        const [r] = await this.request(`RCPT TO:<${to[i]}>\r\n`, 1);
+        if (r.code === 421) this.lost(r);
+        if (r.code >= 300) (failures ??= []).push({ rcpt: to[i], reply: r });
+      }
+      if (failures) {
+        await this.rset();
+        return { kind: 'rejected', reply: combineFailures(failures, to.length), failedRecipients: failures };
+      }
+      this.phase = 'DATA';
+      const [dataR] = await this.request('DATA\r\n', 1);
+      if (dataR.code === 421) this.lost(dataR);
+      if (dataR.code !== 354) {
+        await this.rset();
+        return { kind: 'rejected', reply: dataR, failedRecipients: [] };
+      }
+    }
+    this.phase = 'end of data';
+    const sock = this.socket;
+    const done = this.request(null, 1);
+    // cork: the stuffed slices leave in one writev instead of one syscall each
+    sock.cork();
+    writeDotStuffed(sock, message);
+    sock.uncork();
+    const [fin] = await done;
+    if (fin.code < 300) return { kind: 'delivered', reply: fin };
+    if (fin.code === 421) this.retired = true;
+    return { kind: 'rejected', reply: fin, failedRecipients: [] };
+  }
+
+  /** Socket inactivity limit: commandTimeoutMs while busy, the idle limit while pooled (0 = none). */
+  setTimeout(ms: number): void {
+    if (this.state !== 'closed') this.socket.setTimeout(ms);
+  }
+
+  /** QUIT politely (or just close when the peer is going away); resolves once the socket closed. */
+  quit(): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.closeWaiters.push(resolve));
+    if (this.state === 'closing') return closed;
+    if (!this.alive || this.retired || this.batch) {
+      this.destroy();
+      return closed;
+    }
+    this.state = 'closing';
+    this.phase = 'QUIT';
+    this.socket.write('QUIT\r\n');
+    this.socket.end();
+    this.quitTimer = setTimeout(() => this.destroy(), this.opts.commandTimeoutMs);
+    this.quitTimer.unref();
+    return closed;
+  }
+
+  destroy(): void {
+    if (this.state === 'closed') return;
+    this.socket?.destroy();
+  }
+
+  // -- internals ---------------------------------------------------------------------------------
+
+  private tlsOptions(): tls.ConnectionOptions {
+    const { smtp } = this.opts;
+    return {
+      // SNI must not be an IP address (RFC 6066); Node still verifies the IP against the certificate
+      servername: net.isIP(smtp.host) ? undefined : smtp.host,
+      ca: smtp.ca,
+      rejectUnauthorized: smtp.rejectUnauthorized,
+    };
+  }
+
+  private upgrade(): void {
+    const raw = this.socket;
+    raw.removeListener('data', this.onData);
+    raw.setTimeout(0);
+    this.phase = 'TLS handshake';
+    const sec = tls.connect({ socket: raw, host: this.opts.smtp.host, ...this.tlsOptions() });
+    this.attach(sec);
+    sec.setTimeout(this.opts.commandTimeoutMs);
+    sec.on('data', this.onData);
+    // writes before secureConnect are queued by the TLS socket, so EHLO can follow at once
+    this.socket = sec;
+  }
+
+  private attach(sock: net.Socket | undefined): void {
+    if (!sock) return;
+    sock.on('error', this.onError);
+    sock.on('close', this.onSocketClose);
+    sock.on('timeout', this.onTimeout);
+  }
+
+  private async ehlo(): Promise<void> {
+    this.phase = 'EHLO';
+    const [r] = await this.request(`EHLO ${this.opts.ehloName}\r\n`, 1);
+    if (r.code !== 250) throw new ConnectError(`EHLO refused: ${oneLine(r)}`);
+    this.caps = parseCapabilities(r.text);
+  }
+
+  private async expect(phase: string): Promise<SmtpReply> {
+    this.phase = phase;
+    const [r] = await this.request(null, 1);
+    return r;
+  }
+
+  /** write `data` (if any) and resolve with the next `n` replies */
+  private request(data: string | null, n: number): Promise<SmtpReply[]> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.batch = [];
+      this.want = n;
+      this.resolveBatch = resolve;
+      this.rejectBatch = reject;
+      if (data !== null) this.socket.write(data);
+    });
+  }
+
+  private async rset(): Promise<void> {
+    try {
+      const [r] = await this.request('RSET\r\n', 1);
+      if (r.code !== 250) this.retired = true;
+    } catch {
+      // the verdict we already have stands; this connection is just not reusable
+      this.retired = true;
+    }
+  }
+
+  private lost(r: SmtpReply): never {
+    this.retired = true;
+    this.destroy();
+    throw new ConnectionLostError(`upstream closing the connection during ${this.phase}: ${oneLine(r)}`);
+  }
+
+  private abort(): void {
+    this.retired = true;
+    this.destroy();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    try {
+      this.parser.push(chunk);
+    } catch (err) {
+      this.fail(err as Error);
+      this.destroy();
+    }
+  };
+
+  private onReply(r: SmtpReply): void {
+    const batch = this.batch;
+    if (batch) {
+      batch.push(r);
+      if (batch.length >= this.want) {
+        const resolve = this.resolveBatch!;
+        this.batch = this.resolveBatch = this.rejectBatch = null;
+        resolve(batch);
+      }
+      return;
+    }
+    // unsolicited: 221 after QUIT is expected; 421 means the server is dropping us; anything else
+    // means the reply stream is out of step with our commands
+    if (this.state === 'closing') return;
+    this.retired = true;
+    if (r.code === 421) this.destroy();
+  }
+
+  private fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    const reject = this.rejectBatch;
+    if (reject) {
+      this.batch = this.resolveBatch = this.rejectBatch = null;
+      reject(this.failure);
+    }
+  }
+
+  private readonly onError = (err: Error): void => {
+    this.fail(
+      this.state === 'connecting' ? err : new ConnectionLostError(this.describe(err), { cause: err }),
+    );
+  };
+
+  private readonly onTimeout = (): void => {
+    if (this.batch || this.state === 'connecting') {
+      this.fail(new TimeoutError(`no reply within ${this.opts.commandTimeoutMs} ms (${this.phase})`));
+      this.destroy();
+    } else if (this.poolState === 'idle' && this.onIdleTimeout) {
+      this.onIdleTimeout();
+    }
+  };
+
+  private readonly onSocketClose = (): void => {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.socket?.destroy(); // the TLS socket or its raw parent may still be half-open
+    if (this.quitTimer) clearTimeout(this.quitTimer);
+    this.fail(new ConnectionLostError(`connection closed by upstream during ${this.phase}`));
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const w of waiters) w();
+    this.onClose?.();
+  };
+
+  private describe(err: unknown): string {
+    const e = err as NodeJS.ErrnoException;
+    const code = e?.code ?? '';
+    const { localAddress } = this.opts;
+    if (err instanceof TimeoutError) return `timed out: ${e.message}`;
+    if (err instanceof ConnectionLostError) return e.message;
+    if (code === 'ECONNREFUSED') return 'connection refused';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+      return `DNS lookup of ${this.opts.smtp.host} failed (${code})`;
+    if (localAddress && (code === 'EADDRNOTAVAIL' || code === 'EINVAL' || code === 'EADDRINUSE')) {
+      return `cannot use source address ${localAddress} (${code})`;
+    }
+    if (CERT_ERROR.test(code)) return `TLS certificate verification failed: ${e.message} (${code})`;
+    if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || this.phase === 'TLS handshake') {
+      return `TLS handshake failed: ${e.message}`;
+    }
+    return `${e?.message ?? String(err)} during ${this.phase}`;
+  }
+}
+
+class TimeoutError extends Error {}
+
+function emptyCaps(): Capabilities {
+  return {
+    pipelining: false,
+    size: 0,
+    sizeAdvertised: false,
+    eightBitMime: false,
+    smtputf8: false,
+    starttls: false,
+    auth: [],
+  };
+}
+
+export function parseCapabilities(ehloText: string): Capabilities {
+  const caps = emptyCaps();
+  const lines = ehloText.split('\n');
+  for (let i = 1; i < lines.length; i++) {
+    const words = lines[i].trim().split(/\s+/);
+    const kw = words[0].toUpperCase();
+    if (kw === 'PIPELINING') caps.pipelining = true;
+    else if (kw === '8BITMIME') caps.eightBitMime = true;
+    else if (kw === 'SMTPUTF8') caps.smtputf8 = true;
+    else if (kw === 'STARTTLS') caps.starttls = true;
+    else if (kw === 'SIZE') {
+      caps.sizeAdvertised = true;
+      caps.size = Number(words[1]) || 0;
+    } else if (kw === 'AUTH' || kw.startsWith('AUTH=')) {
+      for (const m of kw === 'AUTH' ? words.slice(1) : [kw.slice(5)]) caps.auth.push(m.toUpperCase());
+    }
+  }
+  return caps;
+}
+
+/**
+ * The verdict for refused recipients: 5xx only if every refusal was permanent. With several
+ * recipients the text names the refused ones (SPEC 3), so the client knows which to fix.
+ */
+export function combineFailures(failures: { rcpt: string; reply: SmtpReply }[], recipients = 1): SmtpReply {
+  if (failures.length === 1) {
+    const only = failures[0];
+    return recipients > 1 ? { ...only.reply, text: `<${only.rcpt}> ${only.reply.text}` } : only.reply;
+  }
+  const temporary = failures.filter((f) => f.reply.code < 500);
+  const decisive = temporary.length > 0 ? temporary : failures;
+  const cls = temporary.length > 0 ? 4 : 5;
+  const code = decisive.every((f) => f.reply.code === decisive[0].reply.code)
+    ? decisive[0].reply.code
+    : cls === 4
+      ? 451
+      : 550;
+  const enh = decisive[0].reply.enhanced;
+  const enhanced = enh && decisive.every((f) => f.reply.enhanced === enh) ? enh : `${cls}.0.0`;
+  const text =
+    `${failures.length} recipients refused: ` +
+    failures.map((f) => `<${f.rcpt}> ${oneLine(f.reply)}`).join('; ');
+  return { code, enhanced, text };
+}
+
+export function oneLine(r: SmtpReply): string {
+  return formatReply(r).replace(/\s*\n\s*/g, ' / ');
+}

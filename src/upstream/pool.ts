@@ -1,0 +1,422 @@
+// The connection pool of one account (DESIGN principle 4): an idle LIFO stack (warm connections stay
+// warm), a FIFO of waiters with deadlines, and counters. Acquire and release never scan: entries of
+// connections that died while idle, and waiters that timed out, are skipped lazily when reached.
+// Never more than maxConnections connections open, connecting or closing for the account.
+import type { Logger } from '../util/log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { SmtpError } from '../util/reply.js';
+import { ConnectError, UpstreamConnection, oneLine } from './connection.js';
+import { upstreamErrors } from './errors.js';
+import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
+
+export interface PoolDeps {
+  tokens: TokenSource;
+  log: Logger;
+  metrics: Metrics;
+}
+
+interface Waiter {
+  resolve: (c: UpstreamConnection | Promise<UpstreamConnection>) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+  settled: boolean;
+}
+
+/** Exact sliding window: the last `limit` accepted timestamps in a ring; O(1) per check. */
+export class RateWindow {
+  private readonly ring: Float64Array;
+  private next = 0;
+  constructor(readonly limit: number) {
+    this.ring = new Float64Array(limit).fill(-Infinity);
+  }
+  take(now: number): boolean {
+    // ring[next] is the oldest of the last `limit` accepted messages
+    if (now - this.ring[this.next] < 60_000) return false;
+    this.ring[this.next] = now;
+    this.next = this.next + 1 === this.limit ? 0 : this.next + 1;
+    return true;
+  }
+}
+
+export class AccountPool {
+  private readonly max: number;
+  private idle: UpstreamConnection[] = [];
+  private idleCount = 0;
+  private busyCount = 0;
+  private connectingCount = 0;
+  private closingCount = 0;
+  private waiters: (Waiter | undefined)[] = [];
+  private waitHead = 0;
+  private waitingCount = 0;
+  /** every connection this pool owns in any state, for a forced close */
+  private readonly all = new Set<UpstreamConnection>();
+  private draining = false;
+  private killed = false;
+  private drainedWaiters: (() => void)[] = [];
+  private rate: RateWindow | null;
+  private readonly log: Logger;
+  // prom-client children resolved once, so the hot path does no label lookups
+  private readonly idleGauge;
+  private readonly busyGauge;
+  private readonly connectOk;
+  private readonly connectError;
+  private readonly connectAuthFailed;
+  private readonly waitSeconds;
+  private readonly bytes;
+
+  constructor(
+    readonly account: UpstreamAccount,
+    /** the settings fingerprint; a changed fingerprint means a fresh pool */
+    readonly key: string,
+    private readonly deps: PoolDeps,
+  ) {
+    this.max = Math.max(1, account.maxConnections);
+    this.rate = account.messagesPerMinute > 0 ? new RateWindow(account.messagesPerMinute) : null;
+    this.log = deps.log.child({ account: account.email });
+    const m = deps.metrics;
+    const provider = account.providerName;
+    this.idleGauge = m.upstreamConnections.labels({ provider, state: 'idle' });
+    this.busyGauge = m.upstreamConnections.labels({ provider, state: 'busy' });
+    this.connectOk = m.upstreamConnectsTotal.labels({ provider, result: 'success' });
+    this.connectError = m.upstreamConnectsTotal.labels({ provider, result: 'error' });
+    this.connectAuthFailed = m.upstreamConnectsTotal.labels({ provider, result: 'auth_failed' });
+    this.waitSeconds = m.poolWaitSeconds.labels({ provider });
+    this.bytes = m.messageBytesTotal.labels({ provider });
+  }
+
+  stats(): PoolStats {
+    return {
+      idle: this.idleCount,
+      busy: this.busyCount,
+      connecting: this.connectingCount,
+      waiting: this.waitingCount,
+    };
+  }
+
+  /** keep the rate history across a settings change when the limit itself did not change */
+  inheritRate(old: AccountPool): void {
+    if (old.rate && this.rate && old.rate.limit === this.rate.limit) this.rate = old.rate;
+  }
+
+  async deliver(env: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
+    if (this.rate && !this.rate.take(Date.now())) {
+      throw upstreamErrors.rateLimited(this.account.email, this.account.messagesPerMinute);
+    }
+    let conn = await this.acquire(false);
+    let retried = false;
+    for (;;) {
+      const reused = conn.messages > 0;
+      let result: DeliveryResult;
+      try {
+        result = await conn.send(env, message);
+      } catch (err) {
+        // no final reply to the body: the upstream did not take the message
+        this.release(conn);
+        if (reused && !retried && !this.killed) {
+          retried = true;
+          this.log.info(
+            { reason: (err as Error).message },
+            'reused upstream connection failed; retrying once',
+          );
+          conn = await this.acquire(true);
+          continue;
+        }
+        this.log.warn({ reason: (err as Error).message }, 'upstream connection lost before the final reply');
+        throw upstreamErrors.connectionLost(err);
+      }
+      this.release(conn);
+      if (result.kind === 'delivered') {
+        let n = 0;
+        for (let i = 0; i < message.length; i++) n += message[i].length;
+        this.bytes.inc(n);
+      }
+      return result;
+    }
+  }
+
+  /** stop reusing: QUIT idle connections now, busy ones when their message finishes; waiters are still served */
+  drain(): void {
+    this.draining = true;
+    let c: UpstreamConnection | null;
+    while ((c = this.popIdle()) !== null) {
+      this.busyCount--;
+      this.busyGauge.dec();
+      this.closeConn(c);
+    }
+    this.checkDrained();
+  }
+
+  whenDrained(): Promise<void> {
+    if (this.isDrained()) return Promise.resolve();
+    return new Promise((resolve) => this.drainedWaiters.push(resolve));
+  }
+
+  /** drain deadline passed: fail the waiters, cut every connection */
+  forceClose(): void {
+    this.draining = true;
+    this.killed = true;
+    let w: Waiter | null;
+    while ((w = this.shiftWaiter()) !== null) w.reject(upstreamErrors.shuttingDown());
+    for (const c of this.all) c.destroy();
+    this.checkDrained();
+  }
+
+  // -- acquire / release --------------------------------------------------------------------------
+
+  private async acquire(fresh: boolean): Promise<UpstreamConnection> {
+    const started = performance.now();
+    try {
+      return await this.acquireNow(fresh);
+    } finally {
+      this.waitSeconds.observe((performance.now() - started) / 1000);
+    }
+  }
+
+  private acquireNow(fresh: boolean): Promise<UpstreamConnection> | UpstreamConnection {
+    if (this.killed) throw upstreamErrors.shuttingDown();
+    if (!fresh) {
+      const c = this.popIdle();
+      if (c) return c;
+    } else if (this.total() >= this.max) {
+      // a retry wants a new connection: give up an unproven idle one to free its slot
+      const c = this.popIdle();
+      if (c) {
+        this.busyCount--;
+        this.busyGauge.dec();
+        this.closeConn(c);
+      }
+    }
+    if (this.total() < this.max) return this.connectFor();
+    return this.enqueue();
+  }
+
+  /** LIFO pop, skipping entries whose connection died or aged out while idle; the result is busy */
+  private popIdle(): UpstreamConnection | null {
+    const stack = this.idle;
+    while (stack.length > 0) {
+      const c = stack.pop()!;
+      if (c.poolState !== 'idle') continue;
+      this.idleCount--;
+      this.idleGauge.dec();
+      this.toBusy(c);
+      if (!c.alive || c.retired || this.tooOld(c)) {
+        this.busyCount--;
+        this.busyGauge.dec();
+        this.closeConn(c);
+        continue;
+      }
+      return c;
+    }
+    return null;
+  }
+
+  private release(c: UpstreamConnection): void {
+    if (
+      !c.alive ||
+      c.retired ||
+      (this.account.maxMessagesPerConnection > 0 && c.messages >= this.account.maxMessagesPerConnection) ||
+      this.tooOld(c) ||
+      (this.draining && this.waitingCount === 0)
+    ) {
+      this.busyCount--;
+      this.busyGauge.dec();
+      this.closeConn(c);
+      return;
+    }
+    const w = this.shiftWaiter();
+    if (w) {
+      // hand over directly: the connection stays busy, FIFO order among waiters
+      w.resolve(c);
+      return;
+    }
+    this.busyCount--;
+    this.busyGauge.dec();
+    c.poolState = 'idle';
+    this.idleCount++;
+    this.idleGauge.inc();
+    c.setTimeout(this.account.idleTimeoutMs > 0 ? this.account.idleTimeoutMs : 0);
+    this.idle.push(c);
+    // stale entries can pile up only when idle connections keep dying without a pop in between
+    if (this.idle.length > 2 * this.max + 16) this.idle = this.idle.filter((x) => x.poolState === 'idle');
+  }
+
+  private toBusy(c: UpstreamConnection): void {
+    c.poolState = 'busy';
+    this.busyCount++;
+    this.busyGauge.inc();
+    c.setTimeout(this.account.commandTimeoutMs);
+  }
+
+  private tooOld(c: UpstreamConnection): boolean {
+    return this.account.maxAgeMs > 0 && Date.now() - c.createdAt > this.account.maxAgeMs;
+  }
+
+  private total(): number {
+    return this.idleCount + this.busyCount + this.connectingCount + this.closingCount;
+  }
+
+  /** QUIT (or cut) a connection; its slot counts until the socket is closed */
+  private closeConn(c: UpstreamConnection): void {
+    c.poolState = 'closing';
+    this.closingCount++;
+    void c.quit().then(() => {
+      this.closingCount--;
+      c.poolState = 'gone';
+      this.all.delete(c);
+      this.slotFreed();
+    });
+  }
+
+  /** a slot opened up: waiters that found no connection get a new one, in FIFO order */
+  private slotFreed(): void {
+    while (this.waitingCount > 0 && this.total() < this.max && !this.killed) {
+      const w = this.shiftWaiter();
+      if (!w) break;
+      w.resolve(this.connectFor());
+    }
+    this.checkDrained();
+  }
+
+  private onConnClose(c: UpstreamConnection): void {
+    // busy: release() sees it dead; closing: closeConn's quit() resolves; connecting: open() fails
+    if (c.poolState !== 'idle') return;
+    this.idleCount--;
+    this.idleGauge.dec();
+    c.poolState = 'gone';
+    this.all.delete(c);
+    this.slotFreed();
+  }
+
+  private onIdleTimeout(c: UpstreamConnection): void {
+    if (c.poolState !== 'idle') return;
+    this.idleCount--;
+    this.idleGauge.dec();
+    this.closeConn(c);
+  }
+
+  private enqueue(): Promise<UpstreamConnection> {
+    return new Promise((resolve, reject) => {
+      const w: Waiter = { resolve, reject, timer: undefined, settled: false };
+      w.timer = setTimeout(() => {
+        if (w.settled) return;
+        w.settled = true;
+        this.waitingCount--;
+        reject(upstreamErrors.poolTimeout(this.account.email, this.account.acquireTimeoutMs));
+        this.checkDrained();
+      }, this.account.acquireTimeoutMs);
+      this.waiters.push(w);
+      this.waitingCount++;
+    });
+  }
+
+  private shiftWaiter(): Waiter | null {
+    while (this.waitHead < this.waiters.length) {
+      const w = this.waiters[this.waitHead]!;
+      this.waiters[this.waitHead++] = undefined;
+      if (this.waitHead === this.waiters.length) {
+        this.waiters.length = 0;
+        this.waitHead = 0;
+      } else if (this.waitHead > 1024 && this.waitHead * 2 > this.waiters.length) {
+        this.waiters = this.waiters.slice(this.waitHead);
+        this.waitHead = 0;
+      }
+      if (w.settled) continue;
+      w.settled = true;
+      clearTimeout(w.timer);
+      this.waitingCount--;
+      return w;
+    }
+    return null;
+  }
+
+  private isDrained(): boolean {
+    return this.draining && this.total() === 0 && this.waitingCount === 0;
+  }
+
+  private checkDrained(): void {
+    if (this.drainedWaiters.length === 0 || !this.isDrained()) return;
+    const ws = this.drainedWaiters;
+    this.drainedWaiters = [];
+    for (const w of ws) w();
+  }
+
+  // -- connection setup -----------------------------------------------------------------------------
+
+  /** set up a connection for the caller that triggered it; it arrives busy */
+  private async connectFor(): Promise<UpstreamConnection> {
+    this.connectingCount++;
+    let c: UpstreamConnection;
+    try {
+      c = await this.open();
+    } catch (err) {
+      this.connectingCount--;
+      this.slotFreed();
+      throw err;
+    }
+    this.connectingCount--;
+    this.toBusy(c);
+    return c;
+  }
+
+  /** connect + TLS + EHLO + AUTH XOAUTH2; a rejected token is invalidated and replaced once */
+  private async open(): Promise<UpstreamConnection> {
+    const a = this.account;
+    const { host, port } = a.smtp;
+    for (let attempt = 0; ; attempt++) {
+      if (this.killed) throw upstreamErrors.shuttingDown();
+      // token errors are already precise SmtpErrors (4.4.3, 4.7.0 re-authorization): pass them on
+      const token = await this.deps.tokens.getToken(a.email);
+      const c = new UpstreamConnection({
+        smtp: a.smtp,
+        ehloName: a.ehloName,
+        localAddress: a.sourceAddress,
+        commandTimeoutMs: a.commandTimeoutMs,
+      });
+      c.onClose = () => this.onConnClose(c);
+      c.onIdleTimeout = () => this.onIdleTimeout(c);
+      this.all.add(c);
+      let failure: SmtpError;
+      try {
+        await c.connect();
+        const out = await c.authenticate(a.email, token);
+        if (out.kind === 'ok') {
+          this.connectOk.inc();
+          this.log.debug({ host, port }, 'upstream connection ready');
+          return c;
+        }
+        const upstream = oneLine(out.reply);
+        if (out.kind === 'token_rejected') {
+          this.connectAuthFailed.inc();
+          this.deps.tokens.invalidate(a.email, token);
+          this.log.warn({ upstream, attempt }, 'upstream rejected the access token');
+          await c.quit();
+          this.all.delete(c);
+          if (attempt === 0) continue;
+          throw upstreamErrors.tokenRejected(a.email);
+        }
+        if (out.kind === 'temporary') {
+          this.connectError.inc();
+          failure = upstreamErrors.authTemporary(host, port, upstream);
+        } else {
+          this.connectAuthFailed.inc();
+          failure = upstreamErrors.authFailed(a.email, upstream);
+        }
+        this.log.warn({ upstream }, 'upstream refused authentication');
+        await c.quit();
+      } catch (err) {
+        c.destroy();
+        this.all.delete(c);
+        if (err instanceof SmtpError) throw err;
+        this.connectError.inc();
+        const reason =
+          err instanceof ConnectError
+            ? err.reason
+            : `connection lost during AUTH (${(err as Error).message})`;
+        this.log.warn({ host, port, reason }, 'upstream connection failed');
+        throw upstreamErrors.unreachable(host, port, reason, err);
+      }
+      this.all.delete(c);
+      throw failure;
+    }
+  }
+}

@@ -1,0 +1,46 @@
+// The upstream side's public types: what the relay hands in and what it gets back.
+import type { UpstreamSmtpConfig } from '../config/types.js';
+import type { SmtpReply } from '../util/reply.js';
+
+export interface UpstreamAccount {
+  email: string;
+  providerName: string;
+  smtp: UpstreamSmtpConfig;
+  ehloName: string;
+  /** local address for upstream connections; when it cannot be bound the connect fails (no fallback) */
+  sourceAddress?: string;
+  maxConnections: number;
+  maxMessagesPerConnection: number;
+  /** 0 = unlimited */
+  messagesPerMinute: number;
+  idleTimeoutMs: number;
+  maxAgeMs: number;
+  acquireTimeoutMs: number;
+  commandTimeoutMs: number;
+}
+
+export interface TokenSource {
+  getToken(email: string): Promise<string>;
+  invalidate(email: string, token: string): void;
+}
+
+export interface Envelope {
+  from: string;
+  to: string[];
+  size: number;
+  smtputf8?: boolean;
+  body8bit?: boolean;
+}
+
+export type DeliveryResult =
+  /** the upstream's final 2xx after the body */
+  | { kind: 'delivered'; reply: SmtpReply }
+  /** the upstream's verdict (MAIL, RCPT or DATA refused); nothing was delivered */
+  | { kind: 'rejected'; reply: SmtpReply; failedRecipients: { rcpt: string; reply: SmtpReply }[] };
+
+export interface PoolStats {
+  idle: number;
+  busy: number;
+  connecting: number;
+  waiting: number;
+}

@@ -1,0 +1,411 @@
+// Pools over real sockets: limits, FIFO, timeouts, retry on reused connections, tokens, reload, close.
+import { afterEach, describe, expect, it } from 'vitest';
+import { SmtpError, reply } from '../../src/util/reply.js';
+import {
+  FakeTokens,
+  FakeUpstream,
+  GOOD_TOKEN,
+  USER,
+  account,
+  env,
+  makePools,
+  msg,
+  sleep,
+  startSink,
+  waitUntil,
+} from './helpers.js';
+import type { UpstreamAccount } from '../../src/upstream/types.js';
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function setup(
+  opts: Parameters<typeof FakeUpstream.start>[0] = {},
+  over: Partial<UpstreamAccount> = {},
+  tokens = new FakeTokens(),
+) {
+  const fake = await FakeUpstream.start(opts);
+  const pools = makePools(tokens);
+  pools.setAccounts([account(fake.port, over)]);
+  cleanup.push(
+    () => fake.close(),
+    () => pools.close(500),
+  );
+  return { fake, pools, tokens };
+}
+
+async function failure(p: Promise<unknown>): Promise<SmtpError> {
+  const e = await p.then(
+    (r) => new Error(`expected a local failure, got ${JSON.stringify(r)}`),
+    (e: unknown) => e,
+  );
+  expect(e).toBeInstanceOf(SmtpError);
+  return e as SmtpError;
+}
+
+describe('pool limits and order', () => {
+  it('never has more than maxConnections open at the upstream (50 concurrent deliveries, max 3)', async () => {
+    const { fake, pools } = await setup(
+      { onMessage: () => sleep(5).then(() => undefined) },
+      { maxConnections: 3 },
+    );
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => pools.deliver(USER, env([`r${i}@x.test`]), msg())),
+    );
+    expect(results.every((r) => r.kind === 'delivered')).toBe(true);
+    expect(fake.accepted).toHaveLength(50);
+    expect(fake.maxOpen).toBe(3);
+    expect(fake.conns).toHaveLength(3);
+  });
+
+  it('stays within maxConnections while connections are retired and replaced under load', async () => {
+    // a slow QUIT keeps retired connections open at the server for a while: they must still count
+    const { fake, pools } = await setup(
+      {
+        onMessage: () => sleep(2).then(() => undefined),
+        onCommand: (l) => (l === 'QUIT' ? sleep(20).then(() => undefined) : undefined),
+      },
+      { maxConnections: 3, maxMessagesPerConnection: 4 },
+    );
+    const results = await Promise.all(Array.from({ length: 50 }, () => pools.deliver(USER, env(), msg())));
+    expect(results.every((r) => r.kind === 'delivered')).toBe(true);
+    expect(fake.maxOpen).toBeLessThanOrEqual(3);
+    expect(fake.conns.length).toBeGreaterThanOrEqual(13);
+    expect(Math.max(...fake.conns.map((c) => c.messages))).toBeLessThanOrEqual(4);
+  });
+
+  it("a retiring connection's slot stays taken until the upstream has closed it", async () => {
+    const { fake, pools } = await setup(
+      { onCommand: (l) => (l === 'QUIT' ? sleep(60).then(() => undefined) : undefined) },
+      { maxConnections: 1, maxMessagesPerConnection: 1 },
+    );
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    // the first connection is still saying QUIT: the next message waits for it to go
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(2);
+    expect(fake.maxOpen).toBe(1);
+  });
+
+  it('serves waiters first-in first-out', async () => {
+    const { fake, pools } = await setup(
+      { onMessage: () => sleep(15).then(() => undefined) },
+      { maxConnections: 1 },
+    );
+    const senders = Array.from({ length: 6 }, (_, i) => `s${i}@example.com`);
+    const pending = senders.map((s) => pools.deliver(USER, env(['r@x.test'], s), msg()));
+    await waitUntil(() => pools.stats(USER)?.waiting === 5);
+    expect(pools.stats(USER)).toEqual({ idle: 0, busy: 0, connecting: 1, waiting: 5 });
+    await Promise.all(pending);
+    expect(fake.accepted.map((m) => m.from)).toEqual(senders);
+    expect(fake.conns).toHaveLength(1);
+    expect(pools.stats(USER)).toEqual({ idle: 1, busy: 0, connecting: 0, waiting: 0 });
+  });
+
+  it('a waiter gets 451 4.7.0 after acquireTimeoutMs', async () => {
+    const { fake, pools } = await setup(
+      { onMessage: () => sleep(400).then(() => undefined) },
+      { maxConnections: 1, acquireTimeoutMs: 100 },
+    );
+    const first = pools.deliver(USER, env(), msg());
+    const t0 = Date.now();
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    expect(err.code).toBe('POOL_TIMEOUT');
+    expect(err.reply).toEqual(
+      reply(451, '4.7.0', `No upstream connection for ${USER} became free within 0.1 s`),
+    );
+    expect((await first).kind).toBe('delivered');
+    expect(fake.accepted).toHaveLength(1);
+    expect(pools.stats(USER)?.waiting).toBe(0);
+  });
+
+  it('QUITs after maxMessagesPerConnection messages', async () => {
+    const { fake, pools } = await setup({}, { maxMessagesPerConnection: 2 });
+    for (let i = 0; i < 5; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns.map((c) => c.messages)).toEqual([2, 2, 1]);
+    await waitUntil(() => fake.conns[1].closed);
+    expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
+    expect(fake.conns[1].commands.at(-1)).toBe('QUIT');
+    expect(fake.conns[2].closed).toBe(false);
+  });
+
+  it('closes idle connections after idleTimeoutMs with QUIT', async () => {
+    const { fake, pools } = await setup({}, { idleTimeoutMs: 100 });
+    await pools.deliver(USER, env(), msg());
+    expect(pools.stats(USER)?.idle).toBe(1);
+    await waitUntil(() => fake.conns[0].closed);
+    expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
+    expect(pools.stats(USER)).toEqual({ idle: 0, busy: 0, connecting: 0, waiting: 0 });
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(2);
+  });
+
+  it('does not reuse a connection older than maxAgeMs', async () => {
+    const { fake, pools } = await setup({}, { maxAgeMs: 80 });
+    await pools.deliver(USER, env(), msg());
+    await pools.deliver(USER, env(), msg());
+    expect(fake.conns).toHaveLength(1);
+    await sleep(120);
+    await pools.deliver(USER, env(), msg());
+    expect(fake.conns).toHaveLength(2);
+    await waitUntil(() => fake.conns[0].closed);
+  });
+
+  it('notices an idle connection the upstream closed and opens a new one (no NOOP probing)', async () => {
+    const { fake, pools } = await setup();
+    await pools.deliver(USER, env(), msg());
+    fake.conns[0].socket.end('421 4.4.2 Idle too long, closing\r\n');
+    await waitUntil(() => pools.stats(USER)?.idle === 0);
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(2);
+    expect(fake.commands()).not.toContain('NOOP');
+  });
+
+  it('limits messages per minute per mailbox before taking a connection', async () => {
+    const { fake, pools } = await setup({}, { messagesPerMinute: 3 });
+    for (let i = 0; i < 3; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('RATE_LIMITED');
+    expect(err.reply).toEqual(
+      reply(451, '4.7.0', `Mailbox ${USER} reached its limit of 3 messages per minute`),
+    );
+    expect(fake.accepted).toHaveLength(3);
+  });
+});
+
+describe('retry when a reused connection fails before the final reply', () => {
+  it('a dropped reused connection is retried once on a fresh one and delivered', async () => {
+    let n = 0;
+    const { fake, pools } = await setup({ onMessage: () => (n++ === 1 ? 'drop' : undefined) });
+    expect((await pools.deliver(USER, env(), msg('Subject: one\r\n\r\n1\r\n'))).kind).toBe('delivered');
+    const r = await pools.deliver(USER, env(), msg('Subject: two\r\n\r\n2\r\n'));
+    expect(r.kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(2);
+    expect(fake.accepted.map((m) => m.data.toString())).toEqual([
+      'Subject: one\r\n\r\n1\r\n',
+      'Subject: two\r\n\r\n2\r\n',
+    ]);
+  });
+
+  it('a 421 to MAIL on a reused connection counts as lost and is retried', async () => {
+    let mails = 0;
+    const { fake, pools } = await setup({
+      onCommand: (l) =>
+        l.startsWith('MAIL') && ++mails === 2 ? '421 4.7.0 Try again later, closing connection' : undefined,
+    });
+    await pools.deliver(USER, env(), msg());
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.accepted).toHaveLength(2);
+    expect(fake.conns).toHaveLength(2);
+  });
+
+  it('a silent reused connection times out and is retried', async () => {
+    let n = 0;
+    const { fake, pools } = await setup(
+      { onMessage: () => (n++ === 1 ? 'silent' : undefined) },
+      { commandTimeoutMs: 150 },
+    );
+    await pools.deliver(USER, env(), msg());
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(2);
+  });
+
+  it('on a fresh connection a drop before the final reply is 451 4.4.2, never delivered', async () => {
+    const { fake, pools } = await setup({ onMessage: () => 'drop' });
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('UPSTREAM_CONNECTION_LOST');
+    expect(err.reply).toEqual(
+      reply(451, '4.4.2', 'Upstream connection lost before the message was accepted'),
+    );
+    // the body did arrive; without the final reply the upstream did not take it, and we did not retry
+    expect(fake.received).toHaveLength(1);
+    expect(fake.conns).toHaveLength(1);
+  });
+
+  it('retries only once', async () => {
+    let n = 0;
+    const { fake, pools } = await setup({ onMessage: () => (n++ === 0 ? undefined : 'drop') });
+    await pools.deliver(USER, env(), msg());
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('UPSTREAM_CONNECTION_LOST');
+    expect(fake.conns).toHaveLength(2);
+    expect(fake.received).toHaveLength(3);
+  });
+});
+
+describe('access tokens', () => {
+  it('a rejected token (334 challenge, then 535) is invalidated and replaced once', async () => {
+    const sink = await startSink();
+    const tokens = new FakeTokens(['stale-token', GOOD_TOKEN]);
+    const pools = makePools(tokens);
+    pools.setAccounts([account(sink.port)]);
+    cleanup.push(
+      () => sink.close(),
+      () => pools.close(500),
+    );
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(tokens.invalidated).toEqual([[USER, 'stale-token']]);
+    expect(sink.auths.map((a) => a.token)).toEqual(['stale-token', GOOD_TOKEN]);
+    expect(sink.messages).toHaveLength(1);
+  });
+
+  it('a token rejected twice -> 451 4.7.0 UPSTREAM_AUTH_REJECTED', async () => {
+    const sink = await startSink();
+    const tokens = new FakeTokens(['bad-1', 'bad-2']);
+    const pools = makePools(tokens);
+    pools.setAccounts([account(sink.port)]);
+    cleanup.push(
+      () => sink.close(),
+      () => pools.close(500),
+    );
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('UPSTREAM_AUTH_REJECTED');
+    expect(err.reply).toEqual(reply(451, '4.7.0', `Upstream rejected the access token for ${USER}`));
+    expect(tokens.invalidated).toEqual([
+      [USER, 'bad-1'],
+      [USER, 'bad-2'],
+    ]);
+    expect(sink.messages).toHaveLength(0);
+  });
+
+  it('Microsoft-style 535 5.7.3 is a token rejection too', async () => {
+    const tokens = new FakeTokens(['old', 'new']);
+    const { fake, pools } = await setup(
+      {
+        auth: (_u, t) =>
+          t === 'new' ? '235 2.7.0 Authentication successful' : '535 5.7.3 Authentication unsuccessful',
+      },
+      {},
+      tokens,
+    );
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(tokens.invalidated).toEqual([[USER, 'old']]);
+    expect(fake.conns).toHaveLength(2);
+  });
+
+  it('a temporary 4xx at AUTH is not a token problem: 451 4.4.1 with the upstream text', async () => {
+    const tokens = new FakeTokens();
+    const { fake, pools } = await setup(
+      { auth: () => '432 4.3.2 Concurrent connections limit exceeded' },
+      {},
+      tokens,
+    );
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('UPSTREAM_AUTH_TEMPFAIL');
+    expect(err.reply.code).toBe(451);
+    expect(err.reply.enhanced).toBe('4.4.1');
+    expect(err.reply.text).toContain('432 4.3.2 Concurrent connections limit exceeded');
+    expect(tokens.invalidated).toEqual([]);
+    expect(fake.conns).toHaveLength(1);
+  });
+
+  it('another 5xx at AUTH -> 451 4.7.0 UPSTREAM_AUTH_FAILED, token kept', async () => {
+    const tokens = new FakeTokens();
+    const { pools } = await setup(
+      { auth: () => '534 5.7.9 Application-specific password required' },
+      {},
+      tokens,
+    );
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('UPSTREAM_AUTH_FAILED');
+    expect(err.reply.code).toBe(451);
+    expect(err.reply.text).toContain('534 5.7.9 Application-specific password required');
+    expect(tokens.invalidated).toEqual([]);
+  });
+
+  it('token source errors propagate unchanged', async () => {
+    const boom = new SmtpError('TOKEN_REFRESH_FAILED', reply(451, '4.4.3', 'Token refresh failed: timeout'));
+    const { fake, pools } = await setup({}, {}, {
+      getToken: () => Promise.reject(boom),
+      invalidate: () => {},
+    } as unknown as FakeTokens);
+    expect(await pools.deliver(USER, env(), msg()).catch((e: unknown) => e)).toBe(boom);
+    expect(fake.conns).toHaveLength(0);
+  });
+
+  it('sends the token only inside AUTH, as user=<account email>', async () => {
+    const seen: [string, string][] = [];
+    const { fake, pools } = await setup({ auth: (u, t) => (seen.push([u, t]), '235 2.7.0 OK') });
+    await pools.deliver(USER, env(['x@y.test'], 'other@example.org'), msg());
+    expect(seen).toEqual([[USER, GOOD_TOKEN]]);
+    const wire = fake.conns[0].chunks.map((c) => c.toString()).join('');
+    expect(wire).not.toContain(GOOD_TOKEN); // only base64 inside AUTH
+  });
+});
+
+describe('reload and shutdown', () => {
+  it('setAccounts keeps unchanged pools (same warm connection) and resets changed ones', async () => {
+    const { fake, pools } = await setup();
+    await pools.deliver(USER, env(), msg());
+    pools.setAccounts([account(fake.port)]); // equal settings, new object
+    await pools.deliver(USER, env(), msg());
+    expect(fake.conns).toHaveLength(1);
+
+    pools.setAccounts([account(fake.port, { maxConnections: 2 })]);
+    await waitUntil(() => fake.conns[0].closed);
+    expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
+    await pools.deliver(USER, env(), msg());
+    expect(fake.conns).toHaveLength(2);
+    expect(fake.accepted).toHaveLength(3);
+  });
+
+  it('a busy connection of a changed account finishes its message, then QUITs', async () => {
+    const { fake, pools } = await setup({ onMessage: () => sleep(150).then(() => undefined) });
+    const inFlight = pools.deliver(USER, env(), msg());
+    await waitUntil(() => fake.received.length === 1);
+    pools.setAccounts([account(fake.port, { messagesPerMinute: 100 })]);
+    expect((await inFlight).kind).toBe('delivered');
+    await waitUntil(() => fake.conns[0].closed);
+    expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
+    await pools.deliver(USER, env(), msg());
+    expect(fake.conns).toHaveLength(2);
+  });
+
+  it('a removed account is drained and refused', async () => {
+    const { fake, pools } = await setup();
+    await pools.deliver(USER, env(), msg());
+    pools.setAccounts([]);
+    await waitUntil(() => fake.conns[0].closed);
+    expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.code).toBe('UNKNOWN_ACCOUNT');
+    expect(err.reply.code).toBe(451);
+    expect(pools.stats(USER)).toBeUndefined();
+  });
+
+  it('close() lets the busy message finish, QUITs everything and refuses new deliveries', async () => {
+    const { fake, pools } = await setup(
+      { onMessage: () => sleep(150).then(() => undefined) },
+      { maxConnections: 2 },
+    );
+    await Promise.all([pools.deliver(USER, env(), msg()), pools.deliver(USER, env(), msg())]);
+    const inFlight = pools.deliver(USER, env(), msg());
+    await waitUntil(() => fake.received.length === 3);
+    await pools.close(2000);
+    expect((await inFlight).kind).toBe('delivered');
+    await waitUntil(() => fake.open === 0);
+    expect(fake.conns.map((c) => c.commands.at(-1))).toEqual(['QUIT', 'QUIT']);
+    const err = await failure(pools.deliver(USER, env(), msg()));
+    expect(err.reply).toEqual(reply(421, '4.3.2', 'Service shutting down, try again later'));
+  });
+
+  it('close() cuts busy connections at its deadline; their messages get 451 4.4.2, not a retry', async () => {
+    let n = 0;
+    const { fake, pools } = await setup(
+      { onMessage: () => (n++ === 0 ? undefined : 'silent') },
+      { commandTimeoutMs: 10_000 },
+    );
+    await pools.deliver(USER, env(), msg()); // makes the next one a reused connection
+    const inFlight = pools.deliver(USER, env(), msg());
+    await waitUntil(() => fake.received.length === 2);
+    const t0 = Date.now();
+    await pools.close(200);
+    expect(Date.now() - t0).toBeLessThan(1500);
+    const err = await failure(inFlight);
+    expect(err.reply.enhanced).toBe('4.4.2');
+    expect(fake.conns).toHaveLength(1);
+    await waitUntil(() => fake.open === 0);
+  });
+});
