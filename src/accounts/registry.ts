@@ -30,7 +30,13 @@ class VerifiedCache {
 
 function cacheKey(email: string, password: string, secretRef: string): string {
   // Keyed on the stored hash too: a changed passwordHash invalidates old entries by itself.
-  return createHash('sha256').update(email).update('\0').update(password).update('\0').update(secretRef).digest('base64');
+  return createHash('sha256')
+    .update(email)
+    .update('\0')
+    .update(password)
+    .update('\0')
+    .update(secretRef)
+    .digest('base64');
 }
 
 export class AccountRegistry {

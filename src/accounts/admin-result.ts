@@ -1,0 +1,48 @@
+// The outcome of an admin change (HTTP admin API, `accounts` CLI, accounts file editor). Failures
+// carry a stable `code`; the HTTP layer maps each code to one status.
+
+export interface AdminIssue {
+  /** relative to the account: `provider`, `email`, ... ('' = the account as a whole) */
+  path: string;
+  message: string;
+}
+
+export type AdminFailureCode =
+  /** the account is invalid (400) */
+  | 'invalid'
+  /** an account with that email exists (409) */
+  | 'duplicate'
+  /** no account with that email (404) */
+  | 'not_found'
+  /** `?verify=true` and the token refresh failed (422) */
+  | 'verify_failed'
+  /** anything else: file not writable, reload rejected (500) */
+  | 'failed';
+
+export interface AdminFailure {
+  ok: false;
+  code: AdminFailureCode;
+  error: string;
+  issues?: AdminIssue[];
+}
+
+export interface AdminSuccess {
+  ok: true;
+  /** what to show the caller (never secrets), e.g. the account's public fields */
+  body?: unknown;
+  warnings?: string[];
+}
+
+export type AdminResult = AdminSuccess | AdminFailure;
+
+export const ADMIN_STATUS: Readonly<Record<AdminFailureCode, number>> = {
+  invalid: 400,
+  duplicate: 409,
+  not_found: 404,
+  verify_failed: 422,
+  failed: 500,
+};
+
+export function adminFailure(code: AdminFailureCode, error: string, issues?: AdminIssue[]): AdminFailure {
+  return issues ? { ok: false, code, error, issues } : { ok: false, code, error };
+}

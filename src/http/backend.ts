@@ -1,0 +1,46 @@
+// What the HTTP server needs from the running proxy. The proxy implements it; tests use fakes.
+import type { AdminResult } from '../accounts/admin-result.js';
+import type { LiveSnapshot } from '../metrics/live.js';
+
+export type {
+  AdminResult,
+  AdminFailure,
+  AdminSuccess,
+  AdminIssue,
+  AdminFailureCode,
+} from '../accounts/admin-result.js';
+export type { LiveSnapshot } from '../metrics/live.js';
+
+/**
+ * `ok` | `refreshing` | `needs_reauth` (refresh token revoked: invalid_grant) | `limited` (rate
+ * limit or the provider's throttling) | `error` (last refresh failed for another reason).
+ */
+export type AccountState = 'ok' | 'refreshing' | 'needs_reauth' | 'limited' | 'error' | (string & {});
+
+export interface AccountView {
+  email: string;
+  provider: string;
+  state: AccountState;
+  /** ISO time the cached access token expires */
+  tokenExpiresAt?: string;
+  lastError?: string;
+  hasPassword?: boolean;
+  sourceAddress?: string;
+  pool?: { idle: number; busy: number; connecting: number; waiting: number };
+}
+
+export interface AdminBackend {
+  /** true while listening with a valid config; false while starting or draining */
+  isReady(): boolean;
+  /** no secrets */
+  listAccounts(): AccountView[];
+  /** validate, optionally verify with a real token refresh (`verify_failed` says why), write, apply */
+  addAccount(raw: unknown, verify: boolean): Promise<AdminResult>;
+  /** `raw` holds the fields to change (see AccountsFileEditor.update) */
+  updateAccount(email: string, raw: unknown, verify: boolean): Promise<AdminResult>;
+  deleteAccount(email: string): Promise<AdminResult>;
+  /** re-read config and accounts (like SIGHUP); a failure keeps the old snapshot and says why */
+  reload(): Promise<AdminResult>;
+  /** for the status page */
+  live(): LiveSnapshot;
+}

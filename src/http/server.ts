@@ -1,0 +1,348 @@
+// The HTTP side of the proxy (SPEC section 4) on plain node:http: /metrics, /healthz, /readyz,
+// the admin API under /admin/ and the status page at /.
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { HostPort } from '../config/types.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Logger } from '../util/log.js';
+import { ADMIN_STATUS, type AdminResult } from '../accounts/admin-result.js';
+import type { AdminBackend } from './backend.js';
+import { renderStatusPage, renderTokenForm, renderAdminDisabledPage } from './status-page.js';
+
+export * from './backend.js';
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export interface HttpServerOptions {
+  listen: HostPort;
+  /** /admin/* and the status page are disabled when empty */
+  adminToken?: string;
+  metrics: Metrics;
+  backend: AdminBackend;
+  log: Logger;
+}
+
+export interface RunningHttpServer {
+  address: HostPort;
+  close(): Promise<void>;
+}
+
+/** An error that becomes one HTTP response. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
+  const { backend, metrics, log } = opts;
+  const tokenDigest = opts.adminToken ? digest(opts.adminToken) : undefined;
+
+  /** Constant time in the token's content and length: both sides are SHA-256 digests. */
+  const tokenMatches = (candidate: string | undefined): boolean => {
+    if (!tokenDigest || candidate === undefined) return false;
+    return timingSafeEqual(digest(candidate), tokenDigest);
+  };
+  const bearer = (req: IncomingMessage): string | undefined => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    return m?.[1];
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    const p = url.pathname;
+    const isGet = method === 'GET' || method === 'HEAD';
+
+    if (p === '/metrics') {
+      if (!isGet) throw methodNotAllowed('GET');
+      const text = await metrics.registry.metrics();
+      return send(res, 200, text, metrics.registry.contentType);
+    }
+    if (p === '/healthz') {
+      if (!isGet) throw methodNotAllowed('GET');
+      return send(res, 200, 'ok\n');
+    }
+    if (p === '/readyz') {
+      if (!isGet) throw methodNotAllowed('GET');
+      return backend.isReady() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
+    }
+    if (p === '/favicon.ico') return send(res, 204, '');
+    if (p === '/' || p === '/status') {
+      if (!isGet) throw methodNotAllowed('GET');
+      const nonce = randomBytes(16).toString('base64');
+      if (!tokenDigest) return sendHtml(res, 404, renderAdminDisabledPage(), nonce);
+      const fromQuery = url.searchParams.get('token') ?? undefined;
+      const token = bearer(req) ?? fromQuery;
+      if (!tokenMatches(token)) {
+        return sendHtml(res, 401, renderTokenForm(token !== undefined), nonce, {
+          'WWW-Authenticate': 'Bearer realm="xoauth2-proxy admin"',
+        });
+      }
+      return sendHtml(
+        res,
+        200,
+        renderStatusPage({
+          accounts: backend.listAccounts(),
+          live: backend.live(),
+          nonce,
+          ready: backend.isReady(),
+        }),
+        nonce,
+      );
+    }
+    if (p === '/admin' || p.startsWith('/admin/')) {
+      if (!tokenDigest) throw new HttpError(404, 'admin API disabled: set http.adminToken');
+      if (!tokenMatches(bearer(req))) {
+        res.setHeader('WWW-Authenticate', 'Bearer realm="xoauth2-proxy admin"');
+        throw new HttpError(401, 'missing or wrong admin token (Authorization: Bearer <http.adminToken>)');
+      }
+      return admin(req, res, url, method, p);
+    }
+    throw new HttpError(404, `no route ${method} ${p}`);
+  };
+
+  const admin = async (req: IncomingMessage, res: ServerResponse, url: URL, method: string, p: string) => {
+    const isGet = method === 'GET' || method === 'HEAD';
+    if (p === '/admin/live') {
+      if (!isGet) throw methodNotAllowed('GET');
+      return sendJson(res, 200, {
+        ready: backend.isReady(),
+        accounts: backend.listAccounts(),
+        live: backend.live(),
+      });
+    }
+    if (p === '/admin/accounts') {
+      if (isGet) return sendJson(res, 200, { accounts: backend.listAccounts() });
+      if (method !== 'POST') throw methodNotAllowed('GET, POST');
+      const verify = verifyParam(url);
+      const body = await readJson(req);
+      const r = await backend.addAccount(body, verify);
+      logChange('add', r, body);
+      return sendResult(res, r, 201);
+    }
+    const m = /^\/admin\/accounts\/([^/]+)$/.exec(p);
+    if (m) {
+      let email: string;
+      try {
+        email = decodeURIComponent(m[1]!).trim().toLowerCase();
+      } catch {
+        throw new HttpError(400, 'bad percent-encoding in the email');
+      }
+      if (isGet) {
+        const a = backend.listAccounts().find((x) => x.email.toLowerCase() === email);
+        if (!a) throw new HttpError(404, `no account "${email}"`);
+        return sendJson(res, 200, a);
+      }
+      if (method === 'PUT' || method === 'PATCH') {
+        const verify = verifyParam(url);
+        const body = await readJson(req);
+        const r = await backend.updateAccount(email, body, verify);
+        logChange('update', r, { email });
+        return sendResult(res, r, 200);
+      }
+      if (method === 'DELETE') {
+        const r = await backend.deleteAccount(email);
+        logChange('delete', r, { email });
+        if (r.ok) return send(res, 204, '');
+        return sendResult(res, r, 204);
+      }
+      throw methodNotAllowed('GET, PUT, PATCH, DELETE');
+    }
+    if (p === '/admin/reload') {
+      if (method !== 'POST') throw methodNotAllowed('POST');
+      const r = await backend.reload();
+      logChange('reload', r, {});
+      if (r.ok)
+        return sendJson(res, 200, { ok: true, ...(r.warnings?.length ? { warnings: r.warnings } : {}) });
+      return sendResult(res, r, 200);
+    }
+    throw new HttpError(404, `no route ${method} ${p}`);
+  };
+
+  const logChange = (what: string, r: AdminResult, body: unknown) => {
+    const email =
+      body && typeof body === 'object' && typeof (body as { email?: unknown }).email === 'string'
+        ? (body as { email: string }).email
+        : undefined;
+    if (r.ok) log.info({ admin: what, email }, `admin ${what} done`);
+    else log.warn({ admin: what, email, code: r.code, error: r.error }, `admin ${what} failed`);
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (err instanceof HttpError) {
+        if (!res.headersSent)
+          sendJson(res, err.status, { error: err.message, ...err.extra }, err.extra.headers);
+        else res.destroy();
+        // The unread rest of an oversized body is not wanted: close once the 413 has gone out.
+        if (err.status === 413)
+          res.once('finish', () => setTimeout(() => req.socket.destroy(), 1000).unref());
+        return;
+      }
+      log.error({ err }, `HTTP ${req.method} ${req.url?.split('?')[0]} failed`);
+      if (!res.headersSent)
+        sendJson(res, 500, { error: `internal error: ${(err as Error)?.message ?? String(err)}` });
+      else res.destroy();
+    });
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.listen.port, opts.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const address = { host: addr.address, port: addr.port };
+  log.debug({ address }, 'HTTP server listening');
+
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // Status pages poll over keep-alive; do not let them hold the shutdown.
+        setTimeout(() => server.closeAllConnections(), 1000).unref();
+      }),
+  };
+}
+
+function methodNotAllowed(allow: string): HttpError {
+  return new HttpError(405, `method not allowed (allowed: ${allow})`, { headers: { Allow: allow } });
+}
+
+function verifyParam(url: URL): boolean {
+  const v = url.searchParams.get('verify');
+  if (v === null || v === '' || v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new HttpError(400, `verify must be true or false, got "${v}"`);
+}
+
+/** The request body, at most MAX_BODY_BYTES (413 past it, without reading the rest). */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > MAX_BODY_BYTES) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        cleanup();
+        req.pause();
+        reject(tooLarge());
+      } else chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+function tooLarge(): HttpError {
+  return new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, {
+    headers: { Connection: 'close' },
+  });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const body = await readBody(req);
+  const text = body.toString('utf8');
+  if (!text.trim())
+    throw new HttpError(400, 'expected a JSON body', { issues: [{ path: '', message: 'empty body' }] });
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `invalid JSON: ${(err as Error).message}`, {
+      issues: [{ path: '', message: 'invalid JSON' }],
+    });
+  }
+}
+
+function sendResult(res: ServerResponse, r: AdminResult, okStatus: number): void {
+  if (r.ok) {
+    sendJson(res, okStatus, {
+      ok: true,
+      ...(r.body !== undefined ? { account: r.body } : {}),
+      ...(r.warnings?.length ? { warnings: r.warnings } : {}),
+    });
+    return;
+  }
+  sendJson(res, ADMIN_STATUS[r.code] ?? 500, {
+    error: r.error,
+    code: r.code,
+    ...(r.issues ? { issues: r.issues } : {}),
+  });
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  type = 'text/plain; charset=utf-8',
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    ...(status === 204 ? {} : { 'Content-Length': Buffer.byteLength(body) }),
+    ...headers,
+  });
+  res.end(status === 204 ? undefined : body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown, headers?: unknown): void {
+  const { headers: _h, ...rest } = (value ?? {}) as Record<string, unknown>;
+  send(
+    res,
+    status,
+    JSON.stringify(rest) + '\n',
+    'application/json; charset=utf-8',
+    (headers ?? {}) as Record<string, string>,
+  );
+}
+
+function sendHtml(
+  res: ServerResponse,
+  status: number,
+  html: string,
+  nonce: string,
+  headers: Record<string, string> = {},
+): void {
+  send(res, status, html, 'text/html; charset=utf-8', {
+    // Inline script only with this response's nonce; fetches only to this origin; the token in a
+    // `?token=` URL is never sent on as a Referer.
+    'Content-Security-Policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
+    'Referrer-Policy': 'no-referrer',
+    'X-Frame-Options': 'DENY',
+    ...headers,
+  });
+}
