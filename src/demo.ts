@@ -31,10 +31,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const messages = Number(opts.messages);
   const mailboxes = Number(opts.mailboxes);
   if (!Number.isInteger(messages) || messages < 1) throw new Error('--messages must be a positive integer');
-  if (!Number.isInteger(mailboxes) || mailboxes < 1 || mailboxes > 100) throw new Error('--mailboxes must be 1..100');
+  if (!Number.isInteger(mailboxes) || mailboxes < 1 || mailboxes > 100)
+    throw new Error('--mailboxes must be 1..100');
   const out = (s: string) => process.stdout.write(s + '\n');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xoauth2-proxy-demo-'));
-  const sim = await startSimulator({ smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } });
+  const sim = await startSimulator({
+    smtp: { host: '127.0.0.1', port: 0 },
+    http: { host: '127.0.0.1', port: 0 },
+  });
   out(`simulator: SMTP ${formatHostPort(sim.smtp)}, token endpoint ${sim.tokenUrl}`);
   const smtpPort = await freePort();
   const httpPort = await freePort();
@@ -72,7 +76,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   );
   const log = createLogger({ level: 'warn' });
   const running = await runProxy(configFile, log);
-  out(`proxy:     SMTP 127.0.0.1:${smtpPort} (AUTH PLAIN/LOGIN), metrics http://127.0.0.1:${httpPort}/metrics`);
+  out(
+    `proxy:     SMTP 127.0.0.1:${smtpPort} (AUTH PLAIN/LOGIN), metrics http://127.0.0.1:${httpPort}/metrics`,
+  );
   out(`config:    ${configFile}`);
   out(`sending ${messages} messages through ${mailboxes} mailboxes ...`);
 
@@ -86,7 +92,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   await Promise.all(
     users.flatMap((u) =>
       [0, 1].map(async () => {
-        const conn = new SMTPConnection({ host: '127.0.0.1', port: smtpPort, ignoreTLS: true, name: 'demo-client' } as any);
+        const conn = new SMTPConnection({
+          host: '127.0.0.1',
+          port: smtpPort,
+          ignoreTLS: true,
+          name: 'demo-client',
+        } as any);
         conn.on('error', () => undefined);
         await promisify<void>((cb) => conn.connect(() => cb(null)));
         await promisify<boolean>((cb) => conn.login({ user: u.email, pass: u.password } as any, cb));
@@ -98,7 +109,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
             `Hello from the xoauth2-proxy demo, message ${n}.\r\n`;
           const t = performance.now();
           try {
-            await promisify((cb) => conn.send({ from: u.email, to: [`rcpt${n}@example.net`] } as any, raw, cb));
+            await promisify((cb) =>
+              conn.send({ from: u.email, to: [`rcpt${n}@example.net`] } as any, raw, cb),
+            );
             latencies.push(performance.now() - t);
             ids.push(id);
             delivered++;
@@ -117,12 +130,16 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const lost = ids.filter((id) => !seen.has(id)).length;
   latencies.sort((a, b) => a - b);
   out('');
-  out(`delivered: ${delivered}/${messages} in ${seconds.toFixed(2)} s (${(delivered / seconds).toFixed(0)} msg/s)`);
+  out(
+    `delivered: ${delivered}/${messages} in ${seconds.toFixed(2)} s (${(delivered / seconds).toFixed(0)} msg/s)`,
+  );
   out(
     `latency:   p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms ` +
       `(client to upstream and back)`,
   );
-  out(`upstream:  the simulator received ${stats.messages} messages; ${lost} accepted messages missing (lost)`);
+  out(
+    `upstream:  the simulator received ${stats.messages} messages; ${lost} accepted messages missing (lost)`,
+  );
   for (const [reply, n] of failures) out(`failed:    ${n} x ${reply}`);
   out(`metrics:   curl http://127.0.0.1:${httpPort}/metrics`);
   const ok = delivered === messages && lost === 0;

@@ -91,7 +91,10 @@ export class Proxy {
       maxInflightBytes: config.smtp.maxInflightBytes,
       observer: this.live,
     });
-    this.ctx = this.buildContext(config, new AccountRegistry(config, unusableSourceAddresses(config.accounts)));
+    this.ctx = this.buildContext(
+      config,
+      new AccountRegistry(config, unusableSourceAddresses(config.accounts)),
+    );
     this.tokens.setAccounts(tokenAccounts(config));
     this.pools.setAccounts(upstreamAccounts(config));
     this.listeners = new SmtpListeners({
@@ -169,8 +172,10 @@ export class Proxy {
         maxInflightBytes: config.smtp.maxInflightBytes,
       });
       this.ctx = this.buildContext(config, registry);
-      if (JSON.stringify(old.smtp.listen) !== JSON.stringify(config.smtp.listen) ||
-        JSON.stringify(old.smtp.tlsListen) !== JSON.stringify(config.smtp.tlsListen)) {
+      if (
+        JSON.stringify(old.smtp.listen) !== JSON.stringify(config.smtp.listen) ||
+        JSON.stringify(old.smtp.tlsListen) !== JSON.stringify(config.smtp.tlsListen)
+      ) {
         this.log.warn('smtp.listen / smtp.tlsListen changed: listeners change only on restart');
       }
       if (old.accountsFile !== config.accountsFile) this.watchAccountsFile();

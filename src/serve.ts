@@ -46,7 +46,9 @@ export function registerServeCommand(program: Command): void {
         if (err instanceof ConfigError) {
           process.stderr.write(`${opts.config}: invalid configuration\n${err.message}\n`);
         } else {
-          process.stderr.write(`xoauth2-proxy: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+          process.stderr.write(
+            `xoauth2-proxy: cannot start: ${err instanceof Error ? err.message : String(err)}\n`,
+          );
         }
         process.exitCode = 1;
         return;
@@ -55,7 +57,10 @@ export function registerServeCommand(program: Command): void {
       for (const l of proxy.smtpAddresses) {
         process.stderr.write(`smtp${l.tls ? 's' : ''} listening on ${formatHostPort(l.address)}\n`);
       }
-      if (http) process.stderr.write(`http listening on ${formatHostPort(http.address)} (/metrics /healthz /readyz)\n`);
+      if (http)
+        process.stderr.write(
+          `http listening on ${formatHostPort(http.address)} (/metrics /healthz /readyz)\n`,
+        );
       process.on('SIGHUP', () => void proxy.reload('SIGHUP'));
       let stopping = false;
       const stop = (sig: string) => {

@@ -80,13 +80,17 @@ export class Relay {
   }
 
   /** Relay one message whose bytes were already reserved; resolves to the client's reply, never throws. */
-  async send(account: Account, envelope: Envelope, message: readonly Buffer[], txid: string): Promise<SmtpReply> {
+  async send(
+    account: Account,
+    envelope: Envelope,
+    message: readonly Buffer[],
+    txid: string,
+  ): Promise<SmtpReply> {
     const { metrics, log } = this.opts;
     const provider = account.provider.name;
     const started = performance.now();
     this.inflight++;
     metrics.inflightMessages.inc();
-    let result: 'delivered' | 'rejected' | 'deferred';
     let out: SmtpReply;
     let upstream: SmtpReply | undefined;
     try {
@@ -111,13 +115,14 @@ export class Relay {
         for (const w of this.idleWaiters.splice(0)) w();
       }
     }
-    result = out.code < 300 ? 'delivered' : out.code >= 500 ? 'rejected' : 'deferred';
+    const result = out.code < 300 ? 'delivered' : out.code >= 500 ? 'rejected' : 'deferred';
     const ms = performance.now() - started;
     metrics.messagesTotal.inc({ provider, result });
     metrics.messageDurationSeconds.observe({ provider }, ms / 1000);
     metrics.perAccountMessages?.inc({ account: account.email, result });
     this.opts.observer?.record(ms, result);
-    if (result !== 'delivered') this.opts.observer?.recordError?.(account.email, `${out.code} ${out.enhanced} ${out.text}`);
+    if (result !== 'delivered')
+      this.opts.observer?.recordError?.(account.email, `${out.code} ${out.enhanced} ${out.text}`);
     if (this.opts.logMessages) {
       log.info(
         {

@@ -11,6 +11,10 @@ export const REPLIES = {
   internal: reply(451, '4.3.0', 'Internal error in the proxy, message not relayed; try again'),
 } as const;
 
+export function messageTooBig(limit: number): SmtpReply {
+  return reply(552, '5.3.4', `Message exceeds the maximum size of ${limit} bytes`);
+}
+
 export function senderNotAMailbox(from: string): SmtpReply {
   return reply(550, '5.7.1', `Sender <${from}> is not a mailbox of this proxy`);
 }
@@ -23,7 +27,11 @@ export function unusableAccount(email: string, why: string): SmtpReply {
 export function passThrough(r: SmtpReply): SmtpReply {
   const enhanced = r.enhanced || defaultEnhanced(r.code);
   // smtp-server sends error replies on one line; keep every line of the upstream's text.
-  const text = r.text.split('\n').map((l) => l.trim()).filter(Boolean).join(' / ');
+  const text = r.text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' / ');
   return { code: r.code, enhanced, text: `upstream: ${text}` };
 }
 

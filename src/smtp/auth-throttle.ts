@@ -33,7 +33,10 @@ export class AuthThrottle {
   // Map keeps insertion order: the oldest entry is first, so eviction is O(1).
   private readonly entries = new Map<string, Entry>();
 
-  constructor(opts: Partial<AuthThrottleOptions> = {}, private readonly now: () => number = Date.now) {
+  constructor(
+    opts: Partial<AuthThrottleOptions> = {},
+    private readonly now: () => number = Date.now,
+  ) {
     this.opts = { ...DEFAULTS, ...opts };
   }
 

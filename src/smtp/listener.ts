@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { formatHostPort, isLoopback } from '../util/net.js';
 import type { Account, AccountRegistry } from '../accounts/registry.js';
 import { newTransactionId, type Relay } from '../relay/relay.js';
-import { REPLIES, senderNotAMailbox } from '../relay/replies.js';
+import { REPLIES, messageTooBig, senderNotAMailbox } from '../relay/replies.js';
 import type { SmtpReply } from '../util/reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
@@ -68,7 +68,6 @@ export class SmtpListeners {
     const smtp = config.smtp;
     const requireTls = smtp.requireTls ?? !isLoopback(hp.host);
     const hasTls = smtp.tls !== undefined;
-    const self = this;
     return {
       secure: implicitTls,
       key: smtp.tls?.key,
@@ -86,33 +85,34 @@ export class SmtpListeners {
       allowInsecureAuth: !requireTls,
       disableReverseLookup: true,
       hideDSN: true,
+      hideENHANCEDSTATUSCODES: false, // smtp-server hides them by default; SPEC 3 advertises them
       hideREQUIRETLS: true,
       logger: false,
       disabledCommands: [],
-      onConnect(session, cb) {
-        self.opts.metrics.smtpConnectionsTotal.inc({ result: self.draining ? 'refused' : 'accepted' });
-        if (self.draining) return cb(smtpError(REPLIES.shuttingDown));
-        if (self.throttle.isRefused(session.remoteAddress)) {
-          self.opts.metrics.authAttemptsTotal.inc({ result: 'throttled' });
+      onConnect: (session, cb) => {
+        this.opts.metrics.smtpConnectionsTotal.inc({ result: this.draining ? 'refused' : 'accepted' });
+        if (this.draining) return cb(smtpError(REPLIES.shuttingDown));
+        if (this.throttle.isRefused(session.remoteAddress)) {
+          this.opts.metrics.authAttemptsTotal.inc({ result: 'throttled' });
           return cb(smtpError(REPLIES.authThrottled));
         }
-        self.opts.metrics.smtpConnectionsActive.inc();
+        this.opts.metrics.smtpConnectionsActive.inc();
         (session as Session).xo = { inTransaction: false };
         cb();
       },
-      onClose(session) {
-        if ((session as Session).xo) self.opts.metrics.smtpConnectionsActive.dec();
+      onClose: (session) => {
+        if ((session as Session).xo) this.opts.metrics.smtpConnectionsActive.dec();
       },
-      onAuth(auth, session, cb) {
-        self.authenticate(auth.username ?? '', auth.password ?? '', session as Session).then(
+      onAuth: (auth, session, cb) => {
+        this.authenticate(auth.username ?? '', auth.password ?? '', session as Session).then(
           (r) => cb(r.error ?? null, r.user ? { user: r.user } : undefined),
           (err) => cb(err as Error),
         );
       },
-      onMailFrom(address, session, cb) {
+      onMailFrom: (address, session, cb) => {
         const s = state(session as Session);
-        if (self.draining) return cb(smtpError(REPLIES.shuttingDown));
-        const ctx = self.opts.context();
+        if (this.draining) return cb(smtpError(REPLIES.shuttingDown));
+        const ctx = this.opts.context();
         let account: Account | undefined;
         if (session.user) {
           account = ctx.registry.get(String(session.user));
@@ -124,16 +124,16 @@ export class SmtpListeners {
         } else {
           return cb(smtpError(REPLIES.authRequired));
         }
-        if (self.opts.relay.overloaded()) return cb(smtpError(REPLIES.overloaded));
+        if (this.opts.relay.overloaded()) return cb(smtpError(REPLIES.overloaded));
         s.account = account;
         s.inTransaction = true;
         cb();
       },
-      onRcptTo(_address, _session, cb) {
+      onRcptTo: (_address, _session, cb) => {
         cb();
       },
-      onData(stream, session, cb) {
-        self.onData(stream, session as Session, cb);
+      onData: (stream, session, cb) => {
+        this.onData(stream, session as Session, cb);
       },
     };
   }
@@ -188,8 +188,7 @@ export class SmtpListeners {
         else cb(smtpError(r));
         if (this.draining) setImmediate(() => this.closeSession(session));
       };
-      // smtp-server answers an oversized message with 552 5.3.4 itself
-      if (stream.sizeExceeded) return finish(REPLIES.internal);
+      if (stream.sizeExceeded) return finish(messageTooBig(this.opts.context().config.smtp.maxMessageSize));
       if (refused) return finish(refused);
       if (!account) return finish(REPLIES.authRequired);
       const env = session.envelope;
@@ -226,7 +225,8 @@ export class SmtpListeners {
   private closeSession(session: SMTPServerSession): void {
     for (const server of this.servers) {
       for (const conn of server.connections) {
-        if ((conn as any).id === session.id) (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
+        if ((conn as any).id === session.id)
+          (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
       }
     }
   }
@@ -241,7 +241,8 @@ export class SmtpListeners {
     for (const server of this.servers) {
       for (const conn of server.connections) {
         const st = ((conn as any).session as Session | undefined)?.xo;
-        if (!st?.inTransaction) (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
+        if (!st?.inTransaction)
+          (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
       }
     }
     await Promise.all(closing);

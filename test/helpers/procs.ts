@@ -77,7 +77,11 @@ export async function startSim(args: string[] = [], withTls = false): Promise<Si
       return (await fetch(base + '/stats')).json();
     },
     async control(p: string, body: unknown) {
-      const r = await fetch(base + p, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      const r = await fetch(base + p, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json' },
+      });
       if (!r.ok) throw new Error(`${p}: ${r.status}`);
     },
   };
@@ -92,7 +96,10 @@ export interface ProxyProc extends Proc {
 }
 
 /** Write config (an object; smtp.listen and http.listen are filled with free ports) and start `serve`. */
-export async function startProxy(config: any, opts: { dir?: string; env?: Record<string, string> } = {}): Promise<ProxyProc> {
+export async function startProxy(
+  config: any,
+  opts: { dir?: string; env?: Record<string, string> } = {},
+): Promise<ProxyProc> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xo-proxy-'));
   const smtpPort = await freePort();
   const httpPort = await freePort();
@@ -100,7 +107,11 @@ export async function startProxy(config: any, opts: { dir?: string; env?: Record
     ...config,
     smtp: { listen: [`127.0.0.1:${smtpPort}`], hostname: 'proxy.test', ...config.smtp },
     http: { listen: `127.0.0.1:${httpPort}`, ...config.http },
-    state: { dir: path.join(dir, 'data'), secretKey: 'test-secret-key-0123456789-abcdefghijklmnop', ...config.state },
+    state: {
+      dir: path.join(dir, 'data'),
+      secretKey: 'test-secret-key-0123456789-abcdefghijklmnop',
+      ...config.state,
+    },
   };
   const configFile = path.join(dir, 'xoauth2-proxy.yaml');
   fs.writeFileSync(configFile, YAML.stringify(cfg));

@@ -4,6 +4,8 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 export interface ClientOptions {
   port: number;
   host?: string;
+  /** the client's own address (to come from a trusted network) */
+  localAddress?: string;
   secure?: boolean;
   /** use STARTTLS when offered (default: ignore it) */
   starttls?: boolean;
@@ -23,6 +25,7 @@ export class TestClient {
     this.conn = new SMTPConnection({
       host: opts.host ?? '127.0.0.1',
       port: opts.port,
+      localAddress: opts.localAddress,
       secure: opts.secure ?? false,
       ignoreTLS: !opts.starttls,
       requireTLS: opts.starttls ?? false,
@@ -48,7 +51,8 @@ export class TestClient {
   login(user: string, pass: string, method: 'PLAIN' | 'LOGIN' = 'PLAIN'): Promise<SendOutcome> {
     return new Promise((resolve) => {
       this.conn.login({ user, pass, method } as any, (err: any) => {
-        if (err) resolve({ ok: false, code: err.responseCode, response: String(err.response ?? err.message) });
+        if (err)
+          resolve({ ok: false, code: err.responseCode, response: String(err.response ?? err.message) });
         else resolve({ ok: true, response: '235' });
       });
     });
@@ -57,9 +61,14 @@ export class TestClient {
   send(from: string, to: string | string[], message: string | Buffer): Promise<SendOutcome> {
     return new Promise((resolve) => {
       this.conn.send({ from, to } as any, message, (err: any, info: any) => {
-        if (err) resolve({ ok: false, code: err.responseCode, response: String(err.response ?? err.message) });
+        if (err)
+          resolve({ ok: false, code: err.responseCode, response: String(err.response ?? err.message) });
         else if (info.rejected?.length)
-          resolve({ ok: false, code: 550, response: `rejected ${info.rejected.join(',')}: ${info.response}` });
+          resolve({
+            ok: false,
+            code: 550,
+            response: `rejected ${(info.rejectedErrors ?? []).map((e: any) => e.response).join('; ')}; sent: ${info.response}`,
+          });
         else resolve({ ok: true, code: 250, response: String(info.response) });
       });
     });
@@ -76,7 +85,11 @@ export class TestClient {
 
 let seq = 0;
 /** A small RFC 5322 message with a unique Message-ID (returned) for loss checks. */
-export function makeMessage(from: string, to: string, opts: { id?: string; body?: string } = {}): { id: string; raw: string } {
+export function makeMessage(
+  from: string,
+  to: string,
+  opts: { id?: string; body?: string } = {},
+): { id: string; raw: string } {
   const id = opts.id ?? `<t${process.pid}-${Date.now()}-${++seq}@test>`;
   const raw =
     `From: ${from}\r\nTo: ${to}\r\nSubject: test ${seq}\r\nMessage-ID: ${id}\r\n` +

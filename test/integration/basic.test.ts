@@ -18,7 +18,9 @@ describe('relay, google style, STARTTLS upstream', () => {
 
   beforeAll(async () => {
     sim = await startSim(['--style', 'google']);
-    const sscert = await (await import('selfsigned')).generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as any);
+    const sscert = await (
+      await import('selfsigned')
+    ).generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as any);
     cert = { cert: sscert.cert, key: sscert.private };
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-basic-'));
     fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
@@ -26,11 +28,32 @@ describe('relay, google style, STARTTLS upstream', () => {
     const hash = await hashPassword(PW);
     proxy = await startProxy(
       {
-        smtp: { tls: { cert: './cert.pem', key: './key.pem' }, trustedNetworks: ['127.0.0.2/32'], maxRecipients: 5, maxMessageSize: 20000 },
-        providers: { sim: simProvider(sim, { smtp: { host: '127.0.0.1', port: sim.smtpPort, security: 'starttls', ca: sim.caFile } }) },
+        smtp: {
+          tls: { cert: './cert.pem', key: './key.pem' },
+          trustedNetworks: ['127.0.0.2/32'],
+          maxRecipients: 5,
+          maxMessageSize: 20000,
+        },
+        providers: {
+          sim: simProvider(sim, {
+            smtp: { host: '127.0.0.1', port: sim.smtpPort, security: 'starttls', ca: sim.caFile },
+          }),
+        },
         accounts: [
-          { email: ALICE, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${ALICE}.t`, passwordHash: hash },
-          { email: BOB, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${BOB}.t`, passwordHash: hash },
+          {
+            email: ALICE,
+            provider: 'sim',
+            clientId: 'cid',
+            refreshToken: `simrt.${ALICE}.t`,
+            passwordHash: hash,
+          },
+          {
+            email: BOB,
+            provider: 'sim',
+            clientId: 'cid',
+            refreshToken: `simrt.${BOB}.t`,
+            passwordHash: hash,
+          },
         ],
       },
       { dir },
@@ -41,8 +64,13 @@ describe('relay, google style, STARTTLS upstream', () => {
     await sim?.stop();
   });
 
-  async function client(opts: { starttls?: boolean; host?: string } = {}) {
-    const c = new TestClient({ port: proxy.smtpPort, starttls: opts.starttls, ca: cert.cert, host: opts.host });
+  async function client(opts: { starttls?: boolean; localAddress?: string } = {}) {
+    const c = new TestClient({
+      port: proxy.smtpPort,
+      starttls: opts.starttls,
+      ca: cert.cert,
+      localAddress: opts.localAddress,
+    });
     await c.connect();
     return c;
   }
@@ -90,11 +118,15 @@ describe('relay, google style, STARTTLS upstream', () => {
   });
 
   it('lets trustedNetworks send without AUTH, as the mailbox of MAIL FROM', async () => {
-    const c = await client({ host: '127.0.0.2' });
+    const c = await client({ localAddress: '127.0.0.2' });
     const m = makeMessage(ALICE, 'y@example.net');
     const r = await c.send(ALICE, 'y@example.net', m.raw);
     expect(r.ok).toBe(true);
-    const stranger = await c.send('stranger@example.org', 'y@example.net', makeMessage('stranger@example.org', 'y@example.net').raw);
+    const stranger = await c.send(
+      'stranger@example.org',
+      'y@example.net',
+      makeMessage('stranger@example.org', 'y@example.net').raw,
+    );
     c.close();
     expect(stranger.ok).toBe(false);
     expect(stranger.code).toBe(550);
@@ -104,7 +136,11 @@ describe('relay, google style, STARTTLS upstream', () => {
   it('passes upstream 4xx and 5xx through, and delivers nothing when one recipient of three is refused', async () => {
     const c = await client();
     await c.login(ALICE, PW);
-    const perm = await c.send(ALICE, 'reject-me@example.net', makeMessage(ALICE, 'reject-me@example.net').raw);
+    const perm = await c.send(
+      ALICE,
+      'reject-me@example.net',
+      makeMessage(ALICE, 'reject-me@example.net').raw,
+    );
     expect(perm.code).toBe(550);
     expect(perm.response).toMatch(/^550 5\.1\.1 upstream: /);
     const temp = await c.send(ALICE, 'tempfail@example.net', makeMessage(ALICE, 'tempfail@example.net').raw);
@@ -124,7 +160,11 @@ describe('relay, google style, STARTTLS upstream', () => {
   it('enforces SIZE (552 5.3.4) and maxRecipients (452 4.5.3)', async () => {
     const c = await client();
     await c.login(ALICE, PW);
-    const big = await c.send(ALICE, 'x@example.net', makeMessage(ALICE, 'x@example.net', { body: 'x'.repeat(30000) + '\r\n' }).raw);
+    const big = await c.send(
+      ALICE,
+      'x@example.net',
+      makeMessage(ALICE, 'x@example.net', { body: 'x'.repeat(30000) + '\r\n' }).raw,
+    );
     expect(big.code).toBe(552);
     expect(big.response).toMatch(/5\.3\.4/);
     const rcpts = Array.from({ length: 6 }, (_, i) => `r${i}@example.net`);
@@ -147,8 +187,14 @@ describe('relay, microsoft style, implicit TLS upstream', () => {
   beforeAll(async () => {
     sim = await startSim(['--style', 'microsoft'], true);
     proxy = await startProxy({
-      providers: { sim: simProvider(sim, { smtp: { host: '127.0.0.1', port: sim.smtpTlsPort, security: 'tls', ca: sim.caFile } }) },
-      accounts: [{ email: ALICE, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${ALICE}.t`, password: PW }],
+      providers: {
+        sim: simProvider(sim, {
+          smtp: { host: '127.0.0.1', port: sim.smtpTlsPort, security: 'tls', ca: sim.caFile },
+        }),
+      },
+      accounts: [
+        { email: ALICE, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${ALICE}.t`, password: PW },
+      ],
     });
   });
   afterAll(async () => {

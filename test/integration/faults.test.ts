@@ -5,7 +5,13 @@ import { TestClient, makeMessage } from '../helpers/smtp-client.js';
 
 const PW = 'pw-for-tests-only';
 const accounts = (names: string[]) =>
-  names.map((email) => ({ email, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${email}.t`, password: PW }));
+  names.map((email) => ({
+    email,
+    provider: 'sim',
+    clientId: 'cid',
+    refreshToken: `simrt.${email}.t`,
+    password: PW,
+  }));
 
 let sim: SimProc | undefined;
 let proxy: ProxyProc | undefined;
@@ -37,7 +43,10 @@ async function burst(port: number, users: string[], clients: number, perClient: 
 describe('upstream faults', () => {
   it('never answers 250 for a message the upstream did not get when connections drop before the final reply', async () => {
     sim = await startSim(['--drop', '0.2']);
-    proxy = await startProxy({ providers: { sim: simProvider(sim) }, accounts: accounts(['a@example.com', 'b@example.com']) });
+    proxy = await startProxy({
+      providers: { sim: simProvider(sim) },
+      accounts: accounts(['a@example.com', 'b@example.com']),
+    });
     const results = await burst(proxy.smtpPort, ['a@example.com', 'b@example.com'], 6, 40);
     const stats = await sim.stats();
     const seen = new Set(stats.messageIds);

@@ -18,14 +18,18 @@ describe('interop', () => {
   beforeAll(async () => {
     sim = await startSim();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-interop-'));
-    const c = await (await import('selfsigned')).generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as any);
+    const c = await (
+      await import('selfsigned')
+    ).generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as any);
     fs.writeFileSync(path.join(dir, 'cert.pem'), c.cert);
     fs.writeFileSync(path.join(dir, 'key.pem'), c.private);
     proxy = await startProxy(
       {
         smtp: { tls: { cert: './cert.pem', key: './key.pem' } },
         providers: { sim: simProvider(sim) },
-        accounts: [{ email: USER, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${USER}.t`, password: PW }],
+        accounts: [
+          { email: USER, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${USER}.t`, password: PW },
+        ],
       },
       { dir },
     );
@@ -39,11 +43,27 @@ describe('interop', () => {
     for (const tls of [false, true]) {
       it.skipIf(!hasSwaks)(`swaks AUTH ${auth}${tls ? ' with STARTTLS' : ''}`, async () => {
         const id = `<swaks-${auth}-${tls}-${Date.now()}@test>`;
-        const args = ['--server', `127.0.0.1:${proxy.smtpPort}`, '--auth', auth, '--auth-user', USER, '--auth-password', PW,
-          '--from', USER, '--to', 'rcpt@example.net', '--header', `Message-ID: ${id}`, '--timeout', '20'];
+        const args = [
+          '--server',
+          `127.0.0.1:${proxy.smtpPort}`,
+          '--auth',
+          auth,
+          '--auth-user',
+          USER,
+          '--auth-password',
+          PW,
+          '--from',
+          USER,
+          '--to',
+          'rcpt@example.net',
+          '--header',
+          `Message-Id: ${id}`,
+          '--timeout',
+          '20',
+        ];
         if (tls) args.push('--tls');
         const { stdout } = await run('swaks', args);
-        expect(stdout).toMatch(/<~ {2}250 2\.0\.0 upstream: /);
+        expect(stdout).toMatch(/<[~-] {2}250 2\.0\.0 upstream: /);
         expect((await sim.stats()).messageIds).toContain(id);
       });
     }

@@ -7,7 +7,13 @@ import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from 
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
 
 const PW = 'pw-for-tests-only';
-const acct = (email: string, password = PW) => ({ email, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${email}.t`, password });
+const acct = (email: string, password = PW) => ({
+  email,
+  provider: 'sim',
+  clientId: 'cid',
+  refreshToken: `simrt.${email}.t`,
+  password,
+});
 
 let sim: SimProc | undefined;
 let proxy: ProxyProc | undefined;
@@ -43,7 +49,10 @@ describe('reload', () => {
       fs.renameSync(tmp, accountsFile);
     };
     write([acct('keep@example.com'), acct('change@example.com'), acct('remove@example.com')]);
-    proxy = await startProxy({ providers: { sim: simProvider(sim) }, accountsFile: './accounts.yaml' }, { dir });
+    proxy = await startProxy(
+      { providers: { sim: simProvider(sim) }, accountsFile: './accounts.yaml' },
+      { dir },
+    );
 
     let stop = false;
     const failures: string[] = [];
@@ -53,7 +62,11 @@ describe('reload', () => {
       await c.connect();
       await c.login('keep@example.com', PW);
       while (!stop) {
-        const r = await c.send('keep@example.com', 'r@example.net', makeMessage('keep@example.com', 'r@example.net').raw);
+        const r = await c.send(
+          'keep@example.com',
+          'r@example.net',
+          makeMessage('keep@example.com', 'r@example.net').raw,
+        );
         sent++;
         if (!r.ok) failures.push(r.response);
       }
@@ -64,7 +77,9 @@ describe('reload', () => {
     write([acct('keep@example.com'), acct('change@example.com', 'new-password'), acct('added@example.com')]);
     await sleep(1000);
     expect((await trySend(proxy.smtpPort, 'added@example.com')).ok).toBe(true);
-    expect((await trySend(proxy.smtpPort, 'remove@example.com')).response).toBe('535 5.7.8 Authentication credentials invalid');
+    expect((await trySend(proxy.smtpPort, 'remove@example.com')).response).toBe(
+      '535 5.7.8 Authentication credentials invalid',
+    );
     expect((await trySend(proxy.smtpPort, 'change@example.com', PW)).ok).toBe(false);
     expect((await trySend(proxy.smtpPort, 'change@example.com', 'new-password')).ok).toBe(true);
 

@@ -1,13 +1,26 @@
 // Token lifecycle seen from outside: clients keep sending while tokens expire, are rejected,
 // revoked and rotated.
 import { afterEach, describe, expect, it } from 'vitest';
-import { startProxy, startSim, simProvider, runProxy, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import {
+  startProxy,
+  startSim,
+  simProvider,
+  runProxy,
+  type ProxyProc,
+  type SimProc,
+} from '../helpers/procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
 
 const PW = 'pw-for-tests-only';
 const users = ['u1@example.com', 'u2@example.com', 'u3@example.com'];
 const accounts = (names = users) =>
-  names.map((email) => ({ email, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${email}.t`, password: PW }));
+  names.map((email) => ({
+    email,
+    provider: 'sim',
+    clientId: 'cid',
+    refreshToken: `simrt.${email}.t`,
+    password: PW,
+  }));
 
 let sim: SimProc | undefined;
 let proxy: ProxyProc | undefined;
@@ -61,7 +74,9 @@ describe('token lifecycle', () => {
     const c = new TestClient({ port: proxy.smtpPort });
     await c.connect();
     await c.login(users[0]!, PW);
-    expect((await c.send(users[0]!, 'r@example.net', makeMessage(users[0]!, 'r@example.net').raw)).ok).toBe(true);
+    expect((await c.send(users[0]!, 'r@example.net', makeMessage(users[0]!, 'r@example.net').raw)).ok).toBe(
+      true,
+    );
     await new Promise((r) => setTimeout(r, 3000));
     const m = makeMessage(users[0]!, 'r@example.net');
     const r = await c.send(users[0]!, 'r@example.net', m.raw);
