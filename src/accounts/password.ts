@@ -36,13 +36,36 @@ function b64(buf: Buffer): string {
   return buf.toString('base64').replace(/=+$/, '');
 }
 
-function derive(pw: string, salt: Buffer, keyLen: number, ln: number, r: number, p: number): Promise<Buffer> {
-  const N = 2 ** ln;
-  // scrypt needs 128*N*r*p bytes; Node's default maxmem (32 MiB) is too tight for larger params.
-  const opts: ScryptOptions = { N, r, p, maxmem: 128 * N * r * p + 16 * 1024 * 1024 };
-  return new Promise((resolve, reject) => {
-    scrypt(pw.normalize('NFC'), salt, keyLen, opts, (err, key) => (err ? reject(err) : resolve(key)));
-  });
+/**
+ * At most this many KDFs run at once: each takes 16 MiB and a libuv pool thread, so an AUTH storm
+ * (an MTA opening hundreds of connections, or password spraying) can neither grow memory without
+ * bound nor starve the pool the rest of the process uses. Extra verifications queue (FIFO).
+ */
+const MAX_CONCURRENT_KDF = 2;
+let running = 0;
+const queue: (() => void)[] = [];
+
+async function derive(
+  pw: string,
+  salt: Buffer,
+  keyLen: number,
+  ln: number,
+  r: number,
+  p: number,
+): Promise<Buffer> {
+  if (running >= MAX_CONCURRENT_KDF) await new Promise<void>((resolve) => queue.push(resolve));
+  running++;
+  try {
+    const N = 2 ** ln;
+    // scrypt needs 128*N*r*p bytes; Node's default maxmem (32 MiB) is too tight for larger params.
+    const opts: ScryptOptions = { N, r, p, maxmem: 128 * N * r * p + 16 * 1024 * 1024 };
+    return await new Promise<Buffer>((resolve, reject) => {
+      scrypt(pw.normalize('NFC'), salt, keyLen, opts, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+  } finally {
+    running--;
+    queue.shift()?.();
+  }
 }
 
 export async function hashPassword(pw: string): Promise<string> {

@@ -15,6 +15,8 @@ export interface Account {
 /** Verified (email, password) pairs, so clients that AUTH on every connection don't pay the KDF each time. */
 class VerifiedCache {
   private readonly map = new Map<string, true>();
+  /** KDF runs in flight, by the same key */
+  readonly pending = new Map<string, Promise<boolean>>();
   constructor(private readonly max: number) {}
   has(key: string): boolean {
     return this.map.has(key);
@@ -82,15 +84,18 @@ export class AccountRegistry {
     if (account && (hash || plain !== undefined)) {
       const key = cacheKey(account.email, password, hash ?? 'plain:' + plain);
       if (this.verified.has(key)) return account;
-      let ok: boolean;
-      if (hash) {
-        ok = await verifyPassword(password, hash);
-      } else {
-        // Plain-text passwords still pay the KDF so their timing matches the hashed path.
-        await verifyPassword(password, DUMMY_PASSWORD_HASH);
-        ok = safeEqual(password, plain!);
+      // Connections that AUTH with the same credentials at once share one KDF run.
+      let check = this.verified.pending.get(key);
+      if (!check) {
+        check = (async () => {
+          if (hash) return verifyPassword(password, hash);
+          // Plain-text passwords still pay the KDF so their timing matches the hashed path.
+          await verifyPassword(password, DUMMY_PASSWORD_HASH);
+          return safeEqual(password, plain!);
+        })().finally(() => this.verified.pending.delete(key));
+        this.verified.pending.set(key, check);
       }
-      if (ok) {
+      if (await check) {
         this.verified.add(key);
         return account;
       }

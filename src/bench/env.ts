@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { freePort } from '../util/net.js';
 
+/** The allocator setting of deploy/xoauth2-proxy.service, used for the proxy under test too. */
+export const PROXY_GLIBC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304';
+
 /** dist/cli.js next to this file's dist/bench/ */
 export const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
 
@@ -224,12 +227,23 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     };
     const configFile = path.join(dir, 'xoauth2-proxy.yaml');
     fs.writeFileSync(configFile, YAML.stringify(config), { mode: 0o600 });
-    const proxy = spawn(process.execPath, [cli, 'serve', '-c', configFile], {
+    // XO_BENCH_PROXY_NODE_ARGS: extra node flags for the proxy, e.g. `--cpu-prof` (docs/performance.md)
+    const nodeArgs = (process.env.XO_BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const proxy = spawn(process.execPath, [...nodeArgs, cli, 'serve', '-c', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // as the shipped systemd unit runs it (deploy/xoauth2-proxy.service); set it to '' to compare
+      env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? PROXY_GLIBC_TUNABLES },
     });
     track(proxy);
     started.push(proxy);
     const proxyOutput = tail(proxy);
+    // XO_BENCH_PROXY_OUTPUT: also append the proxy's stdout/stderr to this file (e.g. with --trace-gc)
+    const outFile = process.env.XO_BENCH_PROXY_OUTPUT;
+    if (outFile) {
+      const out = fs.createWriteStream(outFile, { flags: 'a' });
+      proxy.stdout?.pipe(out);
+      proxy.stderr?.pipe(out);
+    }
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (proxy.exitCode !== null) throw new Error(`proxy exited (${proxy.exitCode}):\n${proxyOutput()}`);
