@@ -52,6 +52,7 @@ export class AccountPool {
   private readonly all = new Set<UpstreamConnection>();
   private draining = false;
   private killed = false;
+  private spareConnecting = false;
   private drainedWaiters: (() => void)[] = [];
   private rate: RateWindow | null;
   private readonly log: Logger;
@@ -186,6 +187,8 @@ export class AccountPool {
         this.closeConn(c);
       }
     }
+    // a replacement is already on its way: take it rather than open one more
+    if (this.spareConnecting && !fresh) return this.enqueue();
     if (this.total() < this.max) return this.connectFor();
     return this.enqueue();
   }
@@ -211,16 +214,15 @@ export class AccountPool {
   }
 
   private release(c: UpstreamConnection): void {
-    if (
-      !c.alive ||
-      c.retired ||
+    const spent =
       (this.account.maxMessagesPerConnection > 0 && c.messages >= this.account.maxMessagesPerConnection) ||
-      this.tooOld(c) ||
-      (this.draining && this.waitingCount === 0)
-    ) {
+      this.tooOld(c);
+    if (!c.alive || c.retired || spent || (this.draining && this.waitingCount === 0)) {
+      const healthy = spent && c.alive && !c.retired;
       this.busyCount--;
       this.busyGauge.dec();
       this.closeConn(c);
+      if (healthy) this.replaceSpent();
       return;
     }
     const w = this.shiftWaiter();
@@ -269,7 +271,8 @@ export class AccountPool {
 
   /** a slot opened up: waiters that found no connection get a new one, in FIFO order */
   private slotFreed(): void {
-    while (this.waitingCount > 0 && this.total() < this.max && !this.killed) {
+    // a replacement on its way will serve the first waiter
+    while (this.waitingCount > (this.spareConnecting ? 1 : 0) && this.total() < this.max && !this.killed) {
       const w = this.shiftWaiter();
       if (!w) break;
       w.resolve(this.connectFor());
@@ -341,6 +344,29 @@ export class AccountPool {
   }
 
   // -- connection setup -----------------------------------------------------------------------------
+
+  /**
+   * A healthy connection was retired for its message count or age. If that left the pool without
+   * an idle connection, open the replacement now, in the background, so the next message does not
+   * wait for connect + TLS + EHLO + AUTH (at 8 msg/s per mailbox and 100 messages per connection,
+   * that wait was the proxy's p99: docs/performance.md).
+   */
+  private replaceSpent(): void {
+    if (this.spareConnecting || this.draining || this.killed || this.idleCount > 0 || this.waitingCount > 0)
+      return;
+    if (this.total() >= this.max) return;
+    this.spareConnecting = true;
+    this.connectFor().then(
+      (c) => {
+        this.spareConnecting = false;
+        this.release(c);
+      },
+      () => {
+        // open() logged and counted it; the next message connects (and reports) on its own
+        this.spareConnecting = false;
+      },
+    );
+  }
 
   /** set up a connection for the caller that triggered it; it arrives busy */
   private async connectFor(): Promise<UpstreamConnection> {

@@ -131,6 +131,17 @@ describe('pool limits and order', () => {
     expect(fake.conns[2].closed).toBe(false);
   });
 
+  it('replaces a connection retired for its message count in the background, before the next message', async () => {
+    const { fake, pools } = await setup({}, { maxMessagesPerConnection: 2 });
+    for (let i = 0; i < 2; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    // no message is waiting, yet a ready connection is: the next message pays no connect
+    await waitUntil(() => pools.stats(USER)?.idle === 1);
+    expect(fake.conns).toHaveLength(2);
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(2);
+    expect(fake.conns.map((c) => c.messages)).toEqual([2, 1]);
+  });
+
   it('closes idle connections after idleTimeoutMs with QUIT', async () => {
     const { fake, pools } = await setup({}, { idleTimeoutMs: 100 });
     await pools.deliver(USER, env(), msg());
@@ -143,11 +154,11 @@ describe('pool limits and order', () => {
   });
 
   it('does not reuse a connection older than maxAgeMs', async () => {
-    const { fake, pools } = await setup({}, { maxAgeMs: 80 });
+    const { fake, pools } = await setup({}, { maxAgeMs: 400 });
     await pools.deliver(USER, env(), msg());
     await pools.deliver(USER, env(), msg());
     expect(fake.conns).toHaveLength(1);
-    await sleep(120);
+    await sleep(450);
     await pools.deliver(USER, env(), msg());
     expect(fake.conns).toHaveLength(2);
     await waitUntil(() => fake.conns[0].closed);
