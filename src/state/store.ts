@@ -108,8 +108,10 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
     fs.chmodSync(dbPath, 0o600);
   } catch {}
   db.pragma('journal_mode = WAL');
-  // FULL: a rotated refresh token must survive a power loss once we have started using it
-  db.pragma('synchronous = FULL');
+  // NORMAL (WAL): commits survive a crash of the process, and cost no fsync on the event loop, which
+  // matters for warm-up writes of thousands of cached tokens. Rotated refresh tokens are the one
+  // thing that must also survive a power loss: that write alone runs with FULL (below).
+  db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 2000');
   db.exec(`
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -216,11 +218,16 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
     },
     putRotatedRefreshToken(email, configuredRefreshToken, newRefreshToken) {
       const e = norm(email);
-      putRefresh.run(
-        e,
-        seal(key, newRefreshToken, aad(e, 'refresh_token')),
-        fingerprint(configuredRefreshToken),
-      );
+      db.pragma('synchronous = FULL');
+      try {
+        putRefresh.run(
+          e,
+          seal(key, newRefreshToken, aad(e, 'refresh_token')),
+          fingerprint(configuredRefreshToken),
+        );
+      } finally {
+        db.pragma('synchronous = NORMAL');
+      }
     },
     setAccountState(email, state, lastError) {
       putState.run(norm(email), state, lastError ?? null, Date.now());
