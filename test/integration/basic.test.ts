@@ -174,6 +174,36 @@ describe('relay, google style, STARTTLS upstream', () => {
     expect(many.response).toMatch(/452 4\.5\.3/);
   });
 
+  it('a client that disconnects in the middle of its body: nothing reaches the upstream, the proxy carries on', async () => {
+    const net = await import('node:net');
+    const id = `<cut-${Date.now()}@test>`;
+    const sock = net.connect(proxy.smtpPort, '127.0.0.1');
+    let seen = '';
+    sock.on('data', (d) => (seen += d.toString()));
+    const waitFor = async (re: RegExp) => {
+      for (let i = 0; i < 200 && !re.test(seen); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(seen).toMatch(re);
+    };
+    await waitFor(/^220 /m);
+    sock.write('EHLO cut.test\r\n');
+    await waitFor(/^250 /m);
+    sock.write(`AUTH PLAIN ${Buffer.from(`\0${ALICE}\0${PW}`).toString('base64')}\r\n`);
+    await waitFor(/^235 /m);
+    sock.write(`MAIL FROM:<${ALICE}>\r\nRCPT TO:<cut@example.net>\r\nDATA\r\n`);
+    await waitFor(/^354 /m);
+    sock.write(`From: ${ALICE}\r\nMessage-ID: ${id}\r\n\r\nthe first half of a body`);
+    await new Promise((r) => setTimeout(r, 200));
+    sock.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await sim.stats()).messageIds).not.toContain(id);
+    const c = await client();
+    await c.login(ALICE, PW);
+    const m = makeMessage(ALICE, 'after-cut@example.net');
+    expect((await c.send(ALICE, 'after-cut@example.net', m.raw)).ok).toBe(true);
+    c.close();
+    expect((await sim.stats()).messageIds).toContain(m.id);
+  });
+
   it('serves /metrics with message counters', async () => {
     const text = await (await proxy.http('/metrics')).text();
     expect(text).toMatch(/xoauth2_proxy_messages_total\{provider="sim",result="delivered"\} [1-9]/);
