@@ -108,6 +108,8 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     '  simulated provider (`simulate`), each a single Node.js process, all over loopback. They share the cores,',
     '  so the generator and the simulator take CPU the proxy would otherwise have: the numbers are a floor for',
     '  the proxy, not a ceiling.',
+    '- The proxy runs as the shipped systemd unit runs it, with `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304`',
+    '  (`deploy/xoauth2-proxy.service`; why: docs/performance.md). Set `GLIBC_TUNABLES=` to measure without it.',
     '- Per load step: the **direct** run sends the same load straight to the simulator with AUTH XOAUTH2 (the',
     '  baseline: generator + simulator alone), then the **proxy** run sends it to the proxy with AUTH PLAIN, and',
     '  the proxy relays it upstream with XOAUTH2. "added p99" = proxy p99 - direct p99; "ratio" = proxy msg/s /',
