@@ -1,6 +1,7 @@
 // `demo`: the whole path on one machine with no setup: the simulator, a proxy in front of it, a few
 // hundred messages through several mailboxes, and a true summary checked against the simulator.
 import type { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,7 +62,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     YAML.stringify({
       smtp: { listen: [`127.0.0.1:${smtpPort}`], hostname: 'demo.localhost' },
       http: { listen: `127.0.0.1:${httpPort}` },
-      state: { dir: path.join(dir, 'data') },
+      // a throw-away key for a throw-away state dir (a real setup sets its own: README)
+      state: { dir: path.join(dir, 'data'), secretKey: randomBytes(32).toString('base64url') },
       log: { level: 'warn', messages: false },
       providers: {
         sim: {
