@@ -97,6 +97,8 @@ export class Metrics {
 
   constructor(opts: { perAccount?: boolean; defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    // series with a fixed, known label set start at 0, so rate() and alerts work before the first event
+    for (const result of ['success', 'failure']) this.configReloadsTotal.inc({ result }, 0);
     if (opts.perAccount) {
       this.perAccountMessages = new Counter({
         name: P + 'account_messages_total',
