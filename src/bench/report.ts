@@ -22,19 +22,12 @@ export interface BenchParameters {
   runId: string;
 }
 
-export interface DirectResult {
-  sent: number;
-  accepted: number;
-  deferred: number;
-  rejected: number;
-  errors: number;
-  durationSec: number;
-  throughputPerSec: number;
-  latencyMs: LatencyMs;
+export interface DirectResult extends RunCounts {
   eventLoopDelayMs: EventLoopDelayMs;
 }
 
-export interface BenchResult {
+/** The counts and latency every run has, direct or through the proxy. */
+interface RunCounts {
   sent: number;
   accepted: number;
   deferred: number;
@@ -43,6 +36,9 @@ export interface BenchResult {
   durationSec: number;
   throughputPerSec: number;
   latencyMs: LatencyMs;
+}
+
+export interface BenchResult extends RunCounts {
   /** null when the proxy's pid is unknown (--target without --proxy-pid) */
   proxy: { cpuPercent: number; cpuPercentMax: number; rssMaxBytes: number } | null;
   /** messages of the measured proxy run the simulator stored (compare with accepted); null with --target */

@@ -7,17 +7,9 @@ import { SmtpError, type SmtpReply } from '../util/reply.js';
 import { REPLIES, passThrough, unusableAccount } from './replies.js';
 import type { Account } from '../accounts/registry.js';
 
-export interface Envelope {
-  from: string;
-  to: string[];
-  size: number;
-  smtputf8?: boolean;
-  body8bit?: boolean;
-}
-
-export type DeliveryResult =
-  | { kind: 'delivered'; reply: SmtpReply }
-  | { kind: 'rejected'; reply: SmtpReply; failedRecipients: { rcpt: string; reply: SmtpReply }[] };
+// The upstream side's types are the contract between relay and pools: one definition of each.
+import type { DeliveryResult, Envelope } from '../upstream/types.js';
+export type { DeliveryResult, Envelope };
 
 export interface Deliverer {
   deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult>;
