@@ -271,13 +271,20 @@ describe('TokenManager: failures', () => {
     const { tm } = h.manager({ store: h.store(), backoffBaseMs: 600, random: () => 0 });
     tm.setAccounts([account('a@x.com', provider(srv.url))]);
     const first = await tm.getToken('a@x.com');
+    const t0 = Date.now();
+    // polled, not slept: under a loaded CI machine the fixed sleeps missed the 300 ms window
+    const until = async (cond: () => boolean, ms: number) => {
+      for (const end = Date.now() + ms; !cond() && Date.now() < end;)
+        await new Promise((r) => setTimeout(r, 5));
+    };
     // 4 s token: ahead = min(300 s, 4 s / 4) = 1 s, so the proactive refresh fires at ~3 s and fails
-    await new Promise((r) => setTimeout(r, 3150));
+    await until(() => tm.status('a@x.com').state === 'error', 5000);
     expect(srv.requests).toHaveLength(2);
     expect(tm.status('a@x.com').state).toBe('error');
     expect(await tm.getToken('a@x.com')).toBe(first); // still valid: served, no error
-    // the retry comes at ~3.3 s, before the token's safety margin (3.6 s)
-    await new Promise((r) => setTimeout(r, 350));
+    // the retry comes ~300 ms later (at ~3.3 s), before the token's safety margin (3.6 s)
+    await until(() => tm.status('a@x.com').state === 'ok', 2000);
+    expect(Date.now() - t0).toBeLessThan(4000); // renewed before the 4 s token expired
     expect(srv.requests).toHaveLength(3);
     expect(tm.status('a@x.com').state).toBe('ok');
     expect(await tm.getToken('a@x.com')).not.toBe(first);
