@@ -177,7 +177,7 @@ describe('operations', () => {
       refreshToken: 'y',
     });
     expect(bad.status).toBe(400);
-    const badBody = await bad.json();
+    const badBody = (await bad.json()) as any;
     expect(badBody.issues.map((i: { path: string }) => i.path)).toContain('provider');
     const dup = await post({ email: ALICE, provider: 'sim', clientId: 'x', refreshToken: rt(ALICE) }, false);
     expect(dup.status).toBe(409);
@@ -188,7 +188,7 @@ describe('operations', () => {
       refreshToken: 'not-a-token-the-simulator-issued',
     });
     expect(unverified.status).toBe(422);
-    expect((await unverified.json()).error).toMatch(/invalid_grant/);
+    expect(((await unverified.json()) as any).error).toMatch(/invalid_grant/);
     expect(fs.readFileSync(accountsFile, 'utf8')).toBe(before);
   });
 
@@ -208,9 +208,9 @@ describe('operations', () => {
     expect(statuses).toEqual(emails.map(() => 201));
     const inFile = YAML.parse(fs.readFileSync(accountsFile, 'utf8')).accounts.map((a: any) => a.email);
     expect(inFile).toEqual(expect.arrayContaining(emails));
-    const listed = (await (await proxy.http('/admin/accounts', { headers: auth })).json()).accounts.map(
-      (a: any) => a.email,
-    );
+    const listed = (
+      (await (await proxy.http('/admin/accounts', { headers: auth })).json()) as any
+    ).accounts.map((a: any) => a.email);
     expect(listed).toEqual(expect.arrayContaining(emails));
   });
 
@@ -292,7 +292,7 @@ describe('admin API with inline accounts', () => {
       }),
     });
     expect(res.status).toBe(500);
-    expect((await res.json()).error).toMatch(/accountsFile/);
+    expect(((await res.json()) as any).error).toMatch(/accountsFile/);
     expect((await proxy.http('/healthz')).status).toBe(200);
   });
 });

@@ -376,3 +376,20 @@ export class FakeUpstream {
     if (this.opts.greeting !== null) send(this.opts.greeting ?? '220 fake.test ESMTP ready');
   }
 }
+
+/** A FakeUpstream and pools with one account on it; both are closed by `cleanup` (run afterEach). */
+export async function fakeWithPools(
+  cleanup: (() => Promise<void> | void)[],
+  opts: Parameters<typeof FakeUpstream.start>[0] = {},
+  over: Partial<UpstreamAccount> = {},
+  tokens = new FakeTokens(),
+) {
+  const fake = await FakeUpstream.start(opts);
+  const pools = makePools(tokens);
+  pools.setAccounts([account(fake.port, over)]);
+  cleanup.push(
+    () => fake.close(),
+    () => pools.close(1000),
+  );
+  return { fake, pools, tokens };
+}

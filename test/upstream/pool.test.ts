@@ -8,6 +8,7 @@ import {
   USER,
   account,
   env,
+  fakeWithPools,
   makePools,
   msg,
   sleep,
@@ -21,20 +22,11 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-async function setup(
+const setup = (
   opts: Parameters<typeof FakeUpstream.start>[0] = {},
   over: Partial<UpstreamAccount> = {},
   tokens = new FakeTokens(),
-) {
-  const fake = await FakeUpstream.start(opts);
-  const pools = makePools(tokens);
-  pools.setAccounts([account(fake.port, over)]);
-  cleanup.push(
-    () => fake.close(),
-    () => pools.close(500),
-  );
-  return { fake, pools, tokens };
-}
+) => fakeWithPools(cleanup, opts, over, tokens);
 
 async function failure(p: Promise<unknown>): Promise<SmtpError> {
   const e = await p.then(

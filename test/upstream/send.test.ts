@@ -9,6 +9,7 @@ import {
   USER,
   account,
   env,
+  fakeWithPools,
   makePools,
   msg,
   selfSignedCert,
@@ -17,6 +18,7 @@ import {
   type Sink,
 } from './helpers.js';
 import { freePort } from '../../src/util/net.js';
+import type { UpstreamAccount } from '../../src/upstream/types.js';
 
 let cert: { cert: string; key: string };
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -40,20 +42,11 @@ async function sinkAndPools(opts: Parameters<typeof startSink>[0] = {}, over = {
   return { sink, pools };
 }
 
-async function fakeAndPools(
+const fakeAndPools = (
   opts: Parameters<typeof FakeUpstream.start>[0] = {},
-  over = {},
+  over: Partial<UpstreamAccount> = {},
   tokens = new FakeTokens(),
-) {
-  const fake = await FakeUpstream.start(opts);
-  const pools = makePools(tokens);
-  pools.setAccounts([account(fake.port, over)]);
-  cleanup.push(
-    () => fake.close(),
-    () => pools.close(1000),
-  );
-  return { fake, pools, tokens };
-}
+) => fakeWithPools(cleanup, opts, over, tokens);
 
 async function localFailure(p: Promise<unknown>): Promise<SmtpError> {
   const err = await p.then(
