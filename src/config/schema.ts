@@ -91,6 +91,19 @@ function asString(v: unknown, bad: Bad, what = 'a string'): string | undefined {
   return undefined;
 }
 
+/**
+ * Like asString for fields that hold secrets: a wrong type is named but its value is never echoed.
+ * These messages reach the log (admin API failures, reload errors) and an unquoted numeric PIN or
+ * token (`password: 12345678`) is still a secret.
+ */
+function asSecretString(v: unknown, bad: Bad, what = 'a string'): string | undefined {
+  if (typeof v === 'string') return v;
+  const type =
+    v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : `a ${typeof v}`;
+  bad(`expected ${what}, got ${type}${typeof v === 'number' || typeof v === 'boolean' ? ' (quote it)' : ''}`);
+  return undefined;
+}
+
 /** Required non-empty string. */
 export const requiredString = (what = 'a non-empty string') =>
   leaf((v, bad) => {
@@ -107,6 +120,18 @@ export const optionalString = (fallback?: string) =>
     if (absent(v) || v === '') return fallback;
     return asString(v, bad);
   });
+
+/** requiredString / optionalString for secrets (see asSecretString). */
+const requiredSecret = (what = 'a non-empty string') =>
+  leaf((v, bad) => {
+    if (absent(v) || v === '') {
+      bad(`required: expected ${what}`);
+      return '';
+    }
+    return (asSecretString(v, bad, what) ?? '').trim();
+  });
+const optionalSecret = () =>
+  leaf((v, bad): string | undefined => (absent(v) || v === '' ? undefined : asSecretString(v, bad)));
 
 /** Optional string where "" is a meaningful value (provider scope, tenant). */
 const optionalText = () => leaf((v, bad): string | undefined => (absent(v) ? undefined : asString(v, bad)));
@@ -299,14 +324,14 @@ export const httpSchema = section({
     if (v === null || v === '' || v === false) return undefined;
     return toHostPort(v, bad);
   }),
-  adminToken: optionalString(),
+  adminToken: optionalSecret(),
 });
 
 export const stateSchema = section({
   dir: optionalString('./data'),
   secretKey: leaf((v, bad): string | undefined => {
     if (absent(v) || v === '') return undefined;
-    const s = asString(v, bad);
+    const s = asSecretString(v, bad);
     if (s !== undefined && s.length < 32) bad(`must be at least 32 characters (got ${s.length})`);
     return s;
   }),
@@ -374,17 +399,18 @@ export const accountSchema = section({
   }),
   provider: requiredString('a provider name'),
   clientId: requiredString(),
-  clientSecret: optionalString(),
-  refreshToken: requiredString(),
+  clientSecret: optionalSecret(),
+  refreshToken: requiredSecret(),
   passwordHash: leaf((v, bad): string | undefined => {
     if (absent(v) || v === '') return undefined;
-    const s = asString(v, bad);
+    // a plain-text password put here by mistake is a secret too
+    const s = asSecretString(v, bad);
     if (s !== undefined && !parsePasswordHash(s)) {
       bad('expected a "$scrypt$ln=..,r=..,p=..$salt$hash" value from `xoauth2-proxy hash-password`');
     }
     return s;
   }),
-  password: optionalString(),
+  password: optionalSecret(),
   tenant: optionalString(),
   sourceAddress: leaf((v, bad): string | undefined => {
     if (absent(v) || v === '') return undefined;

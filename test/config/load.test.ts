@@ -378,7 +378,7 @@ describe('accounts', () => {
         { path: 'accounts[1].sourceAddress', message: 'expected an IPv4 or IPv6 address, got "300.1.1.1"' },
         { path: 'accounts[1].maxConnections', message: 'expected an integer >= 1, got 0' },
         { path: 'accounts[1].messagesPerMinute', message: 'expected an integer >= 0, got -1' },
-        { path: 'accounts[2].clientSecret', message: 'expected a string, got number 5 (quote it)' },
+        { path: 'accounts[2].clientSecret', message: 'expected a string, got a number (quote it)' },
       ]),
     );
     expect(issues).toHaveLength(8);
@@ -494,7 +494,7 @@ describe('accounts', () => {
     expect(bad).toEqual({
       ok: false,
       issues: [
-        { path: 'refreshToken', message: 'expected a non-empty string, got number 7 (quote it)' },
+        { path: 'refreshToken', message: 'expected a non-empty string, got a number (quote it)' },
         { path: 'provider', message: 'unknown provider "outlook" (did you mean "microsoft"?)' },
       ],
     });
