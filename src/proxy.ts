@@ -16,6 +16,17 @@ import { SmtpListeners, type SmtpContext } from './smtp/listener.js';
 import { TrustedNetworks } from './smtp/trusted-networks.js';
 import { LiveStats } from './metrics/live.js';
 
+/** Identifies one version of a file, to tell our own reload's file from a later edit. */
+async function fileStamp(file: string | undefined): Promise<string | undefined> {
+  if (!file) return undefined;
+  try {
+    const st = await fs.promises.stat(file, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ReloadResult {
   ok: boolean;
   error?: string;
@@ -65,6 +76,10 @@ export class Proxy {
   private watcher?: fs.FSWatcher;
   private reloadTimer?: NodeJS.Timeout;
   private reloading: Promise<ReloadResult> | undefined;
+  /** the accounts file as of the snapshot in use: the watcher skips changes already loaded */
+  private accountsStamp: string | undefined;
+  /** accounts already warned about (email -> why), so a reload repeats no warning */
+  private unusableWarned = new Map<string, string>();
 
   private constructor(
     config: Config,
@@ -110,6 +125,7 @@ export class Proxy {
     const { config, warnings } = await loadConfig(opts.configFile, env);
     for (const w of warnings) opts.log.warn(w);
     const proxy = new Proxy(config, opts.log, env);
+    proxy.accountsStamp = await fileStamp(config.accountsFile);
     await proxy.listeners.listen();
     proxy.state = 'running';
     proxy.watchAccountsFile();
@@ -139,9 +155,12 @@ export class Proxy {
 
   private buildContext(config: Config, registry: AccountRegistry): SmtpContext {
     this.updateAccountGauge(registry);
-    for (const [email, why] of unusableSourceAddresses(config.accounts)) {
+    const unusable = unusableSourceAddresses(config.accounts);
+    for (const [email, why] of unusable) {
+      if (this.unusableWarned.get(email) === why) continue;
       this.log.warn({ account: email }, `account ${email} cannot send: ${why}`);
     }
+    this.unusableWarned = new Map(unusable);
     return { config, registry, trusted: new TrustedNetworks(config.smtp.trustedNetworks) };
   }
 
@@ -160,6 +179,8 @@ export class Proxy {
     const file = this.ctx.config.file;
     if (!file) return { ok: false, error: 'config was not loaded from a file' };
     try {
+      // stamped before reading: an edit racing the read changes the stamp, so it is reloaded again
+      const stamp = await fileStamp(this.ctx.config.accountsFile);
       const { config, warnings } = await loadConfig(file, this.env);
       for (const w of warnings) this.log.warn(w);
       const old = this.ctx.config;
@@ -178,6 +199,7 @@ export class Proxy {
       ) {
         this.log.warn('smtp.listen / smtp.tlsListen changed: listeners change only on restart');
       }
+      this.accountsStamp = old.accountsFile === config.accountsFile ? stamp : undefined;
       if (old.accountsFile !== config.accountsFile) this.watchAccountsFile();
       this.metrics.configReloadsTotal.inc({ result: 'success' });
       this.log.info({ reason, accounts: config.accounts.length }, 'configuration reloaded');
@@ -205,12 +227,19 @@ export class Proxy {
       this.watcher = fs.watch(dir, (_event, name) => {
         if (name !== base) return;
         clearTimeout(this.reloadTimer);
-        this.reloadTimer = setTimeout(() => void this.reload('accounts file changed'), 200);
+        this.reloadTimer = setTimeout(() => void this.reloadIfChanged(file), 200);
       });
       this.watcher.unref();
     } catch (err) {
       this.log.warn({ err: String(err) }, `cannot watch ${file}; use SIGHUP to reload`);
     }
+  }
+
+  /** The watcher's reload: skipped when the file is the one already loaded (e.g. written by the admin API). */
+  private async reloadIfChanged(file: string): Promise<void> {
+    if (this.reloading) await this.reloading;
+    if (this.accountsStamp !== undefined && (await fileStamp(file)) === this.accountsStamp) return;
+    await this.reload('accounts file changed');
   }
 
   /** SIGTERM: stop accepting, finish in-flight messages (bounded), QUIT upstream, close. */

@@ -13,6 +13,7 @@ import YAML from 'yaml';
 import { hashPassword } from '../../src/accounts/password.js';
 import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TestClient, makeMessage, type SendOutcome } from '../helpers/smtp-client.js';
+import { metricValue, waitFor } from '../helpers/wait.js';
 
 // obviously fake values; the test greps the proxy's whole output for each of them
 const PW = 'client-password-for-tests-only';
@@ -52,31 +53,8 @@ interface LogLine {
   [k: string]: unknown;
 }
 
-/** `name{labels}` -> value, labels in any order; one series is picked by name and label values. */
-function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries(
-      [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]),
-    );
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
-  }
-  return undefined;
-}
-
 const accountsIn = (file: string): string[] =>
   (YAML.parse(fs.readFileSync(file, 'utf8')).accounts as { email: string }[]).map((a) => a.email);
-
-async function waitFor<T>(what: string, f: () => T | Promise<T>, ok: (v: T) => boolean, ms = 5000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('operations against the running proxy (accounts file)', () => {
   let sim: SimProc;
