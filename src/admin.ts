@@ -76,7 +76,8 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
     }
     return ops.ops;
   };
-  const inline = (): Promise<AdminResult> => Promise.resolve(adminFailure('failed', INLINE_ACCOUNTS));
+  const inline = (): Promise<AdminResult> =>
+    Promise.resolve(adminFailure('no_accounts_file', INLINE_ACCOUNTS));
 
   const backend: AdminBackend = {
     isReady: () => proxy.isReady(),

@@ -16,6 +16,8 @@ export type AdminFailureCode =
   | 'not_found'
   /** `?verify=true` and the token refresh failed (422) */
   | 'verify_failed'
+  /** accounts are inline in the config: there is no file to change (409) */
+  | 'no_accounts_file'
   /** anything else: file not writable, reload rejected (500) */
   | 'failed';
 
@@ -40,6 +42,7 @@ export const ADMIN_STATUS: Readonly<Record<AdminFailureCode, number>> = {
   duplicate: 409,
   not_found: 404,
   verify_failed: 422,
+  no_accounts_file: 409,
   failed: 500,
 };
 

@@ -515,15 +515,15 @@ describe('admin API with inline accounts (no accountsFile)', () => {
       headers,
       body: JSON.stringify({ email: BOB, provider: 'sim', clientId: 'x', refreshToken: rt(BOB) }),
     });
-    // a failure the caller can read (not a 2xx, not a dropped connection), naming the fix
-    expect(add.status).toBe(500);
+    // a conflict with how this proxy is configured (not a server error), naming the fix
+    expect(add.status).toBe(409);
     expect(((await add.json()) as AdminError).error).toMatch(/inline.*accountsFile/);
 
     const del = await proxy.http(`/admin/accounts/${encodeURIComponent(ALICE)}`, {
       method: 'DELETE',
       headers,
     });
-    expect(del.status).toBe(500);
+    expect(del.status).toBe(409);
     expect(((await del.json()) as AdminError).error).toMatch(/inline.*accountsFile/);
 
     const listed = (await (await proxy.http('/admin/accounts', { headers })).json()) as {
