@@ -29,6 +29,10 @@ export interface EnvOptions {
   cli?: string;
   /** ms to wait for each child to be ready (default 60 s) */
   startTimeoutMs?: number;
+  /** extra `simulate` flags, e.g. ['--token-lifetime', '60'] */
+  simArgs?: string[];
+  /** log level of the proxy (default warn) */
+  proxyLogLevel?: string;
 }
 
 export interface SimInfo {
@@ -61,6 +65,8 @@ export interface BenchEnv {
   simStats(ids?: boolean): Promise<SimStatsLike>;
   /** POST /control/reset: clear the simulator's counters and ids */
   simReset(): Promise<void>;
+  /** POST a JSON body to the simulator's /control/<what> (faults, revoke, reset) */
+  simControl(what: string, body: unknown): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -133,6 +139,7 @@ async function startSimulator(
     caFile,
     '--max-connections-per-user',
     String(perUser),
+    ...(o.simArgs ?? []),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
@@ -187,6 +194,15 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     started.push(sim.child);
     const simSmtp = splitHostPort(sim.info.smtp);
     const simHttp = `http://${sim.info.http}`;
+    const simControl = async (what: string, body: unknown) => {
+      const r = await fetch(`${simHttp}/control/${what}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const text = await r.text();
+      if (!r.ok) throw new Error(`simulator /control/${what}: HTTP ${r.status} ${text}`);
+    };
 
     const password = randomBytes(12).toString('base64url');
     const users = Array.from({ length: o.mailboxes }, (_, i) => `${o.userPrefix}${i}@${o.userDomain}`);
@@ -201,7 +217,7 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
       },
       http: { listen: `127.0.0.1:${httpPort}` },
       state: { dir: path.join(dir, 'data'), secretKey: randomBytes(32).toString('base64url') },
-      log: { level: 'warn', messages: false },
+      log: { level: o.proxyLogLevel ?? 'warn', messages: false },
       providers: {
         sim: {
           tokenUrl: sim.info.tokenUrl,
@@ -275,11 +291,8 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
         if (!r.ok) throw new Error(`simulator /stats: HTTP ${r.status}`);
         return (await r.json()) as SimStatsLike;
       },
-      async simReset() {
-        const r = await fetch(`${simHttp}/control/reset`, { method: 'POST', body: '{}' });
-        await r.arrayBuffer();
-        if (!r.ok) throw new Error(`simulator /control/reset: HTTP ${r.status}`);
-      },
+      simReset: () => simControl('reset', {}),
+      simControl,
       close: cleanup,
     };
   } catch (err) {

@@ -56,7 +56,12 @@ export interface GeneratorOptions {
   drainTimeoutMs?: number;
   /** reconnect a lost connection after this delay (default 200 ms); at most `connections * 4` reconnects */
   reconnectDelayMs?: number;
+  /** every measured message's outcome as it happens (latency as in latencyMs, for accepted ones) */
+  onResult?: (r: { outcome: MessageOutcome; id: string; latencyMs: number }) => void;
 }
+
+/** accepted = 2xx, deferred = 4xx, rejected = 5xx, error = no final reply (connection failed) */
+export type MessageOutcome = 'accepted' | 'deferred' | 'rejected' | 'error';
 
 export interface EventLoopDelayMs {
   p50: number;
@@ -191,7 +196,7 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
   }
 
   // ---- one transaction ------------------------------------------------------------------------
-  type Outcome = 'accepted' | 'deferred' | 'rejected' | 'error';
+  type Outcome = MessageOutcome;
   const classify = (reply: SmtpReply): Outcome =>
     reply.code < 300 ? 'accepted' : reply.code < 500 ? 'deferred' : 'rejected';
   const transact = async (
@@ -265,6 +270,7 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
     if (stopped) return; // counted as stuck at the hard stop
     const now = performance.now();
     tLast = now;
+    o.onResult?.({ outcome, id, latencyMs: now - startedAt });
     switch (outcome) {
       case 'accepted':
         accepted++;

@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// `npm run soak -- --minutes M`: see run.ts. Exit 0 on pass, 1 on a failed invariant or trend, 2 on
+// bad options.
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { renderSoakMarkdown } from './report.js';
+import { runSoak, type SoakOptions } from './run.js';
+
+const USAGE = `usage: npm run soak -- [--minutes 60] [--rate 833] [--mailboxes 100] [--connections 50]
+  [--sample-sec 10] [--fault-every-sec 60 (0 = none)] [--segment-sec 60] [--seed N]
+  [--token-lifetime-sec 120] [--size 2048] [--warmup-sec S] [--json FILE] [--out FILE.md]`;
+
+export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; out?: string } {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      minutes: { type: 'string', default: '60' },
+      rate: { type: 'string', default: '833' },
+      mailboxes: { type: 'string', default: '100' },
+      connections: { type: 'string', default: '50' },
+      'sample-sec': { type: 'string', default: '10' },
+      'fault-every-sec': { type: 'string', default: '60' },
+      'segment-sec': { type: 'string', default: '60' },
+      seed: { type: 'string' },
+      'token-lifetime-sec': { type: 'string', default: '120' },
+      size: { type: 'string', default: '2048' },
+      'warmup-sec': { type: 'string' },
+      json: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    process.exit(0);
+  }
+  const n = (name: keyof typeof values, min: number, integer = false): number => {
+    const raw = values[name];
+    const v = Number(raw);
+    if (
+      typeof raw !== 'string' ||
+      raw.trim() === '' ||
+      !Number.isFinite(v) ||
+      v < min ||
+      (integer && !Number.isInteger(v))
+    )
+      throw new Error(
+        `--${name}: must be ${integer ? 'an integer' : 'a number'} >= ${min}, got "${String(raw)}"`,
+      );
+    return v;
+  };
+  return {
+    minutes: n('minutes', 0.05),
+    rate: n('rate', 1),
+    mailboxes: n('mailboxes', 1, true),
+    connections: n('connections', 1, true),
+    sampleSec: n('sample-sec', 1),
+    faultEverySec: n('fault-every-sec', 0),
+    segmentSec: n('segment-sec', 5),
+    seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : n('seed', 0, true),
+    tokenLifetimeSec: n('token-lifetime-sec', 10, true),
+    size: n('size', 256, true),
+    ...(values['warmup-sec'] !== undefined ? { warmupSec: n('warmup-sec', 0) } : {}),
+    ...(values.json ? { json: values.json } : {}),
+    ...(values.out ? { out: values.out } : {}),
+  };
+}
+
+async function main(): Promise<void> {
+  let opts: ReturnType<typeof parseSoakArgs>;
+  try {
+    opts = parseSoakArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const { json, out, ...soak } = opts;
+  const command = `npm run soak -- ${process.argv.slice(2).join(' ')}`.trim();
+  process.stderr.write(`soak: seed ${soak.seed} (pass --seed ${soak.seed} to replay the fault schedule)\n`);
+  const result = await runSoak(soak);
+  const md = renderSoakMarkdown(result, command);
+  process.stdout.write(md);
+  if (json) fs.writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
+  if (out) fs.writeFileSync(out, md);
+  if (!result.ok) {
+    process.stderr.write(`soak FAILED:\n${result.failures.map((f) => `  - ${f}`).join('\n')}\n`);
+    process.exit(1);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    process.stderr.write(`soak: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
