@@ -8,9 +8,12 @@ export const NO_FAULTS: Readonly<SimFaults> = Object.freeze({
   tokenErrorRate: 0,
   tokenLatencyMs: 0,
   expireEarlySec: 0,
+  dropEvery: 0,
+  reject421Next: 0,
 });
 
 const RATES = new Set(['fail4xxRate', 'fail5xxRate', 'dropRate', 'tokenErrorRate']);
+const COUNTS = new Set(['dropEvery', 'reject421Next']);
 
 /**
  * Validate a partial fault set (from the API, /control/faults or the CLI) and merge it into `base`.
@@ -31,6 +34,8 @@ export function mergeFaults(base: SimFaults, patch: unknown): SimFaults {
     }
     if (RATES.has(key) && value > 1)
       throw new Error(`${key}: must be a probability between 0 and 1, got ${value}`);
+    if (COUNTS.has(key) && !Number.isInteger(value))
+      throw new Error(`${key}: must be a whole number, got ${value}`);
     next[key as keyof SimFaults] = value;
   }
   return next;

@@ -63,6 +63,8 @@ export class SmtpSession {
   /** authenticated user (lower-cased) */
   private user: string | null = null;
   private mailFrom: string | null = null;
+  /** dropEvery fault: this transaction's connection is cut here */
+  private dropAt: 'rcpt' | 'data' | undefined;
   private rcptCount = 0;
   private sizeOk = true;
   // DATA state
@@ -115,6 +117,13 @@ export class SmtpSession {
     if (this.out === '' || this.socket.destroyed) return;
     this.socket.write(this.out);
     this.out = '';
+  }
+
+  /** A fault: the connection dies without a reply to the current command (earlier replies go out first). */
+  private dropConnection(): void {
+    this.ctx.state.drops++;
+    this.flush();
+    this.close(false);
   }
 
   private close(graceful: boolean): void {
@@ -396,6 +405,7 @@ export class SmtpSession {
 
   private resetTransaction(): void {
     this.mailFrom = null;
+    this.dropAt = undefined;
     this.rcptCount = 0;
     this.sizeOk = true;
   }
@@ -425,6 +435,12 @@ export class SmtpSession {
     if (size && Number(size[1]) > MAX_MESSAGE_SIZE) {
       return this.reply('552 5.3.4 Message size exceeds fixed maximum message size');
     }
+    if (this.ctx.state.take421()) {
+      this.reply('421 4.7.0 Try again later, closing connection. (MAIL) - gsmtp');
+      return this.close(true);
+    }
+    const drop = this.ctx.state.dropPointForNewTransaction();
+    if (drop === 'mail') return this.dropConnection();
     if (!this.ctx.state.admitMessage(this.user!)) {
       return this.reply(
         this.google
@@ -433,6 +449,7 @@ export class SmtpSession {
       );
     }
     this.mailFrom = m[1]!;
+    this.dropAt = drop;
     this.reply(this.google ? `250 2.1.0 OK ${this.qid()} - gsmtp` : '250 2.1.0 Sender OK');
   }
 
@@ -441,6 +458,7 @@ export class SmtpSession {
     if (this.mailFrom === null) return this.reply('503 5.5.1 MAIL first.');
     const m = /^TO:\s*<([^>]+)>/i.exec(arg);
     if (!m) return this.reply('555 5.5.2 Syntax error.');
+    if (this.dropAt === 'rcpt') return this.dropConnection();
     const addr = m[1]!;
     const at = addr.lastIndexOf('@');
     const local = (at < 0 ? addr : addr.slice(0, at)).toLowerCase();
@@ -567,10 +585,12 @@ export class SmtpSession {
     const size = this.dataBytes - 3; // without the final ".\r\n"
     const id = this.messageId();
     const user = this.user!;
+    const dropHere = this.dropAt === 'data';
     this.header = null;
     this.resetTransaction();
     let outcome: Outcome = 'store';
     if (size > MAX_MESSAGE_SIZE) outcome = 'too-big';
+    else if (dropHere) outcome = 'drop';
     else if (faults.dropRate > 0 && Math.random() < faults.dropRate) outcome = 'drop';
     else if (faults.fail4xxRate > 0 && Math.random() < faults.fail4xxRate) outcome = 'fail4xx';
     else if (faults.fail5xxRate > 0 && Math.random() < faults.fail5xxRate) outcome = 'fail5xx';

@@ -110,6 +110,10 @@ export class SimState {
   fail4xx = 0;
   fail5xx = 0;
   drops = 0;
+  rejected421 = 0;
+  /** transactions started (MAIL FROM), for the dropEvery fault */
+  transactions = 0;
+  private dropCycle = 0;
   rcptAccepted = 0;
   rcptRejected = 0;
   rcptTempfailed = 0;
@@ -234,7 +238,7 @@ export class SimState {
     this.authSuccesses = this.authFailures = 0;
     this.connectionsTotal = this.connectionsOpen;
     this.connectionLimitRejections = this.rateLimitRejections = 0;
-    this.fail4xx = this.fail5xx = this.drops = 0;
+    this.fail4xx = this.fail5xx = this.drops = this.rejected421 = 0;
     this.rcptAccepted = this.rcptRejected = this.rcptTempfailed = 0;
     // Peaks restart from what is open now, so they stay truthful about the connections still there.
     this.authConnections.peak.clear();
@@ -263,12 +267,33 @@ export class SimState {
         peakPerUser: Object.fromEntries(this.authConnections.peak),
       },
       limitRejections: { connections: this.connectionLimitRejections, rate: this.rateLimitRejections },
-      faults: { fail4xx: this.fail4xx, fail5xx: this.fail5xx, drops: this.drops },
+      faults: {
+        fail4xx: this.fail4xx,
+        fail5xx: this.fail5xx,
+        drops: this.drops,
+        rejected421: this.rejected421,
+      },
       recipients: {
         accepted: this.rcptAccepted,
         rejected: this.rcptRejected,
         tempfailed: this.rcptTempfailed,
       },
     };
+  }
+
+  /** A transaction starts: where (if at all) the dropEvery fault cuts its connection. */
+  dropPointForNewTransaction(): 'mail' | 'rcpt' | 'data' | undefined {
+    this.transactions++;
+    const n = this.faults.dropEvery;
+    if (n <= 0 || this.transactions % n !== 0) return undefined;
+    return (['mail', 'rcpt', 'data'] as const)[this.dropCycle++ % 3];
+  }
+
+  /** true when this MAIL FROM must get the 421 of the reject421Next fault */
+  take421(): boolean {
+    if (this.faults.reject421Next <= 0) return false;
+    this.faults = { ...this.faults, reject421Next: this.faults.reject421Next - 1 };
+    this.rejected421++;
+    return true;
   }
 }

@@ -17,6 +17,14 @@ export interface SimFaults {
   tokenLatencyMs: number;
   /** 0 = off; else access tokens stop validating this many seconds after issue, whatever expires_in said */
   expireEarlySec: number;
+  /**
+   * 0 = off; else every Nth transaction (counted at MAIL FROM, over all connections) loses its
+   * connection before the final reply, at a point that cycles: instead of the reply to MAIL, to
+   * RCPT, then after the DATA terminator (not stored)
+   */
+  dropEvery: number;
+  /** the next N MAIL FROM commands get `421 4.7.0 Try again later, closing connection.` (counts down) */
+  reject421Next: number;
 }
 
 export interface SimOptions {
@@ -75,7 +83,7 @@ export interface SimStats {
     peakPerUser: Record<string, number>;
   };
   limitRejections: { connections: number; rate: number };
-  faults: { fail4xx: number; fail5xx: number; drops: number };
+  faults: { fail4xx: number; fail5xx: number; drops: number; rejected421: number };
   recipients: { accepted: number; rejected: number; tempfailed: number };
 }
 

@@ -1,5 +1,6 @@
 // The soak's fault schedule: seeded, so a run that found something can be replayed. One fault at a
 // time, each for a random short time, then every fault cleared.
+import { NO_FAULTS } from '../sim/faults.js';
 import type { SimFaults } from '../sim/types.js';
 
 export type FaultName = 'latency-spike' | '4xx-burst' | 'drops' | 'token-errors' | 'token-slow';
@@ -10,15 +11,7 @@ export interface FaultPlan {
   durationSec: number;
 }
 
-export const NO_FAULTS: SimFaults = {
-  latencyMs: 0,
-  fail4xxRate: 0,
-  fail5xxRate: 0,
-  dropRate: 0,
-  tokenErrorRate: 0,
-  tokenLatencyMs: 0,
-  expireEarlySec: 0,
-};
+export { NO_FAULTS };
 
 /** mulberry32: small, fast, good enough to pick faults reproducibly */
 export function seededRandom(seed: number): () => number {

@@ -115,3 +115,74 @@ describe('faults', () => {
     c.close();
   });
 });
+
+describe('counted faults', () => {
+  let sim: Simulator;
+  let token: string;
+  const user = 'counted@example.com';
+  beforeAll(async () => {
+    sim = await startSimulator({ ...ephemeral, maxConnectionsPerUser: 0 });
+    token = await accessToken(sim, simRefreshToken(user));
+  });
+  afterAll(() => sim.close());
+  beforeEach(() => {
+    sim.setFaults({ dropEvery: 0, reject421Next: 0 });
+    sim.reset();
+  });
+
+  /** one pipelined transaction on a fresh connection: the replies it got, and whether it closed */
+  async function transaction(id: string): Promise<{ replies: string[]; closed: boolean }> {
+    const c = await authedClient(sim, user, token);
+    c.write(`MAIL FROM:<${user}>\r\nRCPT TO:<to@example.com>\r\nDATA\r\n`);
+    const replies: string[] = [];
+    let closed = false;
+    c.closedPromise.then(() => (closed = true));
+    const next = () => c.read().catch(() => undefined); // undefined: the connection closed
+    for (let i = 0; i < 3 && !closed; i++) {
+      const r = await next();
+      if (!r) break;
+      replies.push(r[0]!);
+    }
+    if (!closed && replies[2]?.startsWith('354')) {
+      c.write(message(id) + '.\r\n');
+      const r = await next();
+      if (r) replies.push(r[0]!);
+    }
+    await Promise.race([c.closedPromise, new Promise((r) => setTimeout(r, 200))]);
+    c.close();
+    return { replies, closed };
+  }
+
+  it('dropEvery=2 cuts every second transaction before its final reply, cycling MAIL, RCPT, DATA', async () => {
+    sim.setFaults({ dropEvery: 2 });
+    const runs = [];
+    for (let i = 0; i < 6; i++) runs.push(await transaction(`<de${i}@test>`));
+    // 1st, 3rd, 5th complete; 2nd dies at MAIL, 4th at RCPT (after MAIL's 250), 6th after the terminator
+    for (const i of [0, 2, 4]) expect(runs[i]!.replies.at(-1)).toMatch(/^250 2\.0\.0 /);
+    expect(runs[1]!.replies).toEqual([]);
+    expect(runs[3]!.replies.length).toBe(1);
+    expect(runs[3]!.replies[0]).toMatch(/^250 2\.1\.0/);
+    expect(runs[5]!.replies.map((r) => r.slice(0, 3))).toEqual(['250', '250', '354']);
+    for (const i of [1, 3, 5]) expect(runs[i]!.closed).toBe(true);
+    const stats = await getStats(sim);
+    expect(stats.messageIds).toEqual(['<de0@test>', '<de2@test>', '<de4@test>']);
+    expect(stats.faults.drops).toBe(3);
+  });
+
+  it('reject421Next=2 answers the next two MAILs with 421 4.7.0 and closes, then works again', async () => {
+    sim.setFaults({ reject421Next: 2 });
+    const a = await transaction('<r1@test>');
+    const b = await transaction('<r2@test>');
+    const c = await transaction('<r3@test>');
+    for (const r of [a, b]) {
+      expect(r.replies[0]).toMatch(/^421 4\.7\.0 Try again later, closing connection/);
+      expect(r.closed).toBe(true);
+    }
+    expect(c.replies.at(-1)).toMatch(/^250 2\.0\.0 /);
+    expect(sim.faults().reject421Next).toBe(0);
+    const stats = await getStats(sim);
+    expect(stats.messageIds).toEqual(['<r3@test>']);
+    expect(stats.faults.rejected421).toBe(2);
+    expect(() => sim.setFaults({ dropEvery: 1.5 })).toThrow(/dropEvery: must be a whole number/);
+  });
+});
