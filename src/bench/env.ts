@@ -50,6 +50,8 @@ export interface BenchEnv {
   /** the simulator's certificate (PEM), for TLS clients */
   caPem: string;
   proxyPid: number;
+  /** resolves with the proxy's exit code (null if killed by a signal) when it exits */
+  proxyExit: Promise<number | null>;
   proxyHost: string;
   proxySmtpPort: number;
   proxyHttpPort: number;
@@ -252,6 +254,7 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     });
     track(proxy);
     started.push(proxy);
+    const proxyExit = new Promise<number | null>((resolve) => proxy.once('exit', (code) => resolve(code)));
     const proxyOutput = tail(proxy);
     // XO_BENCH_PROXY_OUTPUT: also append the proxy's stdout/stderr to this file (e.g. with --trace-gc)
     const outFile = process.env.XO_BENCH_PROXY_OUTPUT;
@@ -278,6 +281,7 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
       simPort: simSmtp.port,
       caPem: sim.caPem,
       proxyPid: proxy.pid!,
+      proxyExit,
       proxyHost: '127.0.0.1',
       proxySmtpPort: smtpPort,
       proxyHttpPort: httpPort,

@@ -57,7 +57,13 @@ export interface GeneratorOptions {
   /** reconnect a lost connection after this delay (default 200 ms); at most `connections * 4` reconnects */
   reconnectDelayMs?: number;
   /** every measured message's outcome as it happens (latency as in latencyMs, for accepted ones) */
-  onResult?: (r: { outcome: MessageOutcome; id: string; latencyMs: number }) => void;
+  onResult?: (r: {
+    outcome: MessageOutcome;
+    id: string;
+    user: string;
+    latencyMs: number;
+    reply: string;
+  }) => void;
 }
 
 /** accepted = 2xx, deferred = 4xx, rejected = 5xx, error = no final reply (connection failed) */
@@ -203,17 +209,19 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
     conn: BenchSmtpConnection,
     tpl: MessageTemplate,
     n: number,
-  ): Promise<{ outcome: Outcome; id: string }> => {
+  ): Promise<{ outcome: Outcome; id: string; reply: string; user: string }> => {
     const [head, tail] = tpl.parts(n, conn.user);
     const id = tpl.messageId(n);
     try {
       const reply = await conn.send(conn.user, tpl.recipients, head, tail);
       const outcome = classify(reply);
-      if (outcome !== 'accepted') noteFailure(oneLine(reply));
-      return { outcome, id };
+      const line = oneLine(reply);
+      if (outcome !== 'accepted') noteFailure(line);
+      return { outcome, id, reply: line, user: conn.user };
     } catch (err) {
-      noteFailure(err instanceof SmtpClientError ? `${err.code}: ${err.message}` : String(err));
-      return { outcome: 'error', id };
+      const why = err instanceof SmtpClientError ? `${err.code}: ${err.message}` : String(err);
+      noteFailure(why);
+      return { outcome: 'error', id, reply: why, user: conn.user };
     }
   };
 
@@ -266,11 +274,14 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
     timers.add(t);
   };
 
-  const record = (outcome: Outcome, id: string, startedAt: number) => {
+  const record = (
+    { outcome, id, reply, user }: { outcome: Outcome; id: string; reply: string; user: string },
+    startedAt: number,
+  ) => {
     if (stopped) return; // counted as stuck at the hard stop
     const now = performance.now();
     tLast = now;
-    o.onResult?.({ outcome, id, latencyMs: now - startedAt });
+    o.onResult?.({ outcome, id, user, latencyMs: now - startedAt, reply });
     switch (outcome) {
       case 'accepted':
         accepted++;
@@ -330,10 +341,11 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
       sent++;
       inflight++;
       const conn = slot.conn;
-      void transact(conn, template, n).then(({ outcome, id }) => {
+      void transact(conn, template, n).then((r) => {
         if (stopped) return;
         inflight--;
-        record(outcome, id, due);
+        record(r, due);
+        const { outcome } = r;
         if (outcome === 'error' || conn.state !== 'ready') lost(slot);
         else idle.push(slot);
         dispatchRate();
@@ -372,10 +384,11 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
       const startedAt = performance.now();
       sent++;
       inflight++;
-      const { outcome, id } = await transact(conn, template, n);
+      const r = await transact(conn, template, n);
       if (stopped) return;
       inflight--;
-      record(outcome, id, startedAt);
+      record(r, startedAt);
+      const { outcome } = r;
       if (outcome === 'error') {
         lost(slot);
         return checkDone();

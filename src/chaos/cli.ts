@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// `npm run chaos [-- --quick] [--only a,b] [--rate N] [--mailboxes N] [--out FILE.md] [--json FILE]`
+// Exit 0 when every scenario passes, 1 when one fails, 2 on bad options.
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { renderChaosMarkdown } from './report.js';
+import { runChaos, type ChaosOptions } from './run.js';
+import { SCENARIOS } from './scenarios.js';
+
+const USAGE = `usage: npm run chaos -- [--quick] [--only ${SCENARIOS.map((s) => s.name).join(',')}]
+  [--rate 200] [--mailboxes 20] [--out FILE.md] [--json FILE]`;
+
+export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; json?: string } {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      rate: { type: 'string' },
+      mailboxes: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'string' },
+    },
+  });
+  const int = (name: 'rate' | 'mailboxes', dflt: number, min: number) => {
+    const raw = values[name];
+    if (raw === undefined) return dflt;
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isInteger(v) || v < min)
+      throw new Error(`--${name}: must be a whole number >= ${min}, got "${raw}"`);
+    return v;
+  };
+  const only = values.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = (only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')}`);
+  return {
+    quick: values.quick ?? false,
+    rate: int('rate', values.quick ? 100 : 200, 1),
+    mailboxes: int('mailboxes', values.quick ? 10 : 20, 4),
+    ...(only ? { only } : {}),
+    ...(values.out ? { out: values.out } : {}),
+    ...(values.json ? { json: values.json } : {}),
+  };
+}
+
+async function main(): Promise<void> {
+  let opts: ReturnType<typeof parseChaosArgs>;
+  try {
+    opts = parseChaosArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const { out, json, ...chaos } = opts;
+  const report = await runChaos(chaos);
+  const md = renderChaosMarkdown(report, `npm run chaos -- ${process.argv.slice(2).join(' ')}`.trim());
+  process.stdout.write(md);
+  if (out) fs.writeFileSync(out, md);
+  if (json) fs.writeFileSync(json, JSON.stringify(report, null, 2) + '\n');
+  process.exit(report.pass ? 0 : 1);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
