@@ -1,7 +1,7 @@
 // Changes to the accounts file made by the admin API and the `accounts` CLI. Every change is
 // serialized (one promise chain: concurrent calls never lose an update), re-reads the file, keeps
 // its format (YAML with its comments, or JSON; a list or `{accounts: [...]}`), writes atomically
-// (temp file in the same directory, fsync, rename; the file's mode is kept, new files get 0600)
+// (temp file in the same directory, fsync, rename; the file's mode is kept minus world access, new files get 0600)
 // and then calls `apply()` so the running proxy picks the change up.
 
 import { randomBytes } from 'node:crypto';
@@ -312,7 +312,8 @@ export function publicAccount(a: AccountConfig): Record<string, unknown> {
 /**
  * Replace `file` with `text` so a reader (or a crash) only ever sees the old or the new content:
  * write a temp file in the same directory, fsync it, rename it over the file, fsync the directory.
- * The file's permission bits are kept; a new file gets 0600 (it holds refresh tokens).
+ * The file's owner and group permission bits are kept, never world access: it holds refresh
+ * tokens and client secrets. A new file gets 0600.
  */
 export async function writeFileAtomic(
   file: string,
@@ -321,7 +322,7 @@ export async function writeFileAtomic(
 ): Promise<void> {
   let mode = 0o600;
   try {
-    mode = (await stat(file)).mode & 0o777;
+    mode = (await stat(file)).mode & 0o770;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

@@ -197,6 +197,7 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
       maxRecipients: smtp!.maxRecipients,
       idleTimeoutMs: smtp!.idleTimeout,
       trustedNetworks: smtp!.trustedNetworks,
+      proxyProtocol: smtp!.proxyProtocol,
       maxInflightMessages: smtp!.maxInflightMessages,
       maxInflightBytes: smtp!.maxInflightBytes,
     },

@@ -18,6 +18,9 @@
 //   smtp.trustedNetworks      []                  CIDRs, IPv4 or IPv6; a bare address means /32 or /128
 //   smtp.maxInflightMessages  10000               EXTENSION: global budget of messages being relayed;
 //                                                 past it clients get `452 4.3.1`
+//   smtp.proxyProtocol        false               EXTENSION: true, or the load balancers' IP addresses:
+//                                                 connections (from those) start with a PROXY v1 header
+//                                                 whose client address is then used everywhere
 //   smtp.maxInflightBytes     536870912           EXTENSION: global budget of message bytes held (512 MiB);
 //                                                 must be >= smtp.maxMessageSize
 //   http.listen               "127.0.0.1:9090"    "" or null disables the HTTP server
@@ -313,6 +316,21 @@ export const smtpSchema = section({
   maxRecipients: integer(100, 1),
   idleTimeout: duration(300_000),
   trustedNetworks: cidrList(),
+  proxyProtocol: leaf((v, bad): boolean | string[] => {
+    if (absent(v) || v === false) return false;
+    if (v === true) return true;
+    if (!Array.isArray(v)) {
+      bad(`expected true, false or a list of load balancer IP addresses, got ${describeValue(v)}`);
+      return false;
+    }
+    return (v as unknown[]).flatMap((item, i) => {
+      if (typeof item !== 'string' || net.isIP(item.trim()) === 0) {
+        bad(`expected the IP address of a load balancer, got ${describeValue(item)}`, [i]);
+        return [];
+      }
+      return [item.trim()];
+    });
+  }),
   maxInflightMessages: integer(10_000, 1),
   maxInflightBytes: integer(536_870_912, 1),
 });

@@ -67,6 +67,8 @@ export interface SmtpListenConfig {
   maxRecipients: number;
   idleTimeoutMs: number;
   trustedNetworks: string[];
+  /** PROXY protocol v1 header expected: from every peer (true) or from these addresses */
+  proxyProtocol: boolean | string[];
   /** global budget of messages being relayed at once (`452 4.3.1` past it) */
   maxInflightMessages: number;
   /** global budget of message bytes held at once (`452 4.3.1` past it) */

@@ -70,6 +70,8 @@ export class SmtpListeners {
     const hasTls = smtp.tls !== undefined;
     return {
       secure: implicitTls,
+      minVersion: 'TLSv1.2',
+      useProxy: smtp.proxyProtocol === false ? undefined : smtp.proxyProtocol,
       key: smtp.tls?.key,
       cert: smtp.tls?.cert,
       hideSTARTTLS: !hasTls || implicitTls,
@@ -104,7 +106,7 @@ export class SmtpListeners {
         if ((session as Session).xo) this.opts.metrics.smtpConnectionsActive.dec();
       },
       onAuth: (auth, session, cb) => {
-        this.authenticate(auth.username ?? '', auth.password ?? '', session as Session).then(
+        this.authenticate(auth.username ?? '', auth.password ?? '', auth.method, session as Session).then(
           (r) => cb(r.error ?? null, r.user ? { user: r.user } : undefined),
           (err) => cb(err as Error),
         );
@@ -141,6 +143,7 @@ export class SmtpListeners {
   private async authenticate(
     username: string,
     password: string,
+    mechanism: string,
     session: Session,
   ): Promise<{ user?: string; error?: Error }> {
     const addr = session.remoteAddress;
@@ -156,6 +159,11 @@ export class SmtpListeners {
       return { user: account.email };
     }
     metrics.authAttemptsTotal.inc({ result: 'failure' });
+    // for fail2ban and the like: who tried which mailbox from where (never the password)
+    this.opts.log.warn(
+      { event: 'auth_failed', remoteAddress: addr, username: username.slice(0, 256), mechanism },
+      'client authentication failed',
+    );
     const delay = this.throttle.recordFailure(addr);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     // Never say whether the mailbox exists: one reply for unknown mailbox and wrong password.

@@ -9,6 +9,8 @@
 //    costs three write syscalls, which the profile showed as the proxy's largest single cost
 //    (docs/performance.md). Replies are corked and flushed once per event-loop turn instead, so a
 //    pipelined group's replies leave in one write (RFC 2920 allows, and clients expect, that).
+// 3. smtp-server advertises AUTH in EHLO even where it will refuse it until STARTTLS (requireTls);
+//    SPEC 3 and RFC 3207 say to offer AUTH only where it is allowed, so that line is dropped there.
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Socket } from 'node:net';
 
@@ -33,6 +35,14 @@ function flush(): void {
 interface ConnLike {
   _socket?: Socket & { __xoCorked?: boolean };
   _upgrading?: boolean;
+  secure?: boolean;
+  _server?: { options: { allowInsecureAuth?: boolean; hideSTARTTLS?: boolean } };
+}
+
+/** AUTH is refused on this connection until STARTTLS (smtp-server's own condition for its 538). */
+function authNeedsTls(conn: ConnLike): boolean {
+  const o = conn._server?.options;
+  return !conn.secure && o !== undefined && !o.allowInsecureAuth && !o.hideSTARTTLS;
 }
 
 function corkForThisTurn(conn: ConnLike, code: number): void {
@@ -67,6 +77,9 @@ export function installReplyPatch(): void {
       return original.call(this, code, '4.3.2 Service shutting down, try again later', false);
     }
     if (typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false);
+    if (code === 250 && Array.isArray(data) && authNeedsTls(this)) {
+      data = (data as string[]).filter((line) => !/^AUTH /.test(line));
+    }
     return original.call(this, code, data, context);
   };
 }

@@ -245,6 +245,8 @@ export class UpstreamConnection {
       servername: net.isIP(smtp.host) ? undefined : smtp.host,
       ca: smtp.ca,
       rejectUnauthorized: smtp.rejectUnauthorized,
+      // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
+      minVersion: 'TLSv1.2',
     };
   }
 

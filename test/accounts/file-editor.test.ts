@@ -132,6 +132,15 @@ describe('AccountsFileEditor', () => {
     expect((await stat(file)).mode & 0o777).toBe(0o640);
   });
 
+  it('never leaves the file world-readable: it holds refresh tokens and client secrets', async () => {
+    const file = path.join(dir, 'accounts.yaml');
+    await writeFile(file, 'accounts: []\n');
+    await chmod(file, 0o644);
+    const editor = new AccountsFileEditor(file, { validate, apply: async () => {} });
+    await editor.add(acct('w@example.com'));
+    expect((await stat(file)).mode & 0o777).toBe(0o640);
+  });
+
   it('a failure mid-write leaves the old file whole and no temp file behind', async () => {
     const file = path.join(dir, 'accounts.yaml');
     const original = YAML.stringify({ accounts: [acct('keep@example.com')] });

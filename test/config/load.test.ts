@@ -28,6 +28,7 @@ describe('defaults', () => {
       maxRecipients: 100,
       idleTimeoutMs: 300_000,
       trustedNetworks: [],
+      proxyProtocol: false,
       maxInflightMessages: 10_000,
       maxInflightBytes: 536_870_912,
     });
