@@ -33,6 +33,8 @@ export interface EnvOptions {
   simArgs?: string[];
   /** log level of the proxy (default warn) */
   proxyLogLevel?: string;
+  /** merged into the proxy's `smtp:` config section (e.g. a short idleTimeout, a small maxClients) */
+  smtpOverrides?: Record<string, unknown>;
 }
 
 export interface SimInfo {
@@ -216,6 +218,7 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
         hostname: 'bench.localhost',
         maxClients: Math.max(1000, o.connections * 2),
         maxRecipients: Math.max(100, o.recipients),
+        ...o.smtpOverrides,
       },
       http: { listen: `127.0.0.1:${httpPort}` },
       state: { dir: path.join(dir, 'data'), secretKey: randomBytes(32).toString('base64url') },

@@ -12,6 +12,7 @@ import type { SmtpReply } from '../util/reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
 import { installReplyPatch } from './reply-patch.js';
+import { enforceCommandDeadline } from './command-deadline.js';
 
 /** What the listeners read on every command; reload swaps it as a whole. */
 export interface SmtpContext {
@@ -49,6 +50,7 @@ export class SmtpListeners {
   private readonly servers: SMTPServer[] = [];
   readonly addresses: { address: HostPort; tls: boolean }[] = [];
   private draining = false;
+  private stopDeadline?: () => void;
   private readonly throttle: AuthThrottle;
 
   constructor(private readonly opts: SmtpListenersOptions) {
@@ -61,6 +63,10 @@ export class SmtpListeners {
     const smtp = config.smtp;
     for (const hp of smtp.listen) await this.start(hp, false);
     for (const hp of smtp.tlsListen) await this.start(hp, true);
+    this.stopDeadline = enforceCommandDeadline(
+      this.servers,
+      () => this.opts.context().config.smtp.idleTimeoutMs,
+    );
   }
 
   private serverOptions(hp: HostPort, implicitTls: boolean): SMTPServerOptions {
@@ -245,6 +251,7 @@ export class SmtpListeners {
    */
   async drain(): Promise<void> {
     this.draining = true;
+    this.stopDeadline?.();
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const server of this.servers) {
       for (const conn of server.connections) {

@@ -2,6 +2,9 @@
 // time, each for a random short time, then every fault cleared.
 import { NO_FAULTS } from '../sim/faults.js';
 import type { SimFaults } from '../sim/types.js';
+import { seededRandom } from '../util/random.js';
+
+export { seededRandom };
 
 export type FaultName = 'latency-spike' | '4xx-burst' | 'drops' | 'token-errors' | 'token-slow';
 
@@ -12,18 +15,6 @@ export interface FaultPlan {
 }
 
 export { NO_FAULTS };
-
-/** mulberry32: small, fast, good enough to pick faults reproducibly */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const between = (rnd: () => number, lo: number, hi: number) => lo + rnd() * (hi - lo);
 

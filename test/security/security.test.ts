@@ -305,3 +305,33 @@ describe('state at rest', () => {
     }
   });
 });
+
+describe('slowloris', () => {
+  it('cuts off a client that trickles a command a byte at a time (421 4.4.2), and keeps serving', async () => {
+    const proxy = await startProxy({
+      smtp: { idleTimeout: '2s' },
+      providers: { sim: simProvider(sim) },
+      accounts: [account(hash)],
+    });
+    try {
+      const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
+      expect((await c.read())[0]).toMatch(/^220 /);
+      const t0 = Date.now();
+      // each byte re-arms the socket's idle timer, so only a per-command deadline stops this
+      const line = 'EHLO trickle.example.com\r\n'.repeat(20);
+      for (let i = 0; i < line.length && !c.closed && Date.now() - t0 < 12_000; i++) {
+        c.write(line[i]!);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(c.closed).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(6000);
+      expect(c.chunks.join('')).toMatch(/\r\n421 4\.4\.2 /);
+      const ok = new TestClient({ port: proxy.smtpPort });
+      await ok.connect();
+      expect((await ok.login(ALICE, PW)).ok).toBe(true);
+      ok.close();
+    } finally {
+      await proxy.stop();
+    }
+  });
+});

@@ -1,0 +1,328 @@
+// Runs fuzz cases against a real proxy (and simulator) over loopback and checks after every case
+// that the replies are well-formed SMTP and no undelivered message was answered `250`; after every
+// batch that the process is alive, healthy and within its memory bound; at the end that its file
+// descriptors are back to where they started and that a normal client still gets its mail through.
+// Two attacks run once per run rather than per case: slowloris and a flood of idle connections.
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { startBenchEnv, type BenchEnv } from '../bench/env.js';
+import { BenchSmtpConnection } from '../bench/smtp-client.js';
+import { parseStatusRss } from '../bench/proc.js';
+import { readFile } from 'node:fs/promises';
+import { countFds } from '../chaos/probes.js';
+import { seededRandom } from '../util/random.js';
+import { FAMILIES, makeCase, type Family, type FuzzCase } from './cases.js';
+import { checkReplies, isDeliveredReply } from './oracle.js';
+
+export interface FuzzOptions {
+  cases: number;
+  /** keep going until this many minutes passed (instead of stopping at `cases`) */
+  minutes?: number;
+  seed: number;
+  concurrency: number;
+  only?: Family[];
+  /** the once-per-run attacks (slowloris, idle flood) */
+  connectionAttacks: boolean;
+  progress?: (line: string) => void;
+}
+
+export interface Finding {
+  case: number;
+  family: string;
+  problem: string;
+  /** the first bytes the case sent, for a report */
+  sample: string;
+}
+
+export interface FuzzReport {
+  seed: number;
+  cases: number;
+  perFamily: Record<string, number>;
+  durationSec: number;
+  casesPerSec: number;
+  replies: number;
+  deliveredClaims: number;
+  rssStartBytes: number;
+  rssMaxBytes: number;
+  fdsBefore: number;
+  fdsAfter: number;
+  attacks: Record<string, string>;
+  findings: Finding[];
+  ok: boolean;
+}
+
+const IDLE_TIMEOUT_SEC = 3;
+const MAX_CLIENTS = 300;
+/** RSS bound: generous for a proxy whose steady state is ~100 MB, tight enough to catch growth */
+const MAX_RSS_BYTES = 512 * 1024 * 1024;
+
+async function rssOf(pid: number): Promise<number> {
+  return parseStatusRss(await readFile(`/proc/${pid}/status`, 'utf8')) ?? 0;
+}
+
+/** Send a case, collect everything the proxy writes back until it goes quiet or closes. */
+export async function runCase(port: number, c: FuzzCase): Promise<{ raw: Buffer; closed: boolean }> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  const chunks: Buffer[] = [];
+  let closed = false;
+  let lastData = performance.now();
+  s.on('data', (d: Buffer) => {
+    chunks.push(d);
+    lastData = performance.now();
+  });
+  s.on('error', () => undefined);
+  const closedP = new Promise<void>((r) => s.once('close', () => ((closed = true), r())));
+  await new Promise<void>((r) => (s.connecting ? s.once('connect', () => r()) : r()));
+  // wait for the greeting: talking first is a different (early-talker) case the families cover
+  const greetBy = performance.now() + 2000;
+  while (!chunks.length && !closed && performance.now() < greetBy) await sleep(5);
+  for (const step of c.steps) {
+    if (closed) break;
+    if (typeof step === 'number') {
+      await sleep(step);
+      continue;
+    }
+    if (!s.write(step)) await Promise.race([new Promise((r) => s.once('drain', r)), closedP]);
+  }
+  if (c.vanish) {
+    s.destroy();
+    return { raw: Buffer.concat(chunks), closed: true };
+  }
+  // quiet for 150 ms (or closed), at most ~IDLE_TIMEOUT + 2 s: the proxy's idle timer bounds it
+  const deadline = performance.now() + (IDLE_TIMEOUT_SEC + 2) * 1000;
+  while (!closed && performance.now() < deadline && performance.now() - lastData < 150) await sleep(25);
+  if (!closed) {
+    s.write('\r\nQUIT\r\n');
+    await Promise.race([closedP, sleep(1000)]);
+  }
+  s.destroy();
+  return { raw: Buffer.concat(chunks), closed };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Slowloris: one byte a second. The proxy must cut such a client off, not hold it forever. */
+async function slowloris(port: number, seconds: number): Promise<string> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  s.on('error', () => undefined);
+  let got = '';
+  s.on('data', (d) => (got += d.toString('latin1')));
+  let closed = false;
+  s.once('close', () => (closed = true));
+  const line = 'EHLO slowly-but-surely.example.com\r\nNOOP\r\n'.repeat(100);
+  const t0 = performance.now();
+  for (let i = 0; !closed && (performance.now() - t0) / 1000 < seconds; i++) {
+    s.write(line[i % line.length]!);
+    await sleep(1000);
+  }
+  const held = ((performance.now() - t0) / 1000).toFixed(0);
+  s.destroy();
+  const check = checkReplies(Buffer.from(got, 'latin1'));
+  if (!check.ok) throw new Error(`slowloris: malformed reply: ${check.problem}`);
+  if (!closed)
+    throw new Error(`slowloris: a client sending one byte a second was still connected after ${held} s`);
+  return `cut off after ${held} s (${check.replies.at(-1)?.text ?? 'no reply'})`;
+}
+
+/** Many idle connections: up to maxClients are served, the rest refused with 421, nothing breaks. */
+async function idleFlood(port: number, n: number): Promise<string> {
+  const socks: net.Socket[] = [];
+  const firstReply: string[] = [];
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      socks.push(s);
+      s.on('error', () => undefined);
+      firstReply[i] = await new Promise<string>((r) => {
+        let buf = '';
+        s.on('data', (d) => {
+          buf += d.toString('latin1');
+          if (buf.includes('\r\n')) r(buf.slice(0, 3));
+        });
+        s.once('close', () => r(buf.slice(0, 3) || 'closed'));
+        setTimeout(() => r(buf.slice(0, 3) || 'silent'), 5000);
+      });
+    }),
+  );
+  const counts: Record<string, number> = {};
+  for (const f of firstReply) counts[f] = (counts[f] ?? 0) + 1;
+  for (const s of socks) s.destroy();
+  const served = counts['220'] ?? 0;
+  if (served > MAX_CLIENTS)
+    throw new Error(`idle flood: ${served} connections greeted, maxClients is ${MAX_CLIENTS}`);
+  const bad = Object.keys(counts).filter((k) => k !== '220' && k !== '421');
+  if (bad.length) throw new Error(`idle flood: unexpected first replies ${JSON.stringify(counts)}`);
+  return `${n} idle connections: ${served} greeted (220), ${counts['421'] ?? 0} refused (421)`;
+}
+
+async function healthy(env: BenchEnv): Promise<string | undefined> {
+  try {
+    process.kill(env.proxyPid, 0);
+  } catch {
+    return 'the proxy process died';
+  }
+  try {
+    const r = await fetch(`http://127.0.0.1:${env.proxyHttpPort}/healthz`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    await r.arrayBuffer();
+    if (r.status !== 200) return `/healthz answered ${r.status}`;
+  } catch (err) {
+    return `/healthz failed: ${(err as Error).message}`;
+  }
+  return undefined;
+}
+
+async function validTransaction(env: BenchEnv): Promise<string | undefined> {
+  const user = env.users[0]!;
+  const id = `<fuzz-final-${Date.now()}@fuzz.test>`;
+  try {
+    const conn = await BenchSmtpConnection.open({
+      host: '127.0.0.1',
+      port: env.proxySmtpPort,
+      auth: { mechanism: 'PLAIN', user, password: env.password },
+    });
+    const head = Buffer.from(
+      `From: <${user}>\r\nTo: <someone@example.net>\r\nMessage-ID: ${id}\r\n\r\nafter the fuzz\r\n`,
+    );
+    const r = await conn.send(user, ['someone@example.net'], head, Buffer.alloc(0));
+    await conn.quit();
+    if (r.code !== 250) return `a valid message after fuzzing got ${r.code} ${r.text}`;
+    const ids = (await env.simStats(true)).messageIds ?? [];
+    if (!ids.includes(id)) return 'a valid message after fuzzing got 250 but is not upstream';
+  } catch (err) {
+    return `a valid client failed after fuzzing: ${(err as Error).message}`;
+  }
+  return undefined;
+}
+
+export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
+  const say = o.progress ?? ((l: string) => process.stderr.write(l + '\n'));
+  const env = await startBenchEnv({
+    mailboxes: 4,
+    connections: 4,
+    tls: false,
+    userPrefix: 'fuzz',
+    userDomain: 'example.com',
+    recipients: 1,
+    smtpOverrides: { idleTimeout: `${IDLE_TIMEOUT_SEC}s`, maxClients: MAX_CLIENTS, maxRecipients: 100 },
+  });
+  const findings: Finding[] = [];
+  const perFamily: Record<string, number> = {};
+  const claims: { id: string; n: number; family: string; sample: string }[] = [];
+  const attacks: Record<string, string> = {};
+  let replies = 0;
+  let done = 0;
+  const rnd = seededRandom(o.seed);
+  const families = o.only?.length ? o.only : FAMILIES;
+  const cred = { user: env.users[0]!, password: env.password };
+  const rssStart = await rssOf(env.proxyPid);
+  let rssMax = rssStart;
+  // idle pooled upstream connections come and go; count fds with the proxy quiet
+  await validTransaction(env);
+  await sleep(500);
+  const fdsBefore = await countFds(env.proxyPid);
+  const t0 = performance.now();
+  const endAt = o.minutes !== undefined ? t0 + o.minutes * 60_000 : Infinity;
+  const more = () => (o.minutes !== undefined ? performance.now() < endAt : done < o.cases);
+  try {
+    let n = 0;
+    while (more() && findings.length < 20) {
+      const batch: FuzzCase[] = [];
+      for (let i = 0; i < Math.max(o.concurrency * 4, 50) && (o.minutes !== undefined || n < o.cases); i++)
+        batch.push(makeCase(n++, families[Math.floor(rnd() * families.length)]!, rnd, cred));
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: o.concurrency }, async () => {
+          while (next < batch.length) {
+            const c = batch[next++]!;
+            const sample = JSON.stringify(
+              Buffer.concat(c.steps.filter((s): s is Buffer => Buffer.isBuffer(s)))
+                .subarray(0, 120)
+                .toString('latin1'),
+            );
+            const { raw } = await runCase(env.proxySmtpPort, c);
+            perFamily[c.family] = (perFamily[c.family] ?? 0) + 1;
+            done++;
+            const check = checkReplies(raw);
+            replies += check.replies.length;
+            if (!check.ok) findings.push({ case: c.n, family: c.family, problem: check.problem!, sample });
+            if (c.messageId && check.replies.some(isDeliveredReply))
+              claims.push({ id: c.messageId, n: c.n, family: c.family, sample });
+          }
+        }),
+      );
+      const sick = await healthy(env);
+      if (sick) {
+        findings.push({ case: n - 1, family: 'batch', problem: sick, sample: '' });
+        break;
+      }
+      rssMax = Math.max(rssMax, await rssOf(env.proxyPid));
+      if (rssMax > MAX_RSS_BYTES)
+        findings.push({ case: n - 1, family: 'batch', problem: `RSS ${rssMax} bytes`, sample: '' });
+      say(
+        `fuzz: ${done} cases, ${((done * 1000) / (performance.now() - t0)).toFixed(0)}/s, ${findings.length} findings, RSS ${(rssMax / 2 ** 20).toFixed(0)} MiB`,
+      );
+    }
+    const durationSec = (performance.now() - t0) / 1000;
+    if (o.connectionAttacks) {
+      for (const [name, attack] of [
+        ['slowloris', () => slowloris(env.proxySmtpPort, IDLE_TIMEOUT_SEC * 10)],
+        ['idle flood', () => idleFlood(env.proxySmtpPort, MAX_CLIENTS + 200)],
+      ] as const) {
+        try {
+          attacks[name] = await attack();
+        } catch (err) {
+          attacks[name] = `FAILED: ${(err as Error).message}`;
+          findings.push({ case: -1, family: name, problem: (err as Error).message, sample: '' });
+        }
+        const sick = await healthy(env);
+        if (sick) findings.push({ case: -1, family: name, problem: sick, sample: '' });
+      }
+    }
+    // every "250 upstream:" was a message the upstream has
+    const upstream = new Set((await env.simStats(true)).messageIds ?? []);
+    for (const c of claims) {
+      if (!upstream.has(c.id))
+        findings.push({
+          case: c.n,
+          family: c.family,
+          problem: `250 for ${c.id}, which is not upstream`,
+          sample: c.sample,
+        });
+    }
+    const final = await validTransaction(env);
+    if (final) findings.push({ case: -1, family: 'after', problem: final, sample: '' });
+    // fds back to the baseline once the idle timeout has closed whatever is left
+    let fdsAfter = await countFds(env.proxyPid);
+    for (let i = 0; i < 40 && fdsAfter > fdsBefore + 3; i++) {
+      await sleep(250);
+      fdsAfter = await countFds(env.proxyPid);
+    }
+    if (fdsAfter > fdsBefore + 3)
+      findings.push({
+        case: -1,
+        family: 'after',
+        problem: `file descriptors ${fdsBefore} -> ${fdsAfter}`,
+        sample: '',
+      });
+    return {
+      seed: o.seed,
+      cases: done,
+      perFamily,
+      durationSec: Math.round(durationSec * 10) / 10,
+      casesPerSec: Math.round(done / durationSec),
+      replies,
+      deliveredClaims: claims.length,
+      rssStartBytes: rssStart,
+      rssMaxBytes: rssMax,
+      fdsBefore,
+      fdsAfter,
+      attacks,
+      findings,
+      ok: findings.length === 0,
+    };
+  } finally {
+    await env.close();
+  }
+}

@@ -1,0 +1,31 @@
+// `npm run fuzz` in CI: a fixed seed and case count against the real proxy, plus slowloris and an
+// idle-connection flood; any malformed reply, crash, growth, leak or false 250 is a finding.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { FuzzReport } from '../../src/fuzz/run.js';
+
+const CLI = path.resolve(__dirname, '../../dist/fuzz/cli.js');
+
+describe('npm run fuzz (fixed seed)', () => {
+  it('finds nothing: every reply well-formed, the proxy alive and bounded, slow and idle clients handled', async () => {
+    const json = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xo-fuzz-')), 'fuzz.json');
+    const child = spawn(process.execPath, [CLI, '--cases', '400', '--seed', '20261129', '--json', json], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    const r = JSON.parse(fs.readFileSync(json, 'utf8')) as FuzzReport;
+    expect(r.findings, out).toEqual([]);
+    expect(code).toBe(0);
+    expect(r.cases).toBe(400);
+    expect(Object.keys(r.perFamily).length).toBe(10);
+    expect(r.replies).toBeGreaterThan(1000);
+    expect(r.attacks.slowloris).toMatch(/^cut off after \d+ s \(421 4\.4\.2 /);
+    expect(r.attacks['idle flood']).toMatch(/300 greeted \(220\), 200 refused \(421\)/);
+  }, 120_000);
+});
