@@ -221,7 +221,12 @@ export class BenchSmtpConnection {
       }
       const w = this.waiters[0];
       if (!w) {
-        // Unsolicited reply (e.g. 421 before closing): remember nothing, the close will follow.
+        // An unsolicited 421 (e.g. the server shutting down) means the server is closing: the
+        // connection must not start another transaction (RFC 5321 3.8). Other strays are ignored.
+        if (code === 421) {
+          this.destroy(new SmtpClientError('ECLOSED', `server closing: ${text}`));
+          return;
+        }
         continue;
       }
       w.replies.push({ code, text });

@@ -148,3 +148,44 @@ describe('runGenerator against a raw SMTP sink', () => {
     expect(Object.keys(r.failures).join()).toMatch(/ECONNECTION/);
   });
 });
+
+describe('BenchSmtpConnection', () => {
+  it('treats an unsolicited 421 as the server closing: no transaction is started on that connection', async () => {
+    const net = await import('node:net');
+    const { BenchSmtpConnection, SmtpClientError } = await import('../../src/bench/smtp-client.js');
+    let afterGoodbye = '';
+    const server = net.createServer((s) => {
+      let said421 = false;
+      s.write('220 test ESMTP\r\n');
+      s.on('data', (d) => {
+        const text = d.toString();
+        if (said421) return void (afterGoodbye += text);
+        if (/^EHLO/m.test(text)) s.write('250-test\r\n250 PIPELINING\r\n');
+        if (/^AUTH/m.test(text)) {
+          s.write('235 2.7.0 ok\r\n');
+          // the server shuts down while the client is idle, and lingers before closing
+          setTimeout(() => {
+            said421 = true;
+            s.write('421 4.3.2 Service shutting down\r\n');
+            setTimeout(() => s.destroy(), 300);
+          }, 50);
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const conn = await BenchSmtpConnection.open({
+      host: '127.0.0.1',
+      port,
+      auth: { mechanism: 'PLAIN', user: 'u@example.com', password: 'p' },
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(conn.state).toBe('closed');
+    await expect(
+      conn.send('u@example.com', ['r@example.net'], Buffer.from('x\r\n'), Buffer.alloc(0)),
+    ).rejects.toThrow(SmtpClientError);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(afterGoodbye).toBe('');
+    server.close();
+  });
+});
