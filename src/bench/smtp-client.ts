@@ -124,6 +124,8 @@ export class BenchSmtpConnection {
     const envelopeReplies = this.expect(to.length + 2);
     this.socket.write(envelope, 'latin1');
     const replies = await envelopeReplies;
+    const closing = replies.find((r) => r.code === 421);
+    if (closing) return closing; // the server closed the connection with it
     const data = replies[replies.length - 1]!;
     let failed: SmtpReply | undefined;
     for (let i = 0; i < replies.length - 1; i++) {
@@ -230,6 +232,13 @@ export class BenchSmtpConnection {
         continue;
       }
       w.replies.push({ code, text });
+      if (code === 421) {
+        // The server is closing: this reply decides what is waited for; nothing more will come.
+        this.waiters.shift();
+        w.resolve(w.replies);
+        this.destroy(new SmtpClientError('ECLOSED', `server closing: ${text}`));
+        return;
+      }
       if (--w.left === 0) {
         this.waiters.shift();
         w.resolve(w.replies);

@@ -189,3 +189,34 @@ describe('BenchSmtpConnection', () => {
     server.close();
   });
 });
+
+describe('BenchSmtpConnection, 421 mid-pipeline', () => {
+  it('returns a 421 that answers the first command of a pipelined envelope, instead of a connection error', async () => {
+    const net = await import('node:net');
+    const { BenchSmtpConnection } = await import('../../src/bench/smtp-client.js');
+    const server = net.createServer((s) => {
+      s.write('220 test ESMTP\r\n');
+      s.on('data', (d) => {
+        const text = d.toString();
+        if (/^EHLO/m.test(text)) s.write('250-test\r\n250 PIPELINING\r\n');
+        else if (/^AUTH/m.test(text)) s.write('235 2.7.0 ok\r\n');
+        else if (/^MAIL/m.test(text)) {
+          s.write('421 4.3.2 Service shutting down\r\n');
+          s.end();
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const conn = await BenchSmtpConnection.open({
+      host: '127.0.0.1',
+      port,
+      auth: { mechanism: 'PLAIN', user: 'u@example.com', password: 'p' },
+    });
+    const r = await conn.send('u@example.com', ['r@example.net'], Buffer.from('x\r\n'), Buffer.alloc(0));
+    expect(r.code).toBe(421);
+    expect(r.text).toMatch(/^421 4\.3\.2 /);
+    expect(conn.state).toBe('closed');
+    server.close();
+  });
+});
