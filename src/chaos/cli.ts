@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { renderChaosMarkdown } from './report.js';
 import { runChaos, type ChaosOptions } from './run.js';
 import { SCENARIOS } from './scenarios.js';
+import { numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run chaos -- [--quick] [--only ${SCENARIOS.map((s) => s.name).join(',')}]
   [--rate 200] [--mailboxes 20] [--out FILE.md] [--json FILE]`;
@@ -23,14 +24,8 @@ export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; j
       json: { type: 'string' },
     },
   });
-  const int = (name: 'rate' | 'mailboxes', dflt: number, min: number) => {
-    const raw = values[name];
-    if (raw === undefined) return dflt;
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isInteger(v) || v < min)
-      throw new Error(`--${name}: must be a whole number >= ${min}, got "${raw}"`);
-    return v;
-  };
+  const int = (name: 'rate' | 'mailboxes', dflt: number, min: number) =>
+    values[name] === undefined ? dflt : numberOption(name, values[name], min, true);
   const only = values.only
     ?.split(',')
     .map((s) => s.trim())
@@ -47,26 +42,12 @@ export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; j
   };
 }
 
-async function main(): Promise<void> {
-  let opts: ReturnType<typeof parseChaosArgs>;
-  try {
-    opts = parseChaosArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
+runTool(import.meta.url, 'chaos', USAGE, parseChaosArgs, async (opts, argv) => {
   const { out, json, ...chaos } = opts;
   const report = await runChaos(chaos);
-  const md = renderChaosMarkdown(report, `npm run chaos -- ${process.argv.slice(2).join(' ')}`.trim());
+  const md = renderChaosMarkdown(report, `npm run chaos -- ${argv.join(' ')}`.trim());
   process.stdout.write(md);
   if (out) fs.writeFileSync(out, md);
   if (json) fs.writeFileSync(json, JSON.stringify(report, null, 2) + '\n');
-  process.exit(report.pass ? 0 : 1);
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err) => {
-    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  });
-}
+  return report.pass ? 0 : 1;
+});

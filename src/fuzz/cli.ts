@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { FAMILIES, type Family } from './cases.js';
 import { runFuzz, type FuzzOptions } from './run.js';
+import { numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run fuzz -- [--cases 2000 | --minutes M] [--seed S] [--concurrency 8]
   [--only ${FAMILIES.join(',')}] [--no-connection-attacks] [--json FILE]`;
@@ -23,20 +24,8 @@ export function parseFuzzArgs(argv: string[]): FuzzOptions & { json?: string } {
       json: { type: 'string' },
     },
   });
-  const num = (name: string, raw: string | undefined, min: number, integer: boolean) => {
-    const v = Number(raw);
-    if (
-      raw === undefined ||
-      raw.trim() === '' ||
-      !Number.isFinite(v) ||
-      v < min ||
-      (integer && !Number.isInteger(v))
-    )
-      throw new Error(
-        `--${name}: must be ${integer ? 'a whole number' : 'a number'} >= ${min}, got "${raw}"`,
-      );
-    return v;
-  };
+  const num = (name: string, raw: string | undefined, min: number, integer: boolean) =>
+    numberOption(name, raw, min, integer);
   const only = values.only
     ?.split(',')
     .map((s) => s.trim())
@@ -55,14 +44,7 @@ export function parseFuzzArgs(argv: string[]): FuzzOptions & { json?: string } {
   };
 }
 
-async function main(): Promise<void> {
-  let opts: ReturnType<typeof parseFuzzArgs>;
-  try {
-    opts = parseFuzzArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
+runTool(import.meta.url, 'fuzz', USAGE, parseFuzzArgs, async (opts) => {
   const { json, ...fuzz } = opts;
   process.stderr.write(`fuzz: seed ${fuzz.seed} (--seed ${fuzz.seed} replays these cases)\n`);
   const r = await runFuzz(fuzz);
@@ -88,12 +70,5 @@ async function main(): Promise<void> {
         : 'no findings\n'),
   );
   if (json) fs.writeFileSync(json, JSON.stringify(r, null, 2) + '\n');
-  process.exit(r.ok ? 0 : 1);
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err) => {
-    process.stderr.write(`fuzz: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  });
-}
+  return r.ok ? 0 : 1;
+});

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { renderSoakMarkdown } from './report.js';
 import { runSoak, type SoakOptions } from './run.js';
+import { numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run soak -- [--minutes 60] [--rate 833] [--mailboxes 100] [--connections 50]
   [--sample-sec 10] [--fault-every-sec 60 (0 = none)] [--segment-sec 60] [--seed N]
@@ -35,21 +36,8 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
     process.stdout.write(USAGE + '\n');
     process.exit(0);
   }
-  const n = (name: keyof typeof values, min: number, integer = false): number => {
-    const raw = values[name];
-    const v = Number(raw);
-    if (
-      typeof raw !== 'string' ||
-      raw.trim() === '' ||
-      !Number.isFinite(v) ||
-      v < min ||
-      (integer && !Number.isInteger(v))
-    )
-      throw new Error(
-        `--${name}: must be ${integer ? 'an integer' : 'a number'} >= ${min}, got "${String(raw)}"`,
-      );
-    return v;
-  };
+  const n = (name: keyof typeof values, min: number, integer = false) =>
+    numberOption(name, values[name], min, integer);
   return {
     minutes: n('minutes', 0.05),
     rate: n('rate', 1),
@@ -67,31 +55,16 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
   };
 }
 
-async function main(): Promise<void> {
-  let opts: ReturnType<typeof parseSoakArgs>;
-  try {
-    opts = parseSoakArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
+runTool(import.meta.url, 'soak', USAGE, parseSoakArgs, async (opts, argv) => {
   const { json, out, ...soak } = opts;
-  const command = `npm run soak -- ${process.argv.slice(2).join(' ')}`.trim();
+  const command = `npm run soak -- ${argv.join(' ')}`.trim();
   process.stderr.write(`soak: seed ${soak.seed} (pass --seed ${soak.seed} to replay the fault schedule)\n`);
   const result = await runSoak(soak);
   const md = renderSoakMarkdown(result, command);
   process.stdout.write(md);
   if (json) fs.writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
   if (out) fs.writeFileSync(out, md);
-  if (!result.ok) {
+  if (!result.ok)
     process.stderr.write(`soak FAILED:\n${result.failures.map((f) => `  - ${f}`).join('\n')}\n`);
-    process.exit(1);
-  }
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err) => {
-    process.stderr.write(`soak: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  });
-}
+  return result.ok ? 0 : 1;
+});

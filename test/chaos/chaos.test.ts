@@ -1,10 +1,10 @@
 // `npm run chaos -- --quick` end to end in CI: every scenario against the real simulator and proxy
 // processes; the suite itself decides pass/fail per scenario (see src/chaos/run.ts).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScript } from '../helpers/run-script.js';
 import type { ChaosReport } from '../../src/chaos/run.js';
 import { SCENARIOS } from '../../src/chaos/scenarios.js';
 
@@ -13,13 +13,7 @@ const CLI = path.resolve(__dirname, '../../dist/chaos/cli.js');
 describe('npm run chaos -- --quick', () => {
   it('passes every scenario: no 250 without the upstream, a reply for everything else, recovery, no leaks', async () => {
     const json = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xo-chaos-')), 'chaos.json');
-    const child = spawn(process.execPath, [CLI, '--quick', '--json', json], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    const { code, out } = await runScript(CLI, ['--quick', '--json', json]);
     const report = JSON.parse(fs.readFileSync(json, 'utf8')) as ChaosReport;
     expect(report.results.map((r) => r.name)).toEqual(SCENARIOS.map((s) => s.name));
     for (const r of report.results) {
@@ -38,12 +32,8 @@ describe('npm run chaos -- --quick', () => {
   }, 240_000);
 
   it('names an unknown scenario and exits 2', async () => {
-    const child = spawn(process.execPath, [CLI, '--only', 'meteor-strike'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    expect(await new Promise((r) => child.once('exit', r))).toBe(2);
+    const { code, out: err } = await runScript(CLI, ['--only', 'meteor-strike']);
+    expect(code).toBe(2);
     expect(err).toContain('--only: unknown scenario meteor-strike');
   });
 });

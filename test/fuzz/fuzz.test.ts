@@ -1,10 +1,10 @@
 // `npm run fuzz` in CI: a fixed seed and case count against the real proxy, plus slowloris and an
 // idle-connection flood; any malformed reply, crash, growth, leak or false 250 is a finding.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScript } from '../helpers/run-script.js';
 import type { FuzzReport } from '../../src/fuzz/run.js';
 
 const CLI = path.resolve(__dirname, '../../dist/fuzz/cli.js');
@@ -12,13 +12,7 @@ const CLI = path.resolve(__dirname, '../../dist/fuzz/cli.js');
 describe('npm run fuzz (fixed seed)', () => {
   it('finds nothing: every reply well-formed, the proxy alive and bounded, slow and idle clients handled', async () => {
     const json = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xo-fuzz-')), 'fuzz.json');
-    const child = spawn(process.execPath, [CLI, '--cases', '400', '--seed', '20261129', '--json', json], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    const { code, out } = await runScript(CLI, ['--cases', '400', '--seed', '20261129', '--json', json]);
     const r = JSON.parse(fs.readFileSync(json, 'utf8')) as FuzzReport;
     expect(r.findings, out).toEqual([]);
     expect(code).toBe(0);

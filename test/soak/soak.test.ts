@@ -1,10 +1,10 @@
 // The soak's code path end to end, short: real simulator + proxy, load, injected faults, samples,
 // the loss check, and the exit status.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScript } from '../helpers/run-script.js';
 import type { SoakResult } from '../../src/soak/run.js';
 
 const CLI = path.resolve(__dirname, '../../dist/soak/cli.js');
@@ -15,11 +15,7 @@ describe('npm run soak (short)', () => {
     const args = ['--minutes', '0.4', '--rate', '80', '--mailboxes', '8', '--connections', '8'];
     args.push('--sample-sec', '2', '--fault-every-sec', '4', '--segment-sec', '8', '--seed', '11');
     args.push('--token-lifetime-sec', '10', '--json', json);
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    const { code, out } = await runScript(CLI, args);
     expect(code, out).toBe(0);
     const r = JSON.parse(fs.readFileSync(json, 'utf8')) as SoakResult;
     expect(r.ok).toBe(true);
@@ -37,10 +33,8 @@ describe('npm run soak (short)', () => {
   }, 90_000);
 
   it('names the bad option and exits 2', async () => {
-    const child = spawn(process.execPath, [CLI, '--rate', 'fast'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    expect(await new Promise((r) => child.once('exit', r))).toBe(2);
+    const { code, out: err } = await runScript(CLI, ['--rate', 'fast']);
+    expect(code).toBe(2);
     expect(err).toContain('--rate: must be a number >= 1, got "fast"');
   });
 });
