@@ -126,6 +126,13 @@ export class TokenManager {
   private readonly refreshAheadMs: number;
   private readonly warmupConcurrency: number;
   private readonly now: () => number;
+  /**
+   * Accounts waiting out a backoff after a transient failure, per provider. When any account of the
+   * provider refreshes successfully the endpoint is evidently back, and they may all retry at once:
+   * otherwise a 30 s outage left mailboxes deferring for their whole backoff (up to minutes) after it
+   * ended (found by the chaos suite's token-endpoint-down scenario).
+   */
+  private readonly backingOff = new Map<string, Set<Entry>>();
   private readonly random: () => number;
   private readonly backoffBaseMs?: number;
   private readonly backoffMaxMs?: number;
@@ -281,8 +288,30 @@ export class TokenManager {
     return entry;
   }
 
+  /** A refresh of `entry` worked: its provider's other accounts in backoff may retry now. */
+  private endpointAnswered(entry: Entry): void {
+    const provider = entry.account.provider.name;
+    const waiting = this.backingOff.get(provider);
+    if (!waiting) return;
+    this.backingOff.delete(provider);
+    waiting.delete(entry);
+    let released = 0;
+    for (const e of waiting) {
+      if (e.dropped || e.state !== 'error') continue;
+      e.retryAt = 0;
+      e.backoff.reset();
+      released++;
+    }
+    if (released)
+      this.log.info(
+        { provider, accounts: released },
+        'token endpoint answers again: accounts in backoff retry now',
+      );
+  }
+
   private drop(entry: Entry): void {
     entry.dropped = true;
+    this.backingOff.get(entry.account.provider.name)?.delete(entry);
     this.disarm(entry);
     this.metrics.accounts.dec({ state: entry.state });
   }
@@ -375,6 +404,7 @@ export class TokenManager {
     entry.lastError = undefined;
     entry.retryAt = 0;
     entry.backoff.reset();
+    this.endpointAnswered(entry);
     entry.refreshes++;
     this.metrics.tokenRefreshTotal.inc({ provider, result: 'success' });
     this.setState(entry, 'ok');
@@ -426,6 +456,9 @@ export class TokenManager {
     } else {
       const delay = entry.backoff.next();
       entry.retryAt = this.now() + delay;
+      const waiting = this.backingOff.get(provider) ?? new Set<Entry>();
+      waiting.add(entry);
+      this.backingOff.set(provider, waiting);
       this.setState(entry, 'error');
       // a proactive refresh failed while the current token is still good: try again before it expires
       if (entry.token && entry.retryAt < entry.token.validUntil) this.arm(entry, entry.retryAt);

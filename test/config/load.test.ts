@@ -138,6 +138,31 @@ describe('environment interpolation', () => {
   });
 });
 
+describe('smtp.proxyProtocol', () => {
+  it('is off by default, true, or a list of load balancer addresses', async () => {
+    expect((await parse({})).config.smtp.proxyProtocol).toBe(false);
+    expect((await parse({ smtp: { proxyProtocol: true } })).config.smtp.proxyProtocol).toBe(true);
+    const list = await parse({ smtp: { proxyProtocol: ['10.0.0.5', ' 2001:db8::5 '] } });
+    expect(list.config.smtp.proxyProtocol).toEqual(['10.0.0.5', '2001:db8::5']);
+  });
+
+  it('names the bad value', async () => {
+    const byPath = async (v: unknown) =>
+      Object.fromEntries(
+        (await issuesOf(parse({ smtp: { proxyProtocol: v } }))).map((i) => [i.path, i.message]),
+      );
+    expect((await byPath('yes'))['smtp.proxyProtocol']).toBe(
+      'expected true, false or a list of load balancer IP addresses, got "yes"',
+    );
+    const listed = await byPath(['10.0.0.5', '10.0.0.0/8', 7]);
+    expect(listed['smtp.proxyProtocol[1]']).toBe(
+      'expected the IP address of a load balancer, got "10.0.0.0/8"',
+    );
+    expect(listed['smtp.proxyProtocol[2]']).toBe('expected the IP address of a load balancer, got number 7');
+    expect(listed['smtp.proxyProtocol[0]']).toBeUndefined();
+  });
+});
+
 describe('errors name the path of every bad field', () => {
   it('reports all problems at once, across sections', async () => {
     const issues = await issuesOf(

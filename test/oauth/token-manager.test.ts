@@ -253,6 +253,37 @@ describe('TokenManager: failures', () => {
     expect(srv.requests).toHaveLength(5);
   });
 
+  it('when one account of a provider refreshes again, the others in backoff retry at once', async () => {
+    let fail = true;
+    srv = await startTokenServer(() => (fail ? { status: 500, raw: 'down' } : okHandler()({} as any, 0)));
+    let clock = 1_000_000;
+    const { tm } = h.manager({
+      store: h.store(),
+      now: () => clock,
+      random: () => 1,
+      backoffBaseMs: 60_000, // first backoff 60 s
+    });
+    const p = provider(srv.url);
+    tm.setAccounts([
+      account('a@x.com', p),
+      account('b@x.com', p),
+      account('other@x.com', provider(srv.url, { name: 'other' })),
+    ]);
+    await rejection(tm.getToken('a@x.com'));
+    clock += 30_000;
+    await rejection(tm.getToken('b@x.com')); // b and other wait until +90 s
+    await rejection(tm.getToken('other@x.com'));
+    fail = false; // the endpoint is back
+    clock += 31_000; // a's backoff is over, b's is not
+    expect(await tm.getToken('a@x.com')).toMatch(/^at-/);
+    const before = srv.requests.length;
+    expect(await tm.getToken('b@x.com')).toMatch(/^at-/); // released by a's success
+    expect(srv.requests.length).toBe(before + 1);
+    // another provider's accounts are not released by it
+    expect((await rejection(tm.getToken('other@x.com'))).reply.enhanced).toBe('4.4.3');
+    expect(srv.requests.length).toBe(before + 1);
+  });
+
   it('a timeout is a TOKEN_REFRESH_FAILED with the reason', async () => {
     srv = await startTokenServer(() => ({ hang: true }));
     const { tm } = h.manager({ store: h.store(), requestTimeoutMs: 200 });

@@ -335,3 +335,42 @@ describe('slowloris', () => {
     }
   });
 });
+
+describe('proxyProtocol limited to listed load balancers', () => {
+  it('expects the header only from the listed address; others connect directly with their own address', async () => {
+    const proxy = await startProxy({
+      smtp: { proxyProtocol: ['127.0.0.2'], trustedNetworks: ['203.0.113.0/24'] },
+      providers: { sim: simProvider(sim) },
+      accounts: [account(hash)],
+    });
+    try {
+      // from the balancer (127.0.0.2): the header is read and its client address counts
+      const lb = net.connect({ host: '127.0.0.1', port: proxy.smtpPort, localAddress: '127.0.0.2' });
+      let seen = '';
+      lb.on('data', (d) => (seen += d.toString()));
+      await new Promise((r) => lb.once('connect', r));
+      lb.write(`PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${proxy.smtpPort}\r\nEHLO lb.test\r\n`);
+      const until = async (re: RegExp) => {
+        for (let i = 0; i < 200 && !re.test(seen); i++) await new Promise((r) => setTimeout(r, 20));
+        expect(seen).toMatch(re);
+      };
+      await until(/\r\n250 /);
+      lb.write(`MAIL FROM:<${ALICE}>\r\n`);
+      await until(/\r\n250 2\.1\.0/); // trusted network, from the header
+      lb.destroy();
+
+      // a direct client (127.0.0.1, not listed): no header expected, its own address is not trusted
+      const direct = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
+      expect((await direct.read())[0]).toMatch(/^220 /);
+      expect((await direct.cmd('EHLO direct.test'))[0]).toMatch(/^250/);
+      expect((await direct.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^530 5\.7\.0 /);
+      direct.close();
+      const c = new TestClient({ port: proxy.smtpPort });
+      await c.connect();
+      expect((await c.login(ALICE, PW)).ok).toBe(true);
+      c.close();
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
