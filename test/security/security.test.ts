@@ -349,11 +349,13 @@ describe('proxyProtocol limited to listed load balancers', () => {
       let seen = '';
       lb.on('data', (d) => (seen += d.toString()));
       await new Promise((r) => lb.once('connect', r));
-      lb.write(`PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${proxy.smtpPort}\r\nEHLO lb.test\r\n`);
       const until = async (re: RegExp) => {
         for (let i = 0; i < 200 && !re.test(seen); i++) await new Promise((r) => setTimeout(r, 20));
         expect(seen).toMatch(re);
       };
+      lb.write(`PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${proxy.smtpPort}\r\n`);
+      await until(/^220 /); // the greeting comes after the header; talking before it is refused
+      lb.write('EHLO lb.test\r\n');
       await until(/\r\n250 /);
       lb.write(`MAIL FROM:<${ALICE}>\r\n`);
       await until(/\r\n250 2\.1\.0/); // trusted network, from the header
