@@ -129,7 +129,11 @@ export function makeCase(n: number, family: Family, r: Rnd, cred: Credentials): 
         else if (op === 1) lines.splice(i, 0, lines[int(r, 0, lines.length - 1)]!);
         else lines[i] = mutateLine(r, lines[i]!);
       }
-      return c([session(lines, pick(r, ['\r\n', '\r\n', '\n', '\r']))], { messageId: id });
+      const bytes = session(lines, pick(r, ['\r\n', '\r\n', '\n', '\r']));
+      // a mutation may have hit the Message-ID itself: then the upstream would store another id,
+      // and this case cannot be traced (it is still checked for well-formed replies)
+      const traceable = bytes.includes(`Message-ID: ${id}\r\n`);
+      return c([bytes], traceable ? { messageId: id } : {});
     }
     case 'overlong-lines': {
       const len = pick(r, [513, 1001, 4096, 65_536, 1_100_000, 3_000_000]);

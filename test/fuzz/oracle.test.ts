@@ -52,3 +52,22 @@ describe('fuzz cases', () => {
     for (const c of a) expect(c.steps.length).toBeGreaterThan(0);
   });
 });
+
+describe('fuzz case tracing', () => {
+  it('does not trace a mutated session whose Message-ID line the mutation changed', () => {
+    // seed 777, cases 3345 and 3848: the mutation put a byte inside the Message-ID, so the upstream
+    // stored a different id; the false "250 for an id that is not upstream" must not be reported
+    const r = seededRandom(777);
+    const cred = { user: 'fuzz0@example.com', password: 'MOswqjU_6QPTopXs' };
+    const traced: (string | undefined)[] = [];
+    for (let n = 0; n <= 3848; n++) {
+      const c = makeCase(n, FAMILIES[Math.floor(r() * FAMILIES.length)]!, r, cred);
+      if (n === 3345 || n === 3848) traced.push(c.messageId);
+      if (c.messageId && c.family === 'mutated-session') {
+        const sent = Buffer.concat(c.steps.filter((s): s is Buffer => Buffer.isBuffer(s))).toString('latin1');
+        expect(sent).toContain(`Message-ID: ${c.messageId}`);
+      }
+    }
+    expect(traced).toEqual([undefined, undefined]);
+  });
+});
