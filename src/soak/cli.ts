@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { renderSoakMarkdown } from './report.js';
 import { runSoak, type SoakOptions } from './run.js';
+import { MAX_MESSAGE_IDS } from '../sim/types.js';
 import { numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run soak -- [--minutes 60] [--rate 833] [--mailboxes 100] [--connections 50]
@@ -38,7 +39,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
   }
   const n = (name: keyof typeof values, min: number, integer = false) =>
     numberOption(name, values[name], min, integer);
-  return {
+  const opts = {
     minutes: n('minutes', 0.05),
     rate: n('rate', 1),
     mailboxes: n('mailboxes', 1, true),
@@ -53,6 +54,12 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
     ...(values.json ? { json: values.json } : {}),
     ...(values.out ? { out: values.out } : {}),
   };
+  // A segment's ids must fit in the simulator's list, or its accepted messages would look lost.
+  if (opts.rate * opts.segmentSec > MAX_MESSAGE_IDS)
+    throw new Error(
+      `--segment-sec: ${opts.segmentSec} s at ${opts.rate} msg/s exceeds the simulator's ${MAX_MESSAGE_IDS} stored ids`,
+    );
+  return opts;
 }
 
 runTool(import.meta.url, 'soak', USAGE, parseSoakArgs, async (opts, argv) => {

@@ -258,12 +258,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     ),
   );
   const notReadySamples = samples.filter((s) => !s.ready).length;
-  const failures: string[] = [];
-  if (lost > 0)
-    failures.push(`${lost} messages got 250 but never reached the upstream (e.g. ${lostExamples[0]})`);
-  if (!proxyAliveAtEnd) failures.push('the proxy was not alive and healthy at the end');
-  if (notReadySamples > 0) failures.push(`/readyz was not 200 in ${notReadySamples} samples`);
-  for (const v of verdicts) if (v.verdict === 'growing') failures.push(v.why!);
+  const failures = runFailures({ lost, lostExamples, proxyAliveAtEnd, notReadySamples, verdicts, totals });
   return {
     options: o,
     startedAt,
@@ -280,6 +275,30 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     failures,
     ok: failures.length === 0,
   };
+}
+
+/** Why a run failed (empty = pass): the invariants of the proxy's promise, then the trends. */
+export function runFailures(r: {
+  lost: number;
+  lostExamples: readonly string[];
+  proxyAliveAtEnd: boolean;
+  notReadySamples: number;
+  verdicts: readonly TrendVerdict[];
+  totals: { error: number };
+}): string[] {
+  const failures: string[] = [];
+  if (r.lost > 0)
+    failures.push(`${r.lost} messages got 250 but never reached the upstream (e.g. ${r.lostExamples[0]})`);
+  // Every message gets a reply: a 250 or a 4xx/5xx. A transaction that ended without one (the
+  // connection closed or went silent) breaks that promise even if nothing was lost.
+  if (r.totals.error > 0)
+    failures.push(
+      `${r.totals.error} messages got no reply (connection lost, reply timeout or failed connect)`,
+    );
+  if (!r.proxyAliveAtEnd) failures.push('the proxy was not alive and healthy at the end');
+  if (r.notReadySamples > 0) failures.push(`/readyz was not 200 in ${r.notReadySamples} samples`);
+  for (const v of r.verdicts) if (v.verdict === 'growing') failures.push(v.why!);
+  return failures;
 }
 
 const mb = (b: number | null) => (b === null ? '?' : `${(b / MiB).toFixed(1)} MiB`);
