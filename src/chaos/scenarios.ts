@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import YAML from 'yaml';
 import type { BenchEnv } from '../bench/env.js';
+import { BenchSmtpConnection, SmtpClientError } from '../bench/smtp-client.js';
 import type { Entry, Ledger } from './ledger.js';
 import { vanishMidData } from './vanish.js';
 
@@ -17,6 +18,8 @@ export interface ChaosContext {
   users: string[];
   /** mailboxes whose refresh token the revoke scenario revoked */
   revoked: string[];
+  /** what the SIGHUP scenario changed, for its checks */
+  hup?: { removed: string; changed: string };
   sleep(sec: number): Promise<void>;
 }
 
@@ -57,7 +60,6 @@ async function tryOnce(
   password: string,
   id: string,
 ): Promise<{ auth: number; send?: number }> {
-  const { BenchSmtpConnection, SmtpClientError } = await import('../bench/smtp-client.js');
   let conn;
   try {
     conn = await BenchSmtpConnection.open({
@@ -172,11 +174,11 @@ export const SCENARIOS: Scenario[] = [
       });
       writeConfig(ctx.env, doc);
       process.kill(ctx.env.proxyPid, 'SIGHUP');
-      (ctx as ChaosContext & { hup?: { removed: string; changed: string } }).hup = { removed, changed };
+      ctx.hup = { removed, changed };
     },
     expectedToFail: (ctx) => new Set([ctx.users[ctx.users.length - 1]!, ...ctx.revoked]),
     async verify(ctx) {
-      const { removed, changed } = (ctx as ChaosContext & { hup: { removed: string; changed: string } }).hup;
+      const { removed, changed } = ctx.hup!;
       const out: string[] = [];
       const pw = ctx.env.password;
       const expect = async (what: string, user: string, password: string, auth: number, send?: number) => {
