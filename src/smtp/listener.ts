@@ -193,7 +193,17 @@ export class SmtpListeners {
       chunks.push(chunk);
       if (!relay.reserveBytes(chunk.length)) refused = REPLIES.overloaded;
     });
+    // A client gone mid-DATA (or cut off by a deadline): smtp-server destroys the stream without
+    // 'end', so nothing is relayed and the bytes held for it go back to the budget here.
+    let ended = false;
+    stream.once('close', () => {
+      if (ended) return;
+      relay.releaseBytes(bytes);
+      chunks.length = 0;
+      s.inTransaction = false;
+    });
     stream.once('end', () => {
+      ended = true;
       const finish = (r: SmtpReply) => {
         relay.releaseBytes(bytes);
         chunks.length = 0;

@@ -1,0 +1,87 @@
+// The global in-flight byte budget (smtp.maxInflightBytes): messages past it are deferred with
+// `452 4.3.1`, and bytes held by a client that goes away mid-DATA are given back.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { RawSmtp } from '../sim/helpers.js';
+import { waitFor } from '../helpers/wait.js';
+
+const PW = 'pw-for-tests-only';
+const ALICE = 'alice@example.com';
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const line = 'x'.repeat(98) + '\r\n'; // 100 bytes
+
+let sim: SimProc;
+let proxy: ProxyProc;
+beforeAll(async () => {
+  sim = await startSim();
+  proxy = await startProxy({
+    smtp: { maxMessageSize: 10_000, maxInflightBytes: 20_000 },
+    providers: { sim: simProvider(sim) },
+    accounts: [
+      { email: ALICE, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${ALICE}.b`, password: PW },
+    ],
+  });
+});
+afterAll(async () => {
+  await proxy?.stop();
+  await sim?.stop();
+});
+
+/** A client in the middle of DATA, having sent `bytes` of its message. */
+async function midData(bytes: number): Promise<RawSmtp> {
+  const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
+  await c.read();
+  await c.cmd('EHLO holder.test');
+  expect((await c.cmd(`AUTH PLAIN ${b64(`\0${ALICE}\0${PW}`)}`))[0]).toMatch(/^235 /);
+  expect((await c.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^250 /);
+  expect((await c.cmd('RCPT TO:<r@example.net>'))[0]).toMatch(/^250 /);
+  expect((await c.cmd('DATA'))[0]).toMatch(/^354 /);
+  c.write(`Subject: held\r\n\r\n${line.repeat(Math.ceil(bytes / line.length))}`);
+  return c;
+}
+
+async function sendOne(size = 6_000) {
+  const c = new TestClient({ port: proxy.smtpPort });
+  await c.connect();
+  await c.login(ALICE, PW);
+  const m = makeMessage(ALICE, 'r@example.net', { body: line.repeat(size / line.length) });
+  const r = await c.send(ALICE, 'r@example.net', m.raw);
+  c.close();
+  return { ...r, id: m.id };
+}
+
+describe('in-flight byte budget', () => {
+  it('defers a message past the budget with 452 4.3.1; the held message still goes through', async () => {
+    const a = await midData(8_000);
+    const b = await midData(8_000);
+    await new Promise((r) => setTimeout(r, 300)); // let the proxy read what they sent
+    const late = await sendOne(6_000);
+    expect(late.ok).toBe(false);
+    expect(late.response).toMatch(/^452 4\.3\.1 /);
+    a.write('\r\n.\r\n');
+    expect((await a.read())[0]).toMatch(/^250 /);
+    b.write('\r\n.\r\n');
+    expect((await b.read())[0]).toMatch(/^250 /);
+    a.close();
+    b.close();
+  });
+
+  it('gives back the bytes of clients that vanish in the middle of DATA', async () => {
+    for (let round = 0; round < 3; round++) {
+      const held = await Promise.all([midData(9_000), midData(9_000)]);
+      await new Promise((r) => setTimeout(r, 300));
+      for (const c of held) c.close();
+    }
+    // 54,000 bytes were abandoned against a 20,000-byte budget: had they stayed counted, every
+    // message from now on would get 452 4.3.1
+    let last = { ok: false, response: '', id: '' };
+    await waitFor(
+      'a message to be accepted',
+      async () => (last = await sendOne(6_000)),
+      (r) => r.ok,
+    ).catch(() => undefined);
+    expect(last.response).toMatch(/^250 /);
+    expect((await sim.stats()).messageIds).toContain(last.id);
+  });
+});
