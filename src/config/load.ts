@@ -196,6 +196,7 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
       maxMessageSize: smtp!.maxMessageSize,
       maxRecipients: smtp!.maxRecipients,
       idleTimeoutMs: smtp!.idleTimeout,
+      minDataRate: smtp!.minDataRate,
       trustedNetworks: smtp!.trustedNetworks,
       proxyProtocol: smtp!.proxyProtocol,
       maxInflightMessages: smtp!.maxInflightMessages,

@@ -14,7 +14,9 @@
 //   smtp.maxClients           10000
 //   smtp.maxMessageSize       36700160            bytes; advertised as SIZE
 //   smtp.maxRecipients        100
-//   smtp.idleTimeout          300s
+//   smtp.idleTimeout          300s                also the deadline of one command line (slowloris)
+//   smtp.minDataRate          500                 EXTENSION: bytes/s; a message must arrive within
+//                                                 idleTimeout + size / minDataRate (0 = no limit)
 //   smtp.trustedNetworks      []                  CIDRs, IPv4 or IPv6; a bare address means /32 or /128
 //   smtp.maxInflightMessages  10000               EXTENSION: global budget of messages being relayed;
 //                                                 past it clients get `452 4.3.1`
@@ -315,6 +317,7 @@ export const smtpSchema = section({
   maxMessageSize: integer(36_700_160, 1),
   maxRecipients: integer(100, 1),
   idleTimeout: duration(300_000),
+  minDataRate: integer(500, 0),
   trustedNetworks: cidrList(),
   proxyProtocol: leaf((v, bad): boolean | string[] => {
     if (absent(v) || v === false) return false;

@@ -16,7 +16,8 @@ export function summarizeConfig(config: Config, warnings: readonly string[] = []
   lines.push(
     `           hostname ${s.hostname}; TLS for AUTH: ${requireTls}; ` +
       `max ${s.maxClients} clients, ${s.maxMessageSize} bytes/message, ${s.maxRecipients} recipients; ` +
-      `idle ${formatDuration(s.idleTimeoutMs)}`,
+      `idle ${formatDuration(s.idleTimeoutMs)}` +
+      (s.minDataRate > 0 ? `, messages at least ${s.minDataRate} bytes/s` : ''),
   );
   lines.push(
     `           in flight: ${s.maxInflightMessages} messages, ${s.maxInflightBytes} bytes; ` +

@@ -66,6 +66,8 @@ export interface SmtpListenConfig {
   maxMessageSize: number;
   maxRecipients: number;
   idleTimeoutMs: number;
+  /** bytes/s: DATA must complete within idleTimeout + bytes / minDataRate (0 = no DATA deadline) */
+  minDataRate: number;
   trustedNetworks: string[];
   /** PROXY protocol v1 header expected: from every peer (true) or from these addresses */
   proxyProtocol: boolean | string[];

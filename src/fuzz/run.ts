@@ -101,18 +101,25 @@ export async function runCase(port: number, c: FuzzCase): Promise<{ raw: Buffer;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Slowloris: one byte a second. The proxy must cut such a client off, not hold it forever. */
-async function slowloris(port: number, seconds: number): Promise<string> {
+/**
+ * Slowloris: one byte a second, after `prelude` (sent at once). The proxy must cut such a client
+ * off, not hold it forever: in a command, and in a message body (DATA).
+ */
+async function slowloris(port: number, seconds: number, prelude: string, trickle: string): Promise<string> {
   const s = net.connect({ host: '127.0.0.1', port });
   s.on('error', () => undefined);
   let got = '';
   s.on('data', (d) => (got += d.toString('latin1')));
   let closed = false;
   s.once('close', () => (closed = true));
-  const line = 'EHLO slowly-but-surely.example.com\r\nNOOP\r\n'.repeat(100);
+  if (prelude) {
+    // talking before the greeting is refused (early-talker check), so wait for it
+    for (let i = 0; i < 100 && !got.includes('\r\n') && !closed; i++) await sleep(50);
+    s.write(prelude);
+  }
   const t0 = performance.now();
   for (let i = 0; !closed && (performance.now() - t0) / 1000 < seconds; i++) {
-    s.write(line[i % line.length]!);
+    s.write(trickle[i % trickle.length]!);
     await sleep(1000);
   }
   const held = ((performance.now() - t0) / 1000).toFixed(0);
@@ -267,7 +274,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     const durationSec = (performance.now() - t0) / 1000;
     if (o.connectionAttacks) {
       for (const [name, attack] of [
-        ['slowloris', () => slowloris(env.proxySmtpPort, IDLE_TIMEOUT_SEC * 10)],
+        [
+          'slowloris',
+          () =>
+            slowloris(env.proxySmtpPort, IDLE_TIMEOUT_SEC * 10, '', 'EHLO slowly-but-surely.example.com\r\n'),
+        ],
+        [
+          'slowloris in DATA',
+          () =>
+            slowloris(
+              env.proxySmtpPort,
+              IDLE_TIMEOUT_SEC * 10,
+              `EHLO slow-data.example.com\r\nAUTH PLAIN ${Buffer.from(`\0${cred.user}\0${cred.password}`).toString('base64')}\r\n` +
+                `MAIL FROM:<${cred.user}>\r\nRCPT TO:<slow@example.net>\r\nDATA\r\n`,
+              'Subject: one byte a second\r\n',
+            ),
+        ],
         ['idle flood', () => idleFlood(env.proxySmtpPort, MAX_CLIENTS + 200)],
       ] as const) {
         try {

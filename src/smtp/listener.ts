@@ -12,7 +12,7 @@ import type { SmtpReply } from '../util/reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
 import { installReplyPatch } from './reply-patch.js';
-import { enforceCommandDeadline } from './command-deadline.js';
+import { enforceRequestDeadlines } from './request-deadline.js';
 
 /** What the listeners read on every command; reload swaps it as a whole. */
 export interface SmtpContext {
@@ -63,10 +63,7 @@ export class SmtpListeners {
     const smtp = config.smtp;
     for (const hp of smtp.listen) await this.start(hp, false);
     for (const hp of smtp.tlsListen) await this.start(hp, true);
-    this.stopDeadline = enforceCommandDeadline(
-      this.servers,
-      () => this.opts.context().config.smtp.idleTimeoutMs,
-    );
+    this.stopDeadline = enforceRequestDeadlines(this.servers, () => this.opts.context().config.smtp);
   }
 
   private serverOptions(hp: HostPort, implicitTls: boolean): SMTPServerOptions {

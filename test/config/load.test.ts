@@ -27,6 +27,7 @@ describe('defaults', () => {
       maxMessageSize: 36_700_160,
       maxRecipients: 100,
       idleTimeoutMs: 300_000,
+      minDataRate: 500,
       trustedNetworks: [],
       proxyProtocol: false,
       maxInflightMessages: 10_000,
@@ -160,6 +161,16 @@ describe('smtp.proxyProtocol', () => {
     );
     expect(listed['smtp.proxyProtocol[2]']).toBe('expected the IP address of a load balancer, got number 7');
     expect(listed['smtp.proxyProtocol[0]']).toBeUndefined();
+  });
+});
+
+describe('smtp.minDataRate', () => {
+  it('is 500 bytes/s by default; 0 turns the DATA deadline off; a negative or fractional rate is refused', async () => {
+    expect((await parse({ smtp: { minDataRate: 0 } })).config.smtp.minDataRate).toBe(0);
+    const bad = async (v: unknown) =>
+      (await issuesOf(parse({ smtp: { minDataRate: v } }))).map((i) => [i.path, i.message]);
+    expect(await bad(-1)).toEqual([['smtp.minDataRate', expect.stringMatching(/-1/)]]);
+    expect(await bad('fast')).toEqual([['smtp.minDataRate', expect.stringMatching(/"fast"/)]]);
   });
 });
 

@@ -20,6 +20,9 @@ describe('npm run fuzz (fixed seed)', () => {
     expect(Object.keys(r.perFamily).length).toBe(10);
     expect(r.replies).toBeGreaterThan(1000);
     expect(r.attacks.slowloris).toMatch(/^cut off after \d+ s \(421 4\.4\.2 /);
+    expect(r.attacks['slowloris in DATA']).toMatch(
+      /^cut off after \d+ s \(421 4\.4\.2 .*message data too slow/,
+    );
     expect(r.attacks['idle flood']).toMatch(/300 greeted \(220\), 200 refused \(421\)/);
   }, 120_000);
 });

@@ -336,6 +336,62 @@ describe('slowloris', () => {
   });
 });
 
+describe('slowloris in DATA (smtp.minDataRate)', () => {
+  let proxy: ProxyProc;
+  beforeAll(async () => {
+    proxy = await startProxy({
+      smtp: { idleTimeout: '2s', minDataRate: 100 },
+      providers: { sim: simProvider(sim) },
+      accounts: [account(hash)],
+    });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  async function inData(): Promise<RawSmtp> {
+    const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
+    await c.read();
+    await c.cmd('EHLO slow.test');
+    expect((await c.cmd(`AUTH PLAIN ${b64(`\0${ALICE}\0${PW}`)}`))[0]).toMatch(/^235 /);
+    expect((await c.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^250 /);
+    expect((await c.cmd('RCPT TO:<someone@example.net>'))[0]).toMatch(/^250 /);
+    expect((await c.cmd('DATA'))[0]).toMatch(/^354 /);
+    return c;
+  }
+
+  it('cuts off a client that trickles its message a byte at a time (421 4.4.2); nothing is relayed', async () => {
+    const c = await inData();
+    const m = makeMessage(ALICE, 'someone@example.net');
+    const t0 = Date.now();
+    // each byte re-arms the socket idle timer; the deadline is idleTimeout + bytes / minDataRate
+    for (let i = 0; i < m.raw.length && !c.closed && Date.now() - t0 < 12_000; i++) {
+      c.write(m.raw[i]!);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(c.closed).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(6000);
+    expect(c.chunks.join('')).toMatch(/\r\n421 4\.4\.2 .*message data too slow/);
+    expect((await sim.stats()).messageIds).not.toContain(m.id);
+  });
+
+  it('gives an honest slow client the time its bytes justify, past idleTimeout', async () => {
+    const c = await inData();
+    const m = makeMessage(ALICE, 'someone@example.net', { body: ('y'.repeat(48) + '\r\n').repeat(40) });
+    // about 2 KB at 500 bytes/s: 4 s, twice idleTimeout, well inside 2 s + 2,000 / 100 s
+    const t0 = Date.now();
+    for (let i = 0; i < m.raw.length; i += 125) {
+      c.write(m.raw.slice(i, i + 125));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(Date.now() - t0).toBeGreaterThan(3000);
+    c.write('.\r\n');
+    expect((await c.read())[0]).toMatch(/^250 /);
+    expect((await sim.stats()).messageIds).toContain(m.id);
+    c.close();
+  });
+});
+
 describe('proxyProtocol limited to listed load balancers', () => {
   it('expects the header only from the listed address; others connect directly with their own address', async () => {
     const proxy = await startProxy({
