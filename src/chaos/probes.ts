@@ -11,6 +11,9 @@ export interface Snapshot {
   upstream: number;
   /** connections the simulator has open (what really exists on the upstream side) */
   simOpen: number;
+  /** the proxy's in-flight gauges: messages being relayed, message bytes held */
+  inflightMessages: number;
+  inflightBytes: number;
 }
 
 export async function countFds(pid: number): Promise<number> {
@@ -25,6 +28,8 @@ export async function snapshot(env: BenchEnv): Promise<Snapshot> {
     clientConnections: promSum(text, 'xoauth2_proxy_smtp_connections_active') ?? 0,
     upstream: promSum(text, 'xoauth2_proxy_upstream_connections') ?? 0, // absent until the first connect
     simOpen: stats.connections?.open ?? -1,
+    inflightMessages: promSum(text, 'xoauth2_proxy_inflight_messages') ?? 0,
+    inflightBytes: promSum(text, 'xoauth2_proxy_inflight_bytes') ?? 0,
   };
 }
 

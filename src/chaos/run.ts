@@ -193,6 +193,11 @@ async function runScenario(
       failures.push(
         `the upstream has ${after.simOpen} connections open, the proxy's pool knows ${after.upstream}`,
       );
+    // with every client gone nothing may stay counted against the in-flight budgets (452 4.3.1)
+    if (after.inflightMessages > 0 || after.inflightBytes > 0)
+      failures.push(
+        `${after.inflightMessages} messages / ${after.inflightBytes} bytes still counted in flight with no client left`,
+      );
     const grew = after.fds - after.upstream - (before.fds - before.upstream);
     if (grew > FD_SLACK) failures.push(`file descriptors grew by ${grew} beyond the upstream pool's change`);
   }

@@ -48,6 +48,11 @@ export class Metrics {
     help: 'Messages being relayed now',
     registers: [this.registry],
   });
+  readonly inflightBytes = new Gauge({
+    name: P + 'inflight_bytes',
+    help: 'Message bytes held now (being received or relayed), counted against smtp.maxInflightBytes',
+    registers: [this.registry],
+  });
   readonly upstreamConnections = new Gauge({
     name: P + 'upstream_connections',
     help: 'Upstream connections by state (idle, busy)',

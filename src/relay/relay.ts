@@ -64,11 +64,13 @@ export class Relay {
   /** Account bytes as they arrive; false once the global byte budget is exceeded. */
   reserveBytes(n: number): boolean {
     this.inflightBytes += n;
+    this.opts.metrics.inflightBytes.set(this.inflightBytes);
     return this.inflightBytes <= this.opts.maxInflightBytes;
   }
 
   releaseBytes(n: number): void {
     this.inflightBytes -= n;
+    this.opts.metrics.inflightBytes.set(this.inflightBytes);
   }
 
   /** Relay one message whose bytes were already reserved; resolves to the client's reply, never throws. */

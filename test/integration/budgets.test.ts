@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
 import { RawSmtp } from '../sim/helpers.js';
-import { waitFor } from '../helpers/wait.js';
+import { metricValue, waitFor } from '../helpers/wait.js';
 
 const PW = 'pw-for-tests-only';
 const ALICE = 'alice@example.com';
@@ -41,6 +41,9 @@ async function midData(bytes: number): Promise<RawSmtp> {
   return c;
 }
 
+const heldBytes = async () =>
+  metricValue(await (await proxy.http('/metrics')).text(), 'xoauth2_proxy_inflight_bytes');
+
 async function sendOne(size = 6_000) {
   const c = new TestClient({ port: proxy.smtpPort });
   await c.connect();
@@ -56,6 +59,7 @@ describe('in-flight byte budget', () => {
     const a = await midData(8_000);
     const b = await midData(8_000);
     await new Promise((r) => setTimeout(r, 300)); // let the proxy read what they sent
+    expect(await heldBytes()).toBeGreaterThan(16_000);
     const late = await sendOne(6_000);
     expect(late.ok).toBe(false);
     expect(late.response).toMatch(/^452 4\.3\.1 /);
@@ -73,6 +77,7 @@ describe('in-flight byte budget', () => {
       await new Promise((r) => setTimeout(r, 300));
       for (const c of held) c.close();
     }
+    expect(await waitFor('inflight_bytes back to 0', heldBytes, (v) => v === 0)).toBe(0);
     // 54,000 bytes were abandoned against a 20,000-byte budget: had they stayed counted, every
     // message from now on would get 452 4.3.1
     let last = { ok: false, response: '', id: '' };
