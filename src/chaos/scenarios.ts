@@ -42,7 +42,14 @@ export interface Scenario {
 }
 
 const faults = (ctx: ChaosContext, f: Record<string, number>) => ctx.env.simControl('faults', f);
-const CLEAR = { latencyMs: 0, dropEvery: 0, reject421Next: 0, tokenErrorRate: 0, tokenLatencyMs: 0 };
+const CLEAR = {
+  latencyMs: 0,
+  dropEvery: 0,
+  reject421Next: 0,
+  tokenErrorRate: 0,
+  tokenResetRate: 0,
+  tokenLatencyMs: 0,
+};
 
 /** The accounts of the proxy's config file (bench env writes them inline). */
 interface ConfigDoc {
@@ -109,11 +116,15 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'token-endpoint-down',
-    fault: 'token endpoint answers 500 to everything, then takes 3 s per answer, then recovers',
-    faultSec: (q) => (q ? 7 : 40),
-    start: (ctx) => faults(ctx, { tokenErrorRate: 1 }),
+    fault:
+      'token endpoint down (connections reset, then 500 to everything), then 3 s per answer, then recovers',
+    faultSec: (q) => (q ? 8 : 40),
+    start: (ctx) => faults(ctx, { tokenResetRate: 1 }),
     async during(ctx, sec) {
-      await ctx.sleep(sec * 0.75); // down for three quarters, slow for the rest
+      // down for three quarters (unreachable, then failing), slow for the rest
+      await ctx.sleep(sec * 0.375);
+      await faults(ctx, { tokenResetRate: 0, tokenErrorRate: 1 });
+      await ctx.sleep(sec * 0.375);
       await faults(ctx, { tokenErrorRate: 0, tokenLatencyMs: 3000 });
     },
     stop: (ctx) => faults(ctx, CLEAR),

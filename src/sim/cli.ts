@@ -47,6 +47,7 @@ interface SimulateFlags {
   fail5xx?: number;
   drop?: number;
   tokenErrorRate?: number;
+  tokenResetRate?: number;
   tokenLatency?: number;
   expireEarly?: number;
   caOut?: string;
@@ -59,6 +60,7 @@ export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
   if (f.fail5xx !== undefined) faults.fail5xxRate = f.fail5xx;
   if (f.drop !== undefined) faults.dropRate = f.drop;
   if (f.tokenErrorRate !== undefined) faults.tokenErrorRate = f.tokenErrorRate;
+  if (f.tokenResetRate !== undefined) faults.tokenResetRate = f.tokenResetRate;
   if (f.tokenLatency !== undefined) faults.tokenLatencyMs = f.tokenLatency;
   if (f.expireEarly !== undefined) faults.expireEarlySec = f.expireEarly;
   return {
@@ -114,6 +116,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--fail-5xx <rate>', 'probability of 550 5.7.1 at end of DATA', rate)
     .option('--drop <rate>', 'probability of closing the connection at end of DATA without a reply', rate)
     .option('--token-error-rate <rate>', 'probability that the token endpoint answers 500', rate)
+    .option(
+      '--token-reset-rate <rate>',
+      'probability that the token endpoint resets the connection, no answer',
+      rate,
+    )
     .option('--token-latency <ms>', 'delay before every token endpoint answer', number(0))
     .option('--expire-early <sec>', 'access tokens stop validating this many seconds after issue', number(0))
     .option('--ca-out <file>', 'write the generated certificate (PEM) here, for clients to trust')

@@ -6,13 +6,14 @@ export const NO_FAULTS: Readonly<SimFaults> = Object.freeze({
   fail5xxRate: 0,
   dropRate: 0,
   tokenErrorRate: 0,
+  tokenResetRate: 0,
   tokenLatencyMs: 0,
   expireEarlySec: 0,
   dropEvery: 0,
   reject421Next: 0,
 });
 
-const RATES = new Set(['fail4xxRate', 'fail5xxRate', 'dropRate', 'tokenErrorRate']);
+const RATES = new Set(['fail4xxRate', 'fail5xxRate', 'dropRate', 'tokenErrorRate', 'tokenResetRate']);
 const COUNTS = new Set(['dropEvery', 'reject421Next']);
 
 /**

@@ -187,7 +187,13 @@ export function createHttpServer(state: SimState, style: SimStyle, control: Cont
         // Form-encoded only, as the real endpoints expect; other bodies simply lack the parameters.
         const reply = handleTokenRequest(state, style, new URLSearchParams(text));
         state.countTokenRequest(reply.user);
-        const { tokenLatencyMs, tokenErrorRate } = state.faults;
+        const { tokenLatencyMs, tokenErrorRate, tokenResetRate } = state.faults;
+        if (tokenResetRate > 0 && Math.random() < tokenResetRate) {
+          // as a token host that is down or behind a failing balancer: no HTTP answer at all
+          state.tokenErrors++;
+          req.socket.resetAndDestroy();
+          return;
+        }
         if (tokenLatencyMs > 0) await sleep(tokenLatencyMs);
         if (tokenErrorRate > 0 && Math.random() < tokenErrorRate) {
           state.tokenErrors++;

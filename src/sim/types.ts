@@ -13,6 +13,8 @@ export interface SimFaults {
   dropRate: number;
   /** probability 0..1 that the token endpoint answers 500 */
   tokenErrorRate: number;
+  /** probability 0..1 that the token endpoint resets the connection without an answer (a host that is down) */
+  tokenResetRate: number;
   /** delay before every token endpoint answer */
   tokenLatencyMs: number;
   /** 0 = off; else access tokens stop validating this many seconds after issue, whatever expires_in said */

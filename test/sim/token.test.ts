@@ -137,6 +137,15 @@ describe('token endpoint (google style)', () => {
     }
     expect((await refresh(sim, simRefreshToken('gus@example.com'))).status).toBe(200);
   });
+  it('resets the connection without an answer when tokenResetRate is 1', async () => {
+    sim.setFaults({ tokenResetRate: 1 });
+    try {
+      await expect(refresh(sim, simRefreshToken('hal@example.com'))).rejects.toThrow();
+    } finally {
+      sim.setFaults({ tokenResetRate: 0 });
+    }
+    expect((await refresh(sim, simRefreshToken('hal@example.com'))).status).toBe(200);
+  });
 });
 
 describe('token endpoint (microsoft style, rotating refresh tokens)', () => {
