@@ -9,7 +9,7 @@ import { SCENARIOS } from './scenarios.js';
 import { numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run chaos -- [--quick] [--only ${SCENARIOS.map((s) => s.name).join(',')}]
-  [--rate 200] [--mailboxes 20] [--out FILE.md] [--json FILE]`;
+  [--rate 200] [--mailboxes 20] [--upstream-tls] [--out FILE.md] [--json FILE]`;
 
 export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; json?: string } {
   const { values } = parseArgs({
@@ -20,6 +20,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; j
       only: { type: 'string' },
       rate: { type: 'string' },
       mailboxes: { type: 'string' },
+      'upstream-tls': { type: 'boolean', default: false },
       out: { type: 'string' },
       json: { type: 'string' },
     },
@@ -36,6 +37,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; j
     quick: values.quick ?? false,
     rate: int('rate', values.quick ? 100 : 200, 1),
     mailboxes: int('mailboxes', values.quick ? 10 : 20, 4),
+    ...(values['upstream-tls'] ? { upstreamTls: true } : {}),
     ...(only ? { only } : {}),
     ...(values.out ? { out: values.out } : {}),
     ...(values.json ? { json: values.json } : {}),

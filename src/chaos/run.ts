@@ -14,6 +14,8 @@ export interface ChaosOptions {
   /** msg/s of the background load */
   rate: number;
   mailboxes: number;
+  /** proxy -> simulator over STARTTLS (default: plain) */
+  upstreamTls?: boolean;
   only?: string[];
   progress?: (line: string) => void;
 }
@@ -62,7 +64,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const env = await startBenchEnv({
     mailboxes: o.mailboxes,
     connections: o.mailboxes,
-    tls: false,
+    tls: o.upstreamTls ?? false,
     userPrefix: 'chaos',
     userDomain: 'example.com',
     recipients: 1,

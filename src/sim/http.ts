@@ -184,18 +184,22 @@ export function createHttpServer(state: SimState, style: SimStyle, control: Cont
         const text = await readBody(req);
         if (text === undefined)
           return sendJson(res, 413, { error: 'invalid_request', error_description: 'body too large' });
-        // Form-encoded only, as the real endpoints expect; other bodies simply lack the parameters.
-        const reply = handleTokenRequest(state, style, new URLSearchParams(text));
-        state.countTokenRequest(reply.user);
         const { tokenLatencyMs, tokenErrorRate, tokenResetRate } = state.faults;
         if (tokenResetRate > 0 && Math.random() < tokenResetRate) {
-          // as a token host that is down or behind a failing balancer: no HTTP answer at all
+          // as a token host that is down: no HTTP answer
+          state.countTokenRequest(undefined);
           state.tokenErrors++;
           req.socket.resetAndDestroy();
           return;
         }
+        // A failed request issues and rotates nothing: with rotation on, a refresh token rotated
+        // into a lost answer would be revoked for good, which no real endpoint does on a 500.
+        const failed = tokenErrorRate > 0 && Math.random() < tokenErrorRate;
+        // Form-encoded only, as the real endpoints expect; other bodies simply lack the parameters.
+        const reply = failed ? undefined : handleTokenRequest(state, style, new URLSearchParams(text));
+        state.countTokenRequest(reply?.user);
         if (tokenLatencyMs > 0) await sleep(tokenLatencyMs);
-        if (tokenErrorRate > 0 && Math.random() < tokenErrorRate) {
+        if (!reply) {
           state.tokenErrors++;
           return sendJson(res, 500, { error: 'internal_failure', error_description: 'Backend Error' });
         }

@@ -10,7 +10,7 @@ import { numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run soak -- [--minutes 60] [--rate 833] [--mailboxes 100] [--connections 50]
   [--sample-sec 10] [--fault-every-sec 60 (0 = none)] [--segment-sec 60] [--seed N]
-  [--token-lifetime-sec 120] [--size 2048] [--warmup-sec S] [--json FILE] [--out FILE.md]`;
+  [--token-lifetime-sec 120] [--size 2048] [--warmup-sec S] [--upstream-tls] [--json FILE] [--out FILE.md]`;
 
 export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; out?: string } {
   const { values } = parseArgs({
@@ -28,6 +28,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
       'token-lifetime-sec': { type: 'string', default: '120' },
       size: { type: 'string', default: '2048' },
       'warmup-sec': { type: 'string' },
+      'upstream-tls': { type: 'boolean', default: false },
       json: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean' },
@@ -51,6 +52,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
     tokenLifetimeSec: n('token-lifetime-sec', 10, true),
     size: n('size', 256, true),
     ...(values['warmup-sec'] !== undefined ? { warmupSec: n('warmup-sec', 0) } : {}),
+    ...(values['upstream-tls'] ? { upstreamTls: true } : {}),
     ...(values.json ? { json: values.json } : {}),
     ...(values.out ? { out: values.out } : {}),
   };

@@ -27,6 +27,8 @@ export interface SoakOptions {
   /** access-token lifetime in the simulator, so refreshes keep happening */
   tokenLifetimeSec: number;
   size: number;
+  /** proxy -> simulator over STARTTLS (default: plain) */
+  upstreamTls?: boolean;
   /** samples before this are not judged for trends (default: a fifth of the run, at least 60 s) */
   warmupSec?: number;
   progress?: (line: string) => void;
@@ -106,7 +108,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const env = await startBenchEnv({
     mailboxes: o.mailboxes,
     connections: o.connections,
-    tls: false,
+    tls: o.upstreamTls ?? false,
     userPrefix: 'soak',
     userDomain: 'example.com',
     recipients: 1,

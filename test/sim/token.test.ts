@@ -174,6 +174,19 @@ describe('token endpoint (microsoft style, rotating refresh tokens)', () => {
     (await authedClient(sim, 'hank@example.com', r1.body.access_token)).close();
   });
 
+  it('rotates nothing on a failed (500) or unanswered refresh: the same refresh token works afterwards', async () => {
+    const rt = simRefreshToken('hope@example.com', 'start');
+    sim.setFaults({ tokenErrorRate: 1 });
+    try {
+      expect((await refresh(sim, rt)).status).toBe(500);
+      sim.setFaults({ tokenErrorRate: 0, tokenResetRate: 1 });
+      await expect(refresh(sim, rt)).rejects.toThrow();
+    } finally {
+      sim.setFaults({ tokenErrorRate: 0, tokenResetRate: 0 });
+    }
+    expect((await refresh(sim, rt)).status).toBe(200);
+  });
+
   it('words a missing client_id like Azure AD', async () => {
     const r = await postForm(sim.tokenUrl, {
       grant_type: 'refresh_token',
