@@ -17,6 +17,8 @@ export const PROXY_GLIBC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304';
 /** dist/cli.js next to this file's dist/bench/ */
 export const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
 
+export const STYLES = ['google', 'microsoft'] as const;
+
 export interface EnvOptions {
   mailboxes: number;
   connections: number;
@@ -31,6 +33,11 @@ export interface EnvOptions {
   startTimeoutMs?: number;
   /** extra `simulate` flags, e.g. ['--token-lifetime', '60'] */
   simArgs?: string[];
+  /**
+   * the provider the simulator plays (default google); microsoft also rotates refresh tokens on
+   * every refresh, as Azure AD does, so the proxy must keep each new one
+   */
+  style?: (typeof STYLES)[number];
   /** log level of the proxy (default warn) */
   proxyLogLevel?: string;
   /** merged into the proxy's `smtp:` config section (e.g. a short idleTimeout, a small maxClients) */
@@ -143,6 +150,7 @@ async function startSimulator(
     caFile,
     '--max-connections-per-user',
     String(perUser),
+    ...(o.style === 'microsoft' ? ['--style', 'microsoft', '--rotate-refresh-tokens'] : []),
     ...(o.simArgs ?? []),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -226,7 +234,10 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
       providers: {
         sim: {
           tokenUrl: sim.info.tokenUrl,
-          scope: 'https://mail.google.com/',
+          scope:
+            o.style === 'microsoft'
+              ? 'https://outlook.office.com/SMTP.Send offline_access'
+              : 'https://mail.google.com/',
           smtp: o.tls
             ? {
                 host: simSmtp.host,

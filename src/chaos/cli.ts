@@ -6,10 +6,11 @@ import { parseArgs } from 'node:util';
 import { renderChaosMarkdown } from './report.js';
 import { runChaos, type ChaosOptions } from './run.js';
 import { SCENARIOS } from './scenarios.js';
-import { numberOption, runTool } from '../util/tool-cli.js';
+import { STYLES } from '../bench/env.js';
+import { choiceOption, numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run chaos -- [--quick] [--only ${SCENARIOS.map((s) => s.name).join(',')}]
-  [--rate 200] [--mailboxes 20] [--upstream-tls] [--out FILE.md] [--json FILE]`;
+  [--rate 200] [--mailboxes 20] [--upstream-tls] [--style google|microsoft] [--out FILE.md] [--json FILE]`;
 
 export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; json?: string } {
   const { values } = parseArgs({
@@ -21,6 +22,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; j
       rate: { type: 'string' },
       mailboxes: { type: 'string' },
       'upstream-tls': { type: 'boolean', default: false },
+      style: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'string' },
     },
@@ -33,11 +35,13 @@ export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; j
     .filter(Boolean);
   const unknown = (only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')}`);
+  const style = values.style === undefined ? undefined : choiceOption('style', values.style, STYLES);
   return {
     quick: values.quick ?? false,
     rate: int('rate', values.quick ? 100 : 200, 1),
     mailboxes: int('mailboxes', values.quick ? 10 : 20, 4),
     ...(values['upstream-tls'] ? { upstreamTls: true } : {}),
+    ...(style ? { style } : {}),
     ...(only ? { only } : {}),
     ...(values.out ? { out: values.out } : {}),
     ...(values.json ? { json: values.json } : {}),

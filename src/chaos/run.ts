@@ -16,6 +16,8 @@ export interface ChaosOptions {
   mailboxes: number;
   /** proxy -> simulator over STARTTLS (default: plain) */
   upstreamTls?: boolean;
+  /** the provider the simulator plays (microsoft rotates refresh tokens); default google */
+  style?: 'google' | 'microsoft';
   only?: string[];
   progress?: (line: string) => void;
 }
@@ -65,6 +67,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     mailboxes: o.mailboxes,
     connections: o.mailboxes,
     tls: o.upstreamTls ?? false,
+    ...(o.style ? { style: o.style } : {}),
     userPrefix: 'chaos',
     userDomain: 'example.com',
     recipients: 1,

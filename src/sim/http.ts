@@ -162,6 +162,7 @@ export interface ControlApi {
   setFaults(f: unknown): void;
   faults(): unknown;
   revoke(tokenOrEmail: string): void;
+  revokeGrants(email: string): void;
   reset(): void;
 }
 
@@ -222,9 +223,13 @@ export function createHttpServer(state: SimState, style: SimStyle, control: Cont
             return sendJson(res, 200, control.faults());
           }
           if (route === 'POST /control/revoke') {
+            if (typeof body.grantsOf === 'string') {
+              control.revokeGrants(body.grantsOf);
+              return sendJson(res, 200, { ok: true });
+            }
             const target = body.refreshToken ?? body.email;
             if (typeof target !== 'string')
-              throw new Error('give {"refreshToken": "..."} or {"email": "..."}');
+              throw new Error('give {"refreshToken": "..."}, {"email": "..."} or {"grantsOf": "..."}');
             control.revoke(target);
           } else {
             control.reset();

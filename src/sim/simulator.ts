@@ -133,6 +133,7 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
       state.faults = mergeFaults(state.faults, f);
     },
     revoke: (t) => state.revoke(t),
+    revokeGrants: (email) => state.revokeGrants(email),
     stats: () => state.stats(),
     reset: () => state.reset(),
     close: closeAll,
@@ -152,6 +153,7 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
       setFaults: (f) => sim.setFaults(f as object),
       faults: () => sim.faults(),
       revoke: (t) => sim.revoke(t),
+      revokeGrants: (email) => sim.revokeGrants(email),
       reset: () => sim.reset(),
     });
     sim.http = await listen(httpServer, opts.http ?? SIM_DEFAULTS.http, 'HTTP');

@@ -87,6 +87,8 @@ export class SimState {
   private readonly accessTokens = new Map<string, AccessToken>();
   private readonly revokedRefreshTokens = new Set<string>();
   private readonly revokedUsers = new Set<string>();
+  /** per user: refresh tokens used or issued and not revoked (for revokeGrants) */
+  private readonly liveRefreshTokens = new Map<string, Set<string>>();
   readonly authConnections = new Counter();
   private readonly rate: RateWindows;
   private sweepTimer: NodeJS.Timeout;
@@ -155,13 +157,27 @@ export class SimState {
   /** Rotation: a fresh refresh token for the same user; the old one stops working at once. */
   rotateRefreshToken(old: string, user: string): string {
     this.revokedRefreshTokens.add(old);
-    return simRefreshToken(user, randomBytes(12).toString('base64url'));
+    const fresh = simRefreshToken(user, randomBytes(12).toString('base64url'));
+    const live = this.liveRefreshTokens.get(user);
+    live?.delete(old);
+    live?.add(fresh);
+    return fresh;
   }
 
   refreshTokenValid(token: string): string | undefined {
     const user = refreshTokenUser(token);
     if (!user || this.revokedRefreshTokens.has(token) || this.revokedUsers.has(user)) return undefined;
+    let live = this.liveRefreshTokens.get(user);
+    if (!live) this.liveRefreshTokens.set(user, (live = new Set()));
+    live.add(token);
     return user;
+  }
+
+  revokeGrants(email: string): void {
+    const user = email.trim().toLowerCase();
+    if (!user.includes('@')) throw new Error(`revoke: "${email}" is not an email`);
+    for (const token of this.liveRefreshTokens.get(user) ?? []) this.revoke(token);
+    this.liveRefreshTokens.delete(user);
   }
 
   userRevoked(user: string): boolean {

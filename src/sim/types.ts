@@ -102,6 +102,12 @@ export interface Simulator {
   setFaults(f: Partial<SimFaults>): void;
   /** a `simrt.` refresh token, or an email (withdraws that user's grant); also kills the access tokens issued from it */
   revoke(refreshTokenOrEmail: string): void;
+  /**
+   * Revoke every refresh token this user has used or been issued so far (the user withdrew consent);
+   * a refresh token the simulator has not seen yet (a new consent) works. Unlike revoking by email,
+   * this also works when rotation has replaced the refresh token the test started with.
+   */
+  revokeGrants(email: string): void;
   stats(): SimStats;
   /** clear counters, message ids and rate-limit windows (not tokens, revocations or open connections) */
   reset(): void;

@@ -6,11 +6,12 @@ import { parseArgs } from 'node:util';
 import { renderSoakMarkdown } from './report.js';
 import { runSoak, type SoakOptions } from './run.js';
 import { MAX_MESSAGE_IDS } from '../sim/types.js';
-import { numberOption, runTool } from '../util/tool-cli.js';
+import { STYLES } from '../bench/env.js';
+import { choiceOption, numberOption, runTool } from '../util/tool-cli.js';
 
 const USAGE = `usage: npm run soak -- [--minutes 60] [--rate 833] [--mailboxes 100] [--connections 50]
   [--sample-sec 10] [--fault-every-sec 60 (0 = none)] [--segment-sec 60] [--seed N]
-  [--token-lifetime-sec 120] [--size 2048] [--warmup-sec S] [--upstream-tls] [--json FILE] [--out FILE.md]`;
+  [--token-lifetime-sec 120] [--size 2048] [--warmup-sec S] [--upstream-tls] [--style google|microsoft] [--json FILE] [--out FILE.md]`;
 
 export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; out?: string } {
   const { values } = parseArgs({
@@ -29,6 +30,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
       size: { type: 'string', default: '2048' },
       'warmup-sec': { type: 'string' },
       'upstream-tls': { type: 'boolean', default: false },
+      style: { type: 'string' },
       json: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean' },
@@ -53,6 +55,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; ou
     size: n('size', 256, true),
     ...(values['warmup-sec'] !== undefined ? { warmupSec: n('warmup-sec', 0) } : {}),
     ...(values['upstream-tls'] ? { upstreamTls: true } : {}),
+    ...(values.style !== undefined ? { style: choiceOption('style', values.style, STYLES) } : {}),
     ...(values.json ? { json: values.json } : {}),
     ...(values.out ? { out: values.out } : {}),
   };

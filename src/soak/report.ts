@@ -18,7 +18,7 @@ export function renderSoakMarkdown(r: SoakResult, command: string, maxRows = 13)
   out.push('');
   out.push(
     `${r.startedAt}: ${o.minutes} min at ${o.rate} msg/s, ${o.mailboxes} mailboxes, ${o.connections} client ` +
-      `connections, upstream ${o.upstreamTls ? 'over STARTTLS' : 'plain'}, ${o.size} B messages, token lifetime ${o.tokenLifetimeSec} s, a fault every ~${o.faultEverySec} s ` +
+      `connections, ${o.style ?? 'google'}-style provider, upstream ${o.upstreamTls ? 'over STARTTLS' : 'plain'}, ${o.size} B messages, token lifetime ${o.tokenLifetimeSec} s, a fault every ~${o.faultEverySec} s ` +
       `(seed ${o.seed}), samples every ${o.sampleSec} s. Verdict: **${r.ok ? 'pass' : 'FAIL'}**` +
       (r.failures.length ? ` (${r.failures.join('; ')})` : '') +
       '.',

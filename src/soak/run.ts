@@ -29,6 +29,8 @@ export interface SoakOptions {
   size: number;
   /** proxy -> simulator over STARTTLS (default: plain) */
   upstreamTls?: boolean;
+  /** the provider the simulator plays (microsoft rotates refresh tokens); default google */
+  style?: 'google' | 'microsoft';
   /** samples before this are not judged for trends (default: a fifth of the run, at least 60 s) */
   warmupSec?: number;
   progress?: (line: string) => void;
@@ -109,6 +111,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     mailboxes: o.mailboxes,
     connections: o.connections,
     tls: o.upstreamTls ?? false,
+    ...(o.style ? { style: o.style } : {}),
     userPrefix: 'soak',
     userDomain: 'example.com',
     recipients: 1,

@@ -17,6 +17,13 @@ export function numberOption(name: string, raw: unknown, min: number, integer = 
   return v;
 }
 
+/** `raw` when it is one of `choices`, else an error naming the option and the choices. */
+export function choiceOption<T extends string>(name: string, raw: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(raw))
+    throw new Error(`--${name}: expected ${choices.join(' or ')}, got "${raw}"`);
+  return raw as T;
+}
+
 /**
  * Run a tool when its module is the program (`metaUrl` = its import.meta.url): parse argv (a throw
  * is a usage error: exit 2), then `run`, whose result is the exit code.

@@ -35,5 +35,8 @@ describe('npm run chaos -- --quick', () => {
     const { code, out: err } = await runScript(CLI, ['--only', 'meteor-strike']);
     expect(code).toBe(2);
     expect(err).toContain('--only: unknown scenario meteor-strike');
+    const style = await runScript(CLI, ['--style', 'yahoo']);
+    expect(style.code).toBe(2);
+    expect(style.out).toContain('--style: expected google or microsoft, got "yahoo"');
   });
 });

@@ -187,6 +187,18 @@ describe('token endpoint (microsoft style, rotating refresh tokens)', () => {
     expect((await refresh(sim, rt)).status).toBe(200);
   });
 
+  it('revokes the grants a user has so far, rotated ones included, through {grantsOf}; a new consent works', async () => {
+    const first = simRefreshToken('ike@example.com', 'start');
+    const r1 = await refresh(sim, first);
+    const rotated: string = r1.body.refresh_token;
+    const base = `http://${sim.http.host}:${sim.http.port}`;
+    expect((await postJson(`${base}/control/revoke`, { grantsOf: 'IKE@example.com' })).status).toBe(200);
+    expect((await refresh(sim, rotated)).body.error).toBe('invalid_grant');
+    expect(await smtpAccepts(sim, 'ike@example.com', r1.body.access_token)).toBe(false);
+    expect((await refresh(sim, simRefreshToken('ike@example.com', 'renewed'))).status).toBe(200);
+    expect((await postJson(`${base}/control/revoke`, { grantsOf: 'nobody' })).status).toBe(400);
+  });
+
   it('words a missing client_id like Azure AD', async () => {
     const r = await postForm(sim.tokenUrl, {
       grant_type: 'refresh_token',

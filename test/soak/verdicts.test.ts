@@ -53,6 +53,15 @@ describe('soak verdict', () => {
 });
 
 describe('soak options', () => {
+  it('takes the upstream leg over STARTTLS and a microsoft-style provider on request, and names a bad style', () => {
+    expect(parseSoakArgs([])).not.toHaveProperty('upstreamTls');
+    const o = parseSoakArgs(['--upstream-tls', '--style', 'microsoft']);
+    expect([o.upstreamTls, o.style]).toEqual([true, 'microsoft']);
+    expect(() => parseSoakArgs(['--style', 'yahoo'])).toThrow(
+      '--style: expected google or microsoft, got "yahoo"',
+    );
+  });
+
   it('refuses a segment whose ids would not fit in the simulator list', () => {
     expect(parseSoakArgs(['--segment-sec', '2400']).segmentSec).toBe(2400); // 2.0 M ids at 833/s
     expect(() => parseSoakArgs(['--segment-sec', '2401'])).toThrow(
