@@ -31,6 +31,33 @@ describe('npm run chaos -- --quick', () => {
     expect(code, out).toBe(0);
   }, 240_000);
 
+  it('passes the token and connection faults with a Microsoft-style provider (rotating refresh tokens) over STARTTLS', async () => {
+    const only = [
+      'drop-every-nth',
+      'token-endpoint-down',
+      'refresh-tokens-revoked',
+      'sighup-account-changes',
+    ];
+    const json = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xo-chaos-')), 'chaos.json');
+    const { code, out } = await runScript(CLI, [
+      '--quick',
+      '--style',
+      'microsoft',
+      '--upstream-tls',
+      '--only',
+      only.join(','),
+      '--json',
+      json,
+    ]);
+    const report = JSON.parse(fs.readFileSync(json, 'utf8')) as ChaosReport;
+    expect(report.results.map((r) => r.name)).toEqual(only);
+    for (const r of report.results) {
+      expect(r.failures, `${r.name}\n${out}`).toEqual([]);
+      expect(r.lost).toBe(0);
+    }
+    expect(code, out).toBe(0);
+  }, 180_000);
+
   it('names an unknown scenario and exits 2', async () => {
     const { code, out: err } = await runScript(CLI, ['--only', 'meteor-strike']);
     expect(code).toBe(2);
