@@ -2,7 +2,8 @@
 // that the replies are well-formed SMTP and no undelivered message was answered `250`; after every
 // batch that the process is alive, healthy and within its memory bound; at the end that its file
 // descriptors are back to where they started and that a normal client still gets its mail through.
-// Two attacks run once per run rather than per case: slowloris and a flood of idle connections.
+// Attacks that run once per run rather than per case: slowloris (in a command and in DATA) and a
+// flood of idle connections.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { startBenchEnv, type BenchEnv } from '../bench/env.js';

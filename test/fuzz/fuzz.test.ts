@@ -1,4 +1,4 @@
-// `npm run fuzz` in CI: a fixed seed and case count against the real proxy, plus slowloris and an
+// `npm run fuzz` in CI: a fixed seed and case count against the real proxy, plus slowloris (command and DATA) and an
 // idle-connection flood; any malformed reply, crash, growth, leak or false 250 is a finding.
 import fs from 'node:fs';
 import os from 'node:os';
