@@ -375,6 +375,22 @@ describe('slowloris in DATA (smtp.minDataRate)', () => {
     expect((await sim.stats()).messageIds).not.toContain(m.id);
   });
 
+  it('never cuts off a client waiting longer than idleTimeout for the upstream to answer', async () => {
+    await sim.control('/control/faults', { latencyMs: 4000 }); // twice idleTimeout before the reply to DATA
+    try {
+      const c = await inData();
+      const m = makeMessage(ALICE, 'someone@example.net');
+      c.write(m.raw + '.\r\n');
+      const t0 = Date.now();
+      expect((await c.read())[0]).toMatch(/^250 /);
+      expect(Date.now() - t0).toBeGreaterThan(3500);
+      expect((await sim.stats()).messageIds).toContain(m.id);
+      c.close();
+    } finally {
+      await sim.control('/control/faults', { latencyMs: 0 });
+    }
+  });
+
   it('gives an honest slow client the time its bytes justify, past idleTimeout', async () => {
     const c = await inData();
     const m = makeMessage(ALICE, 'someone@example.net', { body: ('y'.repeat(48) + '\r\n').repeat(40) });
