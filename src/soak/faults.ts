@@ -6,7 +6,8 @@ import { seededRandom } from '../util/random.js';
 
 export { seededRandom };
 
-export type FaultName = 'latency-spike' | '4xx-burst' | 'drops' | 'token-errors' | 'token-slow';
+export type FaultName =
+  'latency-spike' | '4xx-burst' | 'drops' | 'token-errors' | 'token-unreachable' | 'token-slow';
 
 export interface FaultPlan {
   name: FaultName;
@@ -37,6 +38,7 @@ export function pickFault(rnd: () => number): FaultPlan {
       durationSec: between(r, 10, 20),
     }),
     (r) => ({ name: 'token-errors', faults: { tokenErrorRate: 1 }, durationSec: between(r, 10, 30) }),
+    (r) => ({ name: 'token-unreachable', faults: { tokenResetRate: 1 }, durationSec: between(r, 10, 30) }),
     (r) => ({
       name: 'token-slow',
       faults: { tokenLatencyMs: Math.round(between(r, 1000, 3000)) },
