@@ -4,9 +4,14 @@
 // smtpd_per_request_deadline / smtpd_min_data_rate do:
 //   - a command line must be complete within `idleTimeout` of the previous reply;
 //   - a message (DATA) must be complete within `idleTimeout` + bytes received / `minDataRate`,
-//     so an honest client on a slow link gets as long as its bytes justify.
-// A client that misses one is told `421 4.4.2` and disconnected; its message is not relayed.
+//     so an honest client on a slow link gets as long as its bytes justify;
+//   - before the session exists (a PROXY header still to come, an implicit-TLS handshake not done)
+//     the socket gets `idleTimeout` in all: smtp-server's guard there is an idle timer too, so a
+//     PROXY header of up to 1 KB trickled a byte per timeout held a pending slot for days.
+// A client that misses one is told `421 4.4.2` and disconnected (before the session: just closed,
+// nothing can be written yet); its message is not relayed.
 // A client waiting for our reply (an AUTH check, the upstream's answer) is never timed out here.
+import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
@@ -81,11 +86,21 @@ export function enforceRequestDeadlines(
   now: () => number = Date.now,
 ): () => void {
   install();
+  const pendingSince = new WeakMap<Socket, number>();
   const timer = setInterval(() => {
     const t = now();
     const s = settings();
     for (const server of servers) {
-      const conns = (server as unknown as { connections?: Set<ConnLike> }).connections;
+      const inner = server as unknown as {
+        connections?: Set<ConnLike>;
+        _pendingSockets?: Map<Socket, Socket>;
+      };
+      for (const socket of inner._pendingSockets?.keys() ?? []) {
+        const since = pendingSince.get(socket);
+        if (since === undefined) pendingSince.set(socket, t);
+        else if (t - since > s.idleTimeoutMs) socket.destroy();
+      }
+      const conns = inner.connections;
       if (!conns) continue;
       for (const c of conns) {
         if (c._closing || c._closed || c.__xoTimedOut) continue;

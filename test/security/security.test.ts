@@ -408,6 +408,92 @@ describe('slowloris in DATA (smtp.minDataRate)', () => {
   });
 });
 
+describe('slowloris before the session (PROXY header, implicit-TLS handshake)', () => {
+  let proxy: ProxyProc;
+  let tlsPort: number;
+  beforeAll(async () => {
+    const cert = await selfSigned();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-sec-pre-'));
+    fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
+    fs.writeFileSync(path.join(dir, 'key.pem'), cert.key);
+    tlsPort = await freePort();
+    proxy = await startProxy(
+      {
+        smtp: {
+          idleTimeout: '2s',
+          proxyProtocol: ['127.0.0.2'], // the balancer; direct clients talk TLS at once
+          tls: { cert: './cert.pem', key: './key.pem' },
+          tlsListen: [`127.0.0.1:${tlsPort}`],
+        },
+        providers: { sim: simProvider(sim) },
+        accounts: [account(hash)],
+      },
+      { dir },
+    );
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  /** Send `bytes` one at a time, 4 a second, until the proxy closes the connection or 12 s pass. */
+  async function trickle(
+    port: number,
+    bytes: Buffer,
+    localAddress = '127.0.0.1',
+  ): Promise<{ closedAfterMs: number | null; got: string }> {
+    const sock = net.connect({ host: '127.0.0.1', port, localAddress });
+    let got = '';
+    let closed = false;
+    sock.on('data', (d) => (got += d.toString('latin1')));
+    sock.on('error', () => undefined);
+    sock.on('close', () => (closed = true));
+    await new Promise((r) => sock.once('connect', r));
+    const t0 = Date.now();
+    // each byte re-arms the socket idle timer, so only a deadline on the whole stage stops this
+    for (let i = 0; !closed && Date.now() - t0 < 12_000; i++) {
+      if (i < bytes.length) sock.write(bytes.subarray(i, i + 1));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    sock.destroy();
+    return { closedAfterMs: closed ? Date.now() - t0 : null, got };
+  }
+
+  it('closes a connection that trickles its PROXY header', async () => {
+    const header = Buffer.from(`PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${proxy.smtpPort}\r\n`);
+    const r = await trickle(proxy.smtpPort, header, '127.0.0.2');
+    expect(r.closedAfterMs).not.toBeNull();
+    expect(r.closedAfterMs!).toBeLessThan(6000);
+    expect(r.got, JSON.stringify(r)).not.toMatch(/^220/);
+  });
+
+  // (the TLS case was already bounded: the TLS socket's timer sees no activity until a record is complete)
+  it('closes a connection that trickles its TLS ClientHello on the implicit-TLS listener', async () => {
+    // a real ClientHello, captured from Node's TLS client
+    const hello = await new Promise<Buffer>((resolve) => {
+      const catcher = net.createServer((s) =>
+        s.once('data', (d) => {
+          resolve(d);
+          s.destroy();
+          catcher.close();
+        }),
+      );
+      catcher.listen(0, '127.0.0.1', () => {
+        const port = (catcher.address() as net.AddressInfo).port;
+        tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }).on('error', () => undefined);
+      });
+    });
+    expect(hello[0]).toBe(0x16); // a TLS handshake record
+    const r = await trickle(tlsPort, hello);
+    expect(r.closedAfterMs).not.toBeNull();
+    expect(r.closedAfterMs!).toBeLessThan(6000);
+    // and the listener still serves
+    const ok = new TestClient({ port: tlsPort, secure: true });
+    await ok.connect();
+    expect((await ok.login(ALICE, PW)).ok).toBe(true);
+    ok.close();
+  });
+});
+
 describe('proxyProtocol limited to listed load balancers', () => {
   it('expects the header only from the listed address; others connect directly with their own address', async () => {
     const proxy = await startProxy({
