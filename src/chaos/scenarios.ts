@@ -130,6 +130,15 @@ export const SCENARIOS: Scenario[] = [
     stop: (ctx) => faults(ctx, CLEAR),
   },
   {
+    name: 'token-endpoint-hangs',
+    fault: "token endpoint takes every request and answers none within the proxy's 10 s request timeout",
+    // tokens expire during it, but pooled upstream connections stay authenticated: only new
+    // connections need a token, so few messages feel it
+    faultSec: (q) => (q ? 8 : 25),
+    start: (ctx) => faults(ctx, { tokenLatencyMs: 15_000 }),
+    stop: (ctx) => faults(ctx, CLEAR),
+  },
+  {
     name: 'refresh-tokens-revoked',
     fault: "two mailboxes' refresh tokens revoked at the provider",
     faultSec: (q) => (q ? 6 : 25),
