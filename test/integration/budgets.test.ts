@@ -3,12 +3,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
-import { RawSmtp } from '../sim/helpers.js';
+import { RawSmtp, rawInData } from '../sim/helpers.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
 const PW = 'pw-for-tests-only';
 const ALICE = 'alice@example.com';
-const b64 = (s: string) => Buffer.from(s).toString('base64');
 const line = 'x'.repeat(98) + '\r\n'; // 100 bytes
 
 let sim: SimProc;
@@ -30,13 +29,7 @@ afterAll(async () => {
 
 /** A client in the middle of DATA, having sent `bytes` of its message. */
 async function midData(bytes: number): Promise<RawSmtp> {
-  const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
-  await c.read();
-  await c.cmd('EHLO holder.test');
-  expect((await c.cmd(`AUTH PLAIN ${b64(`\0${ALICE}\0${PW}`)}`))[0]).toMatch(/^235 /);
-  expect((await c.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^250 /);
-  expect((await c.cmd('RCPT TO:<r@example.net>'))[0]).toMatch(/^250 /);
-  expect((await c.cmd('DATA'))[0]).toMatch(/^354 /);
+  const c = await rawInData(proxy.smtpPort, ALICE, PW, 'r@example.net');
   c.write(`Subject: held\r\n\r\n${line.repeat(Math.ceil(bytes / line.length))}`);
   return c;
 }

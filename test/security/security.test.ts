@@ -12,7 +12,7 @@ import { hashPassword } from '../../src/accounts/password.js';
 import { freePort } from '../../src/util/net.js';
 import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
-import { RawSmtp } from '../sim/helpers.js';
+import { RawSmtp, rawInData } from '../sim/helpers.js';
 
 const PW = 'client-password-for-tests-only';
 const WRONG = 'wrong-password-for-tests-only';
@@ -31,6 +31,26 @@ async function selfSigned(): Promise<{ cert: string; key: string }> {
   const { generate } = await import('selfsigned');
   const p = await generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as never);
   return { cert: p.cert, key: p.private };
+}
+
+/** A proxy with STARTTLS and an implicit-TLS listener on a self-signed certificate; `smtp` is merged. */
+async function startTlsProxy(
+  smtp: Record<string, unknown>,
+): Promise<{ proxy: ProxyProc; cert: { cert: string; key: string }; tlsPort: number }> {
+  const cert = await selfSigned();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-sec-tls-'));
+  fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
+  fs.writeFileSync(path.join(dir, 'key.pem'), cert.key);
+  const tlsPort = await freePort();
+  const proxy = await startProxy(
+    {
+      smtp: { tls: { cert: './cert.pem', key: './key.pem' }, tlsListen: [`127.0.0.1:${tlsPort}`], ...smtp },
+      providers: { sim: simProvider(sim) },
+      accounts: [account(hash)],
+    },
+    { dir },
+  );
+  return { proxy, cert, tlsPort };
 }
 
 /** A raw connection that first sends a PROXY v1 header claiming `from` as the client address. */
@@ -170,23 +190,7 @@ describe('TLS', () => {
   let tlsPort: number;
   const OLD = { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
   beforeAll(async () => {
-    cert = await selfSigned();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-sec-tls-'));
-    fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
-    fs.writeFileSync(path.join(dir, 'key.pem'), cert.key);
-    tlsPort = await freePort();
-    proxy = await startProxy(
-      {
-        smtp: {
-          tls: { cert: './cert.pem', key: './key.pem' },
-          tlsListen: [`127.0.0.1:${tlsPort}`],
-          requireTls: true,
-        },
-        providers: { sim: simProvider(sim) },
-        accounts: [account(hash)],
-      },
-      { dir },
-    );
+    ({ proxy, cert, tlsPort } = await startTlsProxy({ requireTls: true }));
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -349,16 +353,7 @@ describe('slowloris in DATA (smtp.minDataRate)', () => {
     await proxy?.stop();
   });
 
-  async function inData(): Promise<RawSmtp> {
-    const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
-    await c.read();
-    await c.cmd('EHLO slow.test');
-    expect((await c.cmd(`AUTH PLAIN ${b64(`\0${ALICE}\0${PW}`)}`))[0]).toMatch(/^235 /);
-    expect((await c.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^250 /);
-    expect((await c.cmd('RCPT TO:<someone@example.net>'))[0]).toMatch(/^250 /);
-    expect((await c.cmd('DATA'))[0]).toMatch(/^354 /);
-    return c;
-  }
+  const inData = () => rawInData(proxy.smtpPort, ALICE, PW, 'someone@example.net');
 
   it('cuts off a client that trickles its message a byte at a time (421 4.4.2); nothing is relayed', async () => {
     const c = await inData();
@@ -412,24 +407,8 @@ describe('slowloris before the session (PROXY header, implicit-TLS handshake)', 
   let proxy: ProxyProc;
   let tlsPort: number;
   beforeAll(async () => {
-    const cert = await selfSigned();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-sec-pre-'));
-    fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
-    fs.writeFileSync(path.join(dir, 'key.pem'), cert.key);
-    tlsPort = await freePort();
-    proxy = await startProxy(
-      {
-        smtp: {
-          idleTimeout: '2s',
-          proxyProtocol: ['127.0.0.2'], // the balancer; direct clients talk TLS at once
-          tls: { cert: './cert.pem', key: './key.pem' },
-          tlsListen: [`127.0.0.1:${tlsPort}`],
-        },
-        providers: { sim: simProvider(sim) },
-        accounts: [account(hash)],
-      },
-      { dir },
-    );
+    // 127.0.0.2 is the balancer; direct clients talk TLS at once
+    ({ proxy, tlsPort } = await startTlsProxy({ idleTimeout: '2s', proxyProtocol: ['127.0.0.2'] }));
   });
   afterAll(async () => {
     await proxy?.stop();

@@ -105,6 +105,31 @@ export class RawSmtp {
   }
 }
 
+/**
+ * A raw client past `354`: connected, EHLO, AUTH PLAIN as `user`, MAIL and one RCPT accepted, DATA
+ * started; each step's reply is checked, so a failure names the step.
+ */
+export async function rawInData(
+  port: number,
+  user: string,
+  password: string,
+  rcpt: string,
+): Promise<RawSmtp> {
+  const c = await RawSmtp.connect({ host: '127.0.0.1', port });
+  const step = async (line: string, code: number) => {
+    const r = await c.cmd(line);
+    if (!r.at(-1)?.startsWith(`${code} `))
+      throw new Error(`${line.split(' ')[0]}: expected ${code}, got ${r.join(' | ')}`);
+  };
+  await c.read();
+  await step('EHLO raw.test', 250);
+  await step(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`, 235);
+  await step(`MAIL FROM:<${user}>`, 250);
+  await step(`RCPT TO:<${rcpt}>`, 250);
+  await step('DATA', 354);
+  return c;
+}
+
 export const xoauth2 = (user: string, token: string): string =>
   Buffer.from(`user=${user}\x01auth=Bearer ${token}\x01\x01`).toString('base64');
 
