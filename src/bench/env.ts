@@ -18,6 +18,12 @@ export const PROXY_GLIBC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304';
 export const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
 
 export const STYLES = ['google', 'microsoft'] as const;
+export type Style = (typeof STYLES)[number];
+
+/** The upstream a tool's report ran against, e.g. "microsoft-style provider, upstream over STARTTLS". */
+export function describeUpstream(style: Style | undefined, tls: boolean | undefined): string {
+  return `${style ?? 'google'}-style provider, upstream ${tls ? 'over STARTTLS' : 'plain'}`;
+}
 
 export interface EnvOptions {
   mailboxes: number;
@@ -37,7 +43,7 @@ export interface EnvOptions {
    * the provider the simulator plays (default google); microsoft also rotates refresh tokens on
    * every refresh, as Azure AD does, so the proxy must keep each new one
    */
-  style?: (typeof STYLES)[number];
+  style?: Style;
   /** log level of the proxy (default warn) */
   proxyLogLevel?: string;
   /** merged into the proxy's `smtp:` config section (e.g. a short idleTimeout, a small maxClients) */

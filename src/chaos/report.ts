@@ -1,4 +1,5 @@
 // The chaos results as a Markdown table.
+import { describeUpstream } from '../bench/env.js';
 import type { ChaosReport } from './run.js';
 
 export function renderChaosMarkdown(r: ChaosReport, command: string): string {
@@ -7,7 +8,7 @@ export function renderChaosMarkdown(r: ChaosReport, command: string): string {
   out.push('');
   out.push(
     `${r.startedAt}, ${r.durationSec} s: load ${r.options.rate} msg/s over ${r.options.mailboxes} mailboxes ` +
-      `(one client connection each), ${r.options.style ?? 'google'}-style provider, upstream ${r.options.upstreamTls ? 'over STARTTLS' : 'plain'}, ${r.options.quick ? 'quick' : 'full'} timings. Verdict: **${r.pass ? 'pass' : 'FAIL'}**.`,
+      `(one client connection each), ${describeUpstream(r.options.style, r.options.upstreamTls)}, ${r.options.quick ? 'quick' : 'full'} timings. Verdict: **${r.pass ? 'pass' : 'FAIL'}**.`,
   );
   out.push('');
   out.push(

@@ -3,7 +3,7 @@
 // other message, nothing delivered that a client abandoned, /readyz up, recovery after the fault,
 // and no leaked file descriptors or connections.
 import { performance } from 'node:perf_hooks';
-import { startBenchEnv, type BenchEnv } from '../bench/env.js';
+import { startBenchEnv, type BenchEnv, type Style } from '../bench/env.js';
 import { runGenerator } from '../bench/generator.js';
 import { Ledger, recoverySec, type LedgerCounts } from './ledger.js';
 import { pollReady, settle, type Snapshot } from './probes.js';
@@ -17,7 +17,7 @@ export interface ChaosOptions {
   /** proxy -> simulator over STARTTLS (default: plain) */
   upstreamTls?: boolean;
   /** the provider the simulator plays (microsoft rotates refresh tokens); default google */
-  style?: 'google' | 'microsoft';
+  style?: Style;
   only?: string[];
   progress?: (line: string) => void;
 }

@@ -190,21 +190,20 @@ export class SmtpListeners {
       chunks.push(chunk);
       if (!relay.reserveBytes(chunk.length)) refused = REPLIES.overloaded;
     });
-    // A client gone mid-DATA (or cut off by a deadline): smtp-server destroys the stream without
-    // 'end', so nothing is relayed and the bytes held for it go back to the budget here.
-    let ended = false;
-    stream.once('close', () => {
-      if (ended) return;
+    const release = () => {
       relay.releaseBytes(bytes);
       chunks.length = 0;
       s.inTransaction = false;
-    });
+    };
+    // A client gone mid-DATA (or cut off by a deadline): smtp-server destroys the stream without
+    // 'end', so nothing is relayed and the bytes held for it go back to the budget here. After
+    // 'end' the message is the relay's until its reply (finish), whatever the stream does.
+    let ended = false;
+    stream.once('close', () => ended || release());
     stream.once('end', () => {
       ended = true;
       const finish = (r: SmtpReply) => {
-        relay.releaseBytes(bytes);
-        chunks.length = 0;
-        s.inTransaction = false;
+        release();
         if (r.code < 300) cb(null, `${r.enhanced} ${r.text}`);
         else cb(smtpError(r));
         if (this.draining) setImmediate(() => this.closeSession(session));

@@ -1,5 +1,6 @@
 // The soak's Markdown summary: settings, totals, trend verdicts, faults, and the samples thinned
 // to about `maxRows` rows.
+import { describeUpstream } from '../bench/env.js';
 import type { SoakResult } from './run.js';
 
 const MiB = 1024 * 1024;
@@ -18,7 +19,7 @@ export function renderSoakMarkdown(r: SoakResult, command: string, maxRows = 13)
   out.push('');
   out.push(
     `${r.startedAt}: ${o.minutes} min at ${o.rate} msg/s, ${o.mailboxes} mailboxes, ${o.connections} client ` +
-      `connections, ${o.style ?? 'google'}-style provider, upstream ${o.upstreamTls ? 'over STARTTLS' : 'plain'}, ${o.size} B messages, token lifetime ${o.tokenLifetimeSec} s, a fault every ~${o.faultEverySec} s ` +
+      `connections, ${describeUpstream(o.style, o.upstreamTls)}, ${o.size} B messages, token lifetime ${o.tokenLifetimeSec} s, a fault every ~${o.faultEverySec} s ` +
       `(seed ${o.seed}), samples every ${o.sampleSec} s. Verdict: **${r.ok ? 'pass' : 'FAIL'}**` +
       (r.failures.length ? ` (${r.failures.join('; ')})` : '') +
       '.',

@@ -6,7 +6,7 @@
 // are checked against the simulator's received ids, then the simulator's id list is cleared, so
 // the loss check covers any length of run without hitting the simulator's id cap.
 import { performance } from 'node:perf_hooks';
-import { startBenchEnv, type BenchEnv } from '../bench/env.js';
+import { startBenchEnv, type BenchEnv, type Style } from '../bench/env.js';
 import { runGenerator, type MessageOutcome } from '../bench/generator.js';
 import { LatencyRecorder } from '../bench/latency.js';
 import { NO_FAULTS, pickFault, quietSec, seededRandom, type FaultPlan } from './faults.js';
@@ -30,7 +30,7 @@ export interface SoakOptions {
   /** proxy -> simulator over STARTTLS (default: plain) */
   upstreamTls?: boolean;
   /** the provider the simulator plays (microsoft rotates refresh tokens); default google */
-  style?: 'google' | 'microsoft';
+  style?: Style;
   /** samples before this are not judged for trends (default: a fifth of the run, at least 60 s) */
   warmupSec?: number;
   progress?: (line: string) => void;

@@ -51,6 +51,7 @@ describe('npm run chaos -- --quick', () => {
     ]);
     const report = JSON.parse(fs.readFileSync(json, 'utf8')) as ChaosReport;
     expect(report.results.map((r) => r.name)).toEqual(only);
+    expect(out).toContain('microsoft-style provider, upstream over STARTTLS');
     for (const r of report.results) {
       expect(r.failures, `${r.name}\n${out}`).toEqual([]);
       expect(r.lost).toBe(0);
