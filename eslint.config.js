@@ -13,6 +13,25 @@ export default tseslint.config(
     },
   },
   {
+    // The product never depends on the shipped tools (simulator, bench, chaos, fuzz, soak, demo):
+    // only the program entry (src/cli.ts) registers both. docs/design.md, "Layout".
+    files: ['src/**/*.ts'],
+    ignores: ['src/tools/**', 'src/cli.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)tools(/|$)',
+              message: 'product code must not import a tool (src/tools/); see docs/design.md "Layout"',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },

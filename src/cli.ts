@@ -2,12 +2,12 @@
 // xoauth2-proxy command line (SPEC section 1).
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
-import { registerConfigCommands } from './config/commands.js';
-import { registerSimulateCommand } from './sim/index.js';
-import { registerBenchCommand } from './bench/command.js';
-import { registerAccountsCommands } from './accounts/commands.js';
-import { registerServeCommand } from './serve.js';
-import { registerDemoCommand } from './demo.js';
+import { registerConfigCommands } from './commands/check.js';
+import { registerSimulateCommand } from './tools/sim/index.js';
+import { registerBenchCommand } from './tools/bench/command.js';
+import { registerAccountsCommands } from './commands/accounts.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerDemoCommand } from './tools/demo/demo.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 

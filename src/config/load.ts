@@ -29,7 +29,7 @@ import {
   type ProviderInput,
 } from './schema.js';
 import type { Config, ProviderConfig } from './types.js';
-import { isLoopback, formatHostPort } from '../util/net.js';
+import { isLoopback, formatHostPort } from '../shared/net.js';
 
 export { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
 export {

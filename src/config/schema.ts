@@ -59,7 +59,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
 import { parsePasswordHash } from '../accounts/password.js';
-import { parseHostPort } from '../util/net.js';
+import { parseHostPort } from '../shared/net.js';
 import { DURATION_HINT, parseDuration } from './duration.js';
 import { describeValue, formatPath, type ConfigIssue } from './errors.js';
 import { didYouMean } from './suggest.js';

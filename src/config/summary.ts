@@ -1,6 +1,6 @@
 // The one-screen summary printed by `check` (and usable at start-up).
 
-import { formatHostPort } from '../util/net.js';
+import { formatHostPort } from '../shared/net.js';
 import { formatDuration } from './duration.js';
 import type { Config } from './types.js';
 

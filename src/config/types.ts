@@ -4,10 +4,8 @@
 
 export type Security = 'none' | 'starttls' | 'tls';
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
+import type { HostPort } from '../shared/net.js';
+export type { HostPort };
 
 export interface UpstreamSmtpConfig {
   host: string;

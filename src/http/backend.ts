@@ -1,5 +1,5 @@
 // What the HTTP server needs from the running proxy. The proxy implements it; tests use fakes.
-import type { AdminResult } from '../accounts/admin-result.js';
+import type { AdminResult } from '../account-admin/admin-result.js';
 import type { LiveSnapshot } from '../metrics/live.js';
 
 export type {
@@ -8,7 +8,7 @@ export type {
   AdminSuccess,
   AdminIssue,
   AdminFailureCode,
-} from '../accounts/admin-result.js';
+} from '../account-admin/admin-result.js';
 export type { LiveSnapshot } from '../metrics/live.js';
 
 /**

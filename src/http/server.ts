@@ -6,8 +6,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { HostPort } from '../config/types.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Logger } from '../util/log.js';
-import { ADMIN_STATUS, type AdminResult } from '../accounts/admin-result.js';
+import type { Logger } from '../shared/log.js';
+import { ADMIN_STATUS, type AdminResult } from '../account-admin/admin-result.js';
 import type { AdminBackend } from './backend.js';
 import { renderStatusPage, renderTokenForm, renderAdminDisabledPage } from './status-page.js';
 

@@ -1,5 +1,5 @@
 // The replies a client gets when no access token can be had (SPEC section 3).
-import { SmtpError, reply } from '../util/reply.js';
+import { SmtpError, reply } from '../shared/smtp-reply.js';
 
 export function needsReauthError(email: string): SmtpError {
   return new SmtpError(

@@ -1,9 +1,9 @@
 // One message transaction: global budgets, then the upstream, then the honest reply.
 // The client reply is derived only from the upstream's verdict or a precise local failure;
 // `250` is returned only when the upstream answered 2xx after the body (DESIGN principle 10).
-import type { Logger } from '../util/log.js';
+import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { SmtpError, type SmtpReply } from '../util/reply.js';
+import { SmtpError, type SmtpReply } from '../shared/smtp-reply.js';
 import { REPLIES, passThrough, unusableAccount } from './replies.js';
 import type { Account } from '../accounts/registry.js';
 

@@ -1,5 +1,5 @@
 // The replies the proxy itself gives (SPEC section 3), and how upstream verdicts are passed on.
-import { reply, type SmtpReply } from '../util/reply.js';
+import { reply, type SmtpReply } from '../shared/smtp-reply.js';
 
 export const REPLIES = {
   authRequired: reply(530, '5.7.0', 'Authentication required'),

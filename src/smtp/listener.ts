@@ -2,13 +2,13 @@
 // hand-off of each message (as Buffers) to the relay.
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { Config, HostPort } from '../config/types.js';
-import type { Logger } from '../util/log.js';
+import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { formatHostPort, isLoopback } from '../util/net.js';
+import { formatHostPort, isLoopback } from '../shared/net.js';
 import type { Account, AccountRegistry } from '../accounts/registry.js';
 import { newTransactionId, type Relay } from '../relay/relay.js';
 import { REPLIES, messageTooBig, senderNotAMailbox } from '../relay/replies.js';
-import type { SmtpReply } from '../util/reply.js';
+import type { SmtpReply } from '../shared/smtp-reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
 import { installReplyPatch } from './reply-patch.js';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import type { Logger } from '../util/log.js';
+import type { Logger } from '../shared/log.js';
 import { DecryptError, SALT_LEN, deriveKey, fingerprint, open, seal } from './crypto.js';
 
 export interface StoredAccessToken {

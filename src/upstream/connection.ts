@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { UpstreamSmtpConfig } from '../config/types.js';
-import { formatReply, type SmtpReply } from '../util/reply.js';
+import { formatReply, type SmtpReply } from '../shared/smtp-reply.js';
 import { ReplyParser } from './reply-parser.js';
 import { writeDotStuffed } from './dot-stuff.js';
 import type { DeliveryResult, Envelope } from './types.js';

@@ -1,6 +1,6 @@
 // The local failures of the upstream side, each a temporary reply (SPEC section 3): the client keeps
 // the message and retries. Stable codes let the relay and tests tell them apart.
-import { SmtpError, reply } from '../util/reply.js';
+import { SmtpError, reply } from '../shared/smtp-reply.js';
 
 function seconds(ms: number): string {
   return String(Math.round(ms) / 1000);

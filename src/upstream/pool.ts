@@ -2,9 +2,9 @@
 // warm), a FIFO of waiters with deadlines, and counters. Acquire and release never scan: entries of
 // connections that died while idle, and waiters that timed out, are skipped lazily when reached.
 // Never more than maxConnections connections open, connecting or closing for the account.
-import type { Logger } from '../util/log.js';
+import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { SmtpError } from '../util/reply.js';
+import { SmtpError } from '../shared/smtp-reply.js';
 import { ConnectError, UpstreamConnection, oneLine } from './connection.js';
 import { upstreamErrors } from './errors.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';

@@ -1,6 +1,6 @@
 // All accounts' pools. A reload replaces only the pools whose settings changed (DESIGN principle 7);
 // the old pool drains: idle connections QUIT now, busy ones when their message finishes.
-import type { Logger } from '../util/log.js';
+import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { AccountPool } from './pool.js';
 import { upstreamErrors } from './errors.js';

@@ -1,7 +1,7 @@
 // Incremental SMTP reply parser working on Buffers straight from the socket.
 // Handles replies split across chunks, several replies in one chunk and multi-line (`250-...`)
 // replies. Only a line cut by a chunk boundary is copied; everything else is sliced in place.
-import type { SmtpReply } from '../util/reply.js';
+import type { SmtpReply } from '../shared/smtp-reply.js';
 
 /** RFC 5321 says 512 octets per reply line; real servers go beyond, so allow plenty but not unbounded. */
 const MAX_LINE = 64 * 1024;

@@ -1,6 +1,6 @@
 // The upstream side's public types: what the relay hands in and what it gets back.
 import type { UpstreamSmtpConfig } from '../config/types.js';
-import type { SmtpReply } from '../util/reply.js';
+import type { SmtpReply } from '../shared/smtp-reply.js';
 
 export interface UpstreamAccount {
   email: string;

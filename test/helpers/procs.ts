@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import YAML from 'yaml';
-import { freePort } from '../../src/util/net.js';
+import { freePort } from '../../src/tools/harness/ports.js';
 
 export const CLI = path.resolve(__dirname, '../../dist/cli.js');
 

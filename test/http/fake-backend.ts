@@ -3,8 +3,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AccountsFileEditor, type AccountValidation } from '../../src/accounts/file-editor.js';
-import { accountAdminOps } from '../../src/accounts/admin-ops.js';
+import { AccountsFileEditor, type AccountValidation } from '../../src/account-admin/file-editor.js';
+import { accountAdminOps } from '../../src/account-admin/admin-ops.js';
 import type { AccountView, AdminBackend } from '../../src/http/server.js';
 import { LiveStats } from '../../src/metrics/live.js';
 import type { AccountConfig } from '../../src/config/types.js';

@@ -4,7 +4,7 @@ import YAML from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHttpServer, type RunningHttpServer } from '../../src/http/server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { silentLogger } from '../../src/util/log.js';
+import { silentLogger } from '../../src/shared/log.js';
 import { fakeBackend, type FakeBackend } from './fake-backend.js';
 
 const TOKEN = 'test-admin-token-0123456789';

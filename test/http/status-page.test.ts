@@ -5,7 +5,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpServer, type RunningHttpServer } from '../../src/http/server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { silentLogger } from '../../src/util/log.js';
+import { silentLogger } from '../../src/shared/log.js';
 import { fakeBackend, type FakeBackend } from './fake-backend.js';
 
 const CHROMIUM = '/usr/bin/chromium';

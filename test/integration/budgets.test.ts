@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
-import { RawSmtp, rawInData } from '../sim/helpers.js';
+import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
 const PW = 'pw-for-tests-only';

@@ -6,7 +6,7 @@ import type { ProviderConfig } from '../../src/config/types.js';
 import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { TokenManager, type TokenAccount, type TokenManagerOptions } from '../../src/oauth/token-manager.js';
 import { openStateStore, type StateStore } from '../../src/state/store.js';
-import { silentLogger, type Logger } from '../../src/util/log.js';
+import { silentLogger, type Logger } from '../../src/shared/log.js';
 
 export const SECRET = 'test-secret-key-with-at-least-32-chars';
 

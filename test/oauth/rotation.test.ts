@@ -2,7 +2,7 @@
 // unless the operator configured a different refresh token.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StateStore } from '../../src/state/store.js';
-import { SmtpError } from '../../src/util/reply.js';
+import { SmtpError } from '../../src/shared/smtp-reply.js';
 import { startTokenServer, type Handler, type TokenServer } from './token-server.js';
 import { Harness, account, provider } from './helpers.js';
 

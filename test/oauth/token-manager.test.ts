@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { SmtpError } from '../../src/util/reply.js';
+import { SmtpError } from '../../src/shared/smtp-reply.js';
 import { okHandler, startTokenServer, type TokenServer } from './token-server.js';
 import { Harness, account, captureLogger, counter, gauge, provider } from './helpers.js';
 

@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { hashPassword } from '../../src/accounts/password.js';
-import { freePort } from '../../src/util/net.js';
+import { freePort } from '../../src/tools/harness/ports.js';
 import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
-import { RawSmtp, rawInData } from '../sim/helpers.js';
+import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
 
 const PW = 'client-password-for-tests-only';
 const WRONG = 'wrong-password-for-tests-only';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { openStateStore, type StateStore } from '../../src/state/store.js';
-import { silentLogger } from '../../src/util/log.js';
+import { silentLogger } from '../../src/shared/log.js';
 
 const SECRET = 'a-secret-key-of-at-least-32-characters!!';
 const dirs: string[] = [];

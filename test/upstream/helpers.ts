@@ -2,7 +2,7 @@
 // whose every reply can be scripted (exact texts, drops, delays) and which records what arrived.
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { silentLogger } from '../../src/util/log.js';
+import { silentLogger } from '../../src/shared/log.js';
 import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { UpstreamPools } from '../../src/upstream/pools.js';
 import type { TokenSource, UpstreamAccount } from '../../src/upstream/types.js';

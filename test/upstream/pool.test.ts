@@ -1,6 +1,6 @@
 // Pools over real sockets: limits, FIFO, timeouts, retry on reused connections, tokens, reload, close.
 import { afterEach, describe, expect, it } from 'vitest';
-import { SmtpError, reply } from '../../src/util/reply.js';
+import { SmtpError, reply } from '../../src/shared/smtp-reply.js';
 import {
   FakeTokens,
   FakeUpstream,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReplyParser, ReplyParseError } from '../../src/upstream/reply-parser.js';
-import type { SmtpReply } from '../../src/util/reply.js';
+import type { SmtpReply } from '../../src/shared/smtp-reply.js';
 
 function parseAll(chunks: (string | Buffer)[]): SmtpReply[] {
   const out: SmtpReply[] = [];

@@ -1,7 +1,7 @@
 // One message over real sockets: security modes, pipelining, dot-stuffing, exact reply pass-through,
 // refused recipients, connection setup failures.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SmtpError } from '../../src/util/reply.js';
+import { SmtpError } from '../../src/shared/smtp-reply.js';
 import { detachedMetrics } from '../../src/metrics/metrics.js';
 import {
   FakeTokens,
@@ -17,7 +17,7 @@ import {
   waitUntil,
   type Sink,
 } from './helpers.js';
-import { freePort } from '../../src/util/net.js';
+import { freePort } from '../../src/tools/harness/ports.js';
 import type { UpstreamAccount } from '../../src/upstream/types.js';
 
 let cert: { cert: string; key: string };

@@ -1,0 +1,131 @@
+// Wires the HTTP server (metrics, health, admin API, status page) to a running Proxy.
+import type { AccountConfig } from '../config/types.js';
+import { validateAccount } from '../config/accounts.js';
+import {
+  startHttpServer,
+  type AccountView,
+  type AdminBackend,
+  type RunningHttpServer,
+} from '../http/server.js';
+import { AccountsFileEditor } from '../account-admin/file-editor.js';
+import { accountAdminOps, type AccountAdminOps } from '../account-admin/admin-ops.js';
+import { adminFailure, type AdminResult } from '../account-admin/admin-result.js';
+import { TokenClient } from '../oauth/token-client.js';
+import type { Proxy } from './proxy.js';
+
+const INLINE_ACCOUNTS =
+  'accounts are inline in the config file; set `accountsFile:` to manage accounts through the admin API';
+
+/** One real refresh with the account's credentials, caching nothing (for `?verify=true`). */
+function oneShotRefresh(proxy: Proxy, client: TokenClient) {
+  return async (account: AccountConfig): Promise<void> => {
+    const provider = proxy.config.providers[account.provider];
+    if (!provider) throw new Error(`unknown provider "${account.provider}"`);
+    const tenant = account.tenant ?? provider.tenant;
+    await client.refresh({
+      tokenUrl: provider.tokenUrl.replaceAll('{tenant}', encodeURIComponent(tenant)),
+      clientId: account.clientId,
+      clientSecret: account.clientSecret,
+      refreshToken: account.refreshToken,
+      scope: provider.scope,
+    });
+  };
+}
+
+function listAccounts(proxy: Proxy): AccountView[] {
+  const out: AccountView[] = [];
+  for (const a of proxy.config.accounts) {
+    const token = proxy.tokens.status(a.email);
+    const unusable = proxy.registry.get(a.email)?.unusable;
+    const view: AccountView = {
+      email: a.email,
+      provider: a.provider,
+      state: unusable ? 'error' : token.state,
+      hasPassword: Boolean(a.passwordHash || a.password),
+    };
+    if (token.expiresAt) view.tokenExpiresAt = new Date(token.expiresAt).toISOString();
+    const lastError = unusable ?? token.lastError;
+    if (lastError) view.lastError = lastError;
+    if (a.sourceAddress) view.sourceAddress = a.sourceAddress;
+    const pool = proxy.pools.stats(a.email);
+    if (pool) view.pool = pool;
+    out.push(view);
+  }
+  return out;
+}
+
+export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): void } {
+  const client = new TokenClient({ timeoutMs: proxy.config.oauth.requestTimeoutMs });
+  // The editor follows the snapshot's accountsFile (a reload may point it elsewhere).
+  let ops: { file: string; ops: AccountAdminOps } | undefined;
+  const accountOps = (): AccountAdminOps | undefined => {
+    const file = proxy.config.accountsFile;
+    if (!file) return undefined;
+    if (ops?.file !== file) {
+      const editor = new AccountsFileEditor(file, {
+        validate: (raw) => {
+          const v = validateAccount(raw, proxy.config.providers);
+          return v.ok ? { account: v.account, warnings: v.warnings } : { issues: v.issues };
+        },
+        apply: async () => {
+          const r = await proxy.reload('admin API');
+          if (!r.ok) throw new Error(r.error);
+        },
+      });
+      ops = { file, ops: accountAdminOps(editor, oneShotRefresh(proxy, client)) };
+    }
+    return ops.ops;
+  };
+  const inline = (): Promise<AdminResult> =>
+    Promise.resolve(adminFailure('no_accounts_file', INLINE_ACCOUNTS));
+
+  const backend: AdminBackend = {
+    isReady: () => proxy.isReady(),
+    listAccounts: () => listAccounts(proxy),
+    addAccount: (raw, verify) => accountOps()?.addAccount(raw, verify) ?? inline(),
+    updateAccount: (email, raw, verify) => accountOps()?.updateAccount(email, raw, verify) ?? inline(),
+    async deleteAccount(email) {
+      const o = accountOps();
+      if (!o) return inline();
+      const r = await o.deleteAccount(email);
+      // a deleted mailbox's cached token and state must not outlive it
+      if (r.ok) proxy.store.deleteAccount(email.toLowerCase());
+      return r;
+    },
+    async reload() {
+      const r = await proxy.reload('admin API');
+      return r.ok
+        ? { ok: true, body: { reloaded: true } }
+        : adminFailure('failed', r.error ?? 'reload failed');
+    },
+    live: () => proxy.live.snapshot(),
+  };
+  return { backend, close: () => client.close() };
+}
+
+/** The HTTP server, if `http.listen` is configured. */
+export async function startAdminHttp(proxy: Proxy): Promise<RunningHttpServer | undefined> {
+  const listen = proxy.config.http.listen;
+  if (!listen) return undefined;
+  const { backend, close } = adminBackend(proxy);
+  let server: RunningHttpServer;
+  try {
+    server = await startHttpServer({
+      listen,
+      adminToken: proxy.config.http.adminToken,
+      metrics: proxy.metrics,
+      backend,
+      log: proxy.log,
+    });
+  } catch (err) {
+    close();
+    throw err;
+  }
+  return {
+    address: server.address,
+    async close() {
+      await server.close();
+      close();
+    },
+  };
+}

@@ -1,0 +1,260 @@
+// The composition root: builds every component from a config snapshot, swaps snapshots on reload
+// (DESIGN principle 7) and drains on shutdown.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config, HostPort } from '../config/types.js';
+import { loadConfig } from '../config/load.js';
+import { Metrics } from '../metrics/metrics.js';
+import type { Logger } from '../shared/log.js';
+import { AccountRegistry } from '../accounts/registry.js';
+import { unusableSourceAddresses } from '../accounts/source-address.js';
+import { openStateStore, type StateStore } from '../state/store.js';
+import { TokenManager, type TokenAccount } from '../oauth/token-manager.js';
+import { UpstreamPools, type UpstreamAccount } from '../upstream/pools.js';
+import { Relay } from '../relay/relay.js';
+import { SmtpListeners, type SmtpContext } from '../smtp/listener.js';
+import { TrustedNetworks } from '../smtp/trusted-networks.js';
+import { LiveStats } from '../metrics/live.js';
+
+/** Identifies one version of a file, to tell our own reload's file from a later edit. */
+async function fileStamp(file: string | undefined): Promise<string | undefined> {
+  if (!file) return undefined;
+  try {
+    const st = await fs.promises.stat(file, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  error?: string;
+}
+
+function tokenAccounts(config: Config): TokenAccount[] {
+  return config.accounts.map((a) => ({
+    email: a.email,
+    provider: config.providers[a.provider]!,
+    clientId: a.clientId,
+    clientSecret: a.clientSecret,
+    refreshToken: a.refreshToken,
+    tenant: a.tenant,
+  }));
+}
+
+function upstreamAccounts(config: Config): UpstreamAccount[] {
+  return config.accounts.map((a) => {
+    const p = config.providers[a.provider]!;
+    return {
+      email: a.email,
+      providerName: p.name,
+      smtp: p.smtp,
+      ehloName: config.smtp.hostname,
+      sourceAddress: a.sourceAddress,
+      maxConnections: a.maxConnections ?? p.maxConnectionsPerAccount,
+      maxMessagesPerConnection: p.maxMessagesPerConnection,
+      messagesPerMinute: a.messagesPerMinute ?? p.messagesPerMinute,
+      idleTimeoutMs: p.connectionIdleTimeoutMs,
+      maxAgeMs: p.connectionMaxAgeMs,
+      acquireTimeoutMs: p.acquireTimeoutMs,
+      commandTimeoutMs: p.commandTimeoutMs,
+    };
+  });
+}
+
+export class Proxy {
+  readonly metrics: Metrics;
+  readonly live = new LiveStats();
+  private ctx: SmtpContext;
+  readonly store: StateStore;
+  readonly tokens: TokenManager;
+  readonly pools: UpstreamPools;
+  readonly relay: Relay;
+  readonly listeners: SmtpListeners;
+  private state: 'starting' | 'running' | 'draining' | 'stopped' = 'starting';
+  private watcher?: fs.FSWatcher;
+  private reloadTimer?: NodeJS.Timeout;
+  private reloading: Promise<ReloadResult> | undefined;
+  /** the accounts file as of the snapshot in use: the watcher skips changes already loaded */
+  private accountsStamp: string | undefined;
+  /** accounts already warned about (email -> why), so a reload repeats no warning */
+  private unusableWarned = new Map<string, string>();
+
+  private constructor(
+    config: Config,
+    readonly log: Logger,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {
+    this.metrics = new Metrics({ perAccount: config.metrics.perAccount });
+    this.store = openStateStore({ dir: config.state.dir, secretKey: config.state.secretKey, log });
+    this.tokens = new TokenManager({
+      store: this.store,
+      log,
+      metrics: this.metrics,
+      refreshAheadMs: config.oauth.refreshAheadMs,
+      requestTimeoutMs: config.oauth.requestTimeoutMs,
+      warmupConcurrency: config.oauth.warmupConcurrency,
+    });
+    this.pools = new UpstreamPools({ tokens: this.tokens, log, metrics: this.metrics });
+    this.relay = new Relay({
+      deliverer: this.pools,
+      metrics: this.metrics,
+      log,
+      logMessages: config.log.messages,
+      maxInflightMessages: config.smtp.maxInflightMessages,
+      maxInflightBytes: config.smtp.maxInflightBytes,
+      observer: this.live,
+    });
+    this.ctx = this.buildContext(
+      config,
+      new AccountRegistry(config, unusableSourceAddresses(config.accounts)),
+    );
+    this.tokens.setAccounts(tokenAccounts(config));
+    this.pools.setAccounts(upstreamAccounts(config));
+    this.listeners = new SmtpListeners({
+      context: () => this.ctx,
+      relay: this.relay,
+      metrics: this.metrics,
+      log,
+    });
+  }
+
+  static async start(opts: { configFile: string; log: Logger; env?: NodeJS.ProcessEnv }): Promise<Proxy> {
+    const env = opts.env ?? process.env;
+    const { config, warnings } = await loadConfig(opts.configFile, env);
+    for (const w of warnings) opts.log.warn(w);
+    const proxy = new Proxy(config, opts.log, env);
+    proxy.accountsStamp = await fileStamp(config.accountsFile);
+    await proxy.listeners.listen();
+    proxy.state = 'running';
+    proxy.watchAccountsFile();
+    // Warm-up runs beside serving: a message for a cold account just waits for its own refresh.
+    proxy.tokens.warmup().then(
+      (r) => opts.log.info(r, 'token warm-up finished'),
+      (err) => opts.log.warn({ err: String(err) }, 'token warm-up failed'),
+    );
+    return proxy;
+  }
+
+  get config(): Config {
+    return this.ctx.config;
+  }
+
+  get registry(): AccountRegistry {
+    return this.ctx.registry;
+  }
+
+  get smtpAddresses(): { address: HostPort; tls: boolean }[] {
+    return this.listeners.addresses;
+  }
+
+  isReady(): boolean {
+    return this.state === 'running';
+  }
+
+  private buildContext(config: Config, registry: AccountRegistry): SmtpContext {
+    this.updateAccountGauge(registry);
+    const unusable = unusableSourceAddresses(config.accounts);
+    for (const [email, why] of unusable) {
+      if (this.unusableWarned.get(email) === why) continue;
+      this.log.warn({ account: email }, `account ${email} cannot send: ${why}`);
+    }
+    this.unusableWarned = new Map(unusable);
+    return { config, registry, trusted: new TrustedNetworks(config.smtp.trustedNetworks) };
+  }
+
+  private updateAccountGauge(_registry: AccountRegistry): void {
+    // the token manager owns the accounts{state} gauge; nothing to do here yet
+  }
+
+  /** Load config and accounts again and swap the snapshot; a bad file keeps the old snapshot. */
+  reload(reason = 'request'): Promise<ReloadResult> {
+    // one reload at a time; a request during a reload gets that reload's result
+    this.reloading ??= this.doReload(reason).finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  private async doReload(reason: string): Promise<ReloadResult> {
+    const file = this.ctx.config.file;
+    if (!file) return { ok: false, error: 'config was not loaded from a file' };
+    try {
+      // stamped before reading: an edit racing the read changes the stamp, so it is reloaded again
+      const stamp = await fileStamp(this.ctx.config.accountsFile);
+      const { config, warnings } = await loadConfig(file, this.env);
+      for (const w of warnings) this.log.warn(w);
+      const old = this.ctx.config;
+      const registry = this.ctx.registry.next(config, unusableSourceAddresses(config.accounts));
+      this.tokens.setAccounts(tokenAccounts(config));
+      this.pools.setAccounts(upstreamAccounts(config));
+      this.relay.update({
+        logMessages: config.log.messages,
+        maxInflightMessages: config.smtp.maxInflightMessages,
+        maxInflightBytes: config.smtp.maxInflightBytes,
+      });
+      this.ctx = this.buildContext(config, registry);
+      if (
+        JSON.stringify(old.smtp.listen) !== JSON.stringify(config.smtp.listen) ||
+        JSON.stringify(old.smtp.tlsListen) !== JSON.stringify(config.smtp.tlsListen)
+      ) {
+        this.log.warn('smtp.listen / smtp.tlsListen changed: listeners change only on restart');
+      }
+      this.accountsStamp = old.accountsFile === config.accountsFile ? stamp : undefined;
+      if (old.accountsFile !== config.accountsFile) this.watchAccountsFile();
+      this.metrics.configReloadsTotal.inc({ result: 'success' });
+      this.log.info({ reason, accounts: config.accounts.length }, 'configuration reloaded');
+      // new accounts get their tokens ahead of their first message
+      this.tokens.warmup().catch(() => undefined);
+      return { ok: true };
+    } catch (err) {
+      this.metrics.configReloadsTotal.inc({ result: 'failure' });
+      const msg = err instanceof Error ? err.message : String(err);
+      this.log.error({ reason }, `reload failed, keeping the previous configuration: ${msg}`);
+      return { ok: false, error: msg };
+    }
+  }
+
+  private watchAccountsFile(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    const file = this.ctx.config.accountsFile;
+    if (!file) return;
+    // Watch the directory: editors and our own atomic writes replace the file (rename), which a
+    // watch on the file itself would lose.
+    const dir = path.dirname(file);
+    const base = path.basename(file);
+    try {
+      this.watcher = fs.watch(dir, (_event, name) => {
+        if (name !== base) return;
+        clearTimeout(this.reloadTimer);
+        this.reloadTimer = setTimeout(() => void this.reloadIfChanged(file), 200);
+      });
+      this.watcher.unref();
+    } catch (err) {
+      this.log.warn({ err: String(err) }, `cannot watch ${file}; use SIGHUP to reload`);
+    }
+  }
+
+  /** The watcher's reload: skipped when the file is the one already loaded (e.g. written by the admin API). */
+  private async reloadIfChanged(file: string): Promise<void> {
+    if (this.reloading) await this.reloading;
+    if (this.accountsStamp !== undefined && (await fileStamp(file)) === this.accountsStamp) return;
+    await this.reload('accounts file changed');
+  }
+
+  /** SIGTERM: stop accepting, finish in-flight messages (bounded), QUIT upstream, close. */
+  async drain(): Promise<void> {
+    if (this.state === 'draining' || this.state === 'stopped') return;
+    this.state = 'draining';
+    this.watcher?.close();
+    clearTimeout(this.reloadTimer);
+    const timeoutMs = this.ctx.config.shutdownTimeoutMs;
+    const deadline = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
+    this.log.info({ inflight: this.relay.inflightMessages }, 'draining');
+    await Promise.race([Promise.all([this.listeners.drain(), this.relay.idle()]), deadline]);
+    await this.pools.close(Math.max(1000, timeoutMs / 10));
+    this.tokens.close();
+    this.store.close();
+    this.state = 'stopped';
+  }
+}

@@ -1,0 +1,424 @@
+// `accounts list|add|remove|set-password|import`: edit the accounts file named by the config while
+// the proxy is stopped or running (a running proxy picks the change up by watching the file, or on
+// SIGHUP). The run* functions do the work (streams in, exit code out) so tests call them directly.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import type { AccountConfig } from '../config/types.js';
+import type { AdminIssue } from '../account-admin/admin-result.js';
+import { AccountsFileEditor, type AccountValidation } from '../account-admin/file-editor.js';
+import {
+  detectFormat,
+  normalizeProviderName,
+  parseImport,
+  providersSnippet,
+  type ImportFormat,
+  type NeededProvider,
+} from '../account-admin/import.js';
+import { unusableSourceAddresses } from '../accounts/source-address.js';
+
+export const DEFAULT_CONFIG_FILE = './xoauth2-proxy.yaml';
+
+interface Out {
+  write(s: string): unknown;
+}
+
+/** What the commands need from the config. */
+export interface AccountsContext {
+  configFile: string;
+  /** absolute path of the accounts file (may not exist yet) */
+  accountsFile: string;
+  /** provider names the config defines (built-ins included) */
+  providers: readonly string[];
+  /** all accounts of the config (inline and file) */
+  accounts: readonly AccountConfig[];
+  validate: (raw: unknown) => AccountValidation;
+}
+
+/** Load the config with the config module (imported lazily; it is another component). */
+export async function loadAccountsContext(
+  configFile: string,
+  opts: { env?: NodeJS.ProcessEnv; createAccountsFile?: boolean } = {},
+): Promise<AccountsContext> {
+  const env = opts.env ?? process.env;
+  const cfg = await import('../config/load.js');
+  if (opts.createAccountsFile) await createMissingAccountsFile(configFile);
+  let loaded: Awaited<ReturnType<typeof cfg.loadConfig>>;
+  try {
+    loaded = await cfg.loadConfig(configFile, env);
+  } catch (err) {
+    if (err instanceof cfg.ConfigError) {
+      throw new Error(
+        `${configFile}: invalid configuration (fix it first, e.g. with \`xoauth2-proxy check -c ${configFile}\`):\n` +
+          err.issues.map((i) => `  ${cfg.formatIssue(i)}`).join('\n'),
+      );
+    }
+    throw err;
+  }
+  const { config } = loaded;
+  if (!config.accountsFile) {
+    throw new Error(
+      `${configFile} has no accountsFile: add \`accountsFile: ./accounts.yaml\` to it (inline \`accounts:\` are edited by hand)`,
+    );
+  }
+  const providers = Object.keys(config.providers);
+  return {
+    configFile,
+    accountsFile: config.accountsFile,
+    providers,
+    accounts: config.accounts,
+    validate: (raw) => {
+      const r = cfg.validateAccount(raw, config.providers);
+      return r.ok ? { account: r.account, warnings: r.warnings } : { issues: r.issues };
+    },
+  };
+}
+
+/**
+ * `accounts add` / `import` on a fresh setup: the config names an accounts file that does not exist
+ * yet, which the loader reports as an error. Create it empty (mode 0600) first.
+ */
+async function createMissingAccountsFile(configFile: string): Promise<void> {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(await readFile(configFile, 'utf8'));
+  } catch {
+    return; // the loader reports it
+  }
+  const rel = (doc as { accountsFile?: unknown } | null)?.accountsFile;
+  if (typeof rel !== 'string' || !rel.trim() || rel.includes('${')) return;
+  const file = path.resolve(path.dirname(path.resolve(configFile)), rel.replace(/^~(?=\/|$)/, os.homedir()));
+  try {
+    await writeFile(file, file.endsWith('.json') ? '{ "accounts": [] }\n' : 'accounts: []\n', {
+      flag: 'wx',
+      mode: 0o600,
+    });
+  } catch {
+    // exists already (or cannot be created: the loader says so)
+  }
+}
+
+const editorFor = (ctx: AccountsContext) =>
+  new AccountsFileEditor(ctx.accountsFile, { validate: ctx.validate, apply: async () => {} });
+
+const issueText = (i: AdminIssue) => (i.path ? `${i.path}: ${i.message}` : i.message);
+
+const APPLY_HINT = 'a running proxy applies it on its own (the accounts file is watched) or on SIGHUP';
+
+export async function runList(
+  ctx: AccountsContext,
+  out: Out,
+  opts: { json?: boolean } = {},
+): Promise<number> {
+  const rows = ctx.accounts.map((a) => ({
+    email: a.email,
+    provider: a.provider,
+    hasPassword: a.passwordHash !== undefined || a.password !== undefined,
+    sourceAddress: a.sourceAddress ?? '',
+  }));
+  if (opts.json) {
+    out.write(JSON.stringify(rows, null, 2) + '\n');
+    return 0;
+  }
+  const head = ['EMAIL', 'PROVIDER', 'PASSWORD', 'SOURCE ADDRESS'];
+  const table = [
+    head,
+    ...rows.map((r) => [r.email, r.provider, r.hasPassword ? 'yes' : 'no', r.sourceAddress || '-']),
+  ];
+  const widths = head.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+  for (const r of table)
+    out.write(
+      r
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd() + '\n',
+    );
+  out.write(`${rows.length} account${rows.length === 1 ? '' : 's'}\n`);
+  const bad = unusableSourceAddresses(ctx.accounts);
+  for (const [email, reason] of bad) out.write(`warning: ${email}: ${reason}\n`);
+  return 0;
+}
+
+export interface AddFields {
+  email: string;
+  provider: string;
+  clientId: string;
+  clientSecret?: string;
+  refreshToken: string;
+  sourceAddress?: string;
+  tenant?: string;
+  maxConnections?: number;
+  messagesPerMinute?: number;
+  /** already hashed */
+  passwordHash?: string;
+}
+
+export async function runAdd(ctx: AccountsContext, fields: AddFields, out: Out, err: Out): Promise<number> {
+  const raw: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== '') raw[k] = v;
+  const r = await editorFor(ctx).add(raw);
+  if (!r.ok) {
+    err.write(`${r.error}\n`);
+    for (const i of r.issues ?? []) err.write(`  ${issueText(i)}\n`);
+    return 1;
+  }
+  out.write(`added ${fields.email.toLowerCase()} to ${ctx.accountsFile}; ${APPLY_HINT}\n`);
+  for (const w of r.warnings ?? []) out.write(`warning: ${w}\n`);
+  return 0;
+}
+
+export async function runRemove(ctx: AccountsContext, email: string, out: Out, err: Out): Promise<number> {
+  const r = await editorFor(ctx).remove(email);
+  if (!r.ok) {
+    err.write(`${r.error} in ${ctx.accountsFile}\n`);
+    return 1;
+  }
+  out.write(`removed ${email.toLowerCase()} from ${ctx.accountsFile}; ${APPLY_HINT}\n`);
+  return 0;
+}
+
+export async function runSetPassword(
+  ctx: AccountsContext,
+  email: string,
+  passwordHash: string,
+  out: Out,
+  err: Out,
+): Promise<number> {
+  const r = await editorFor(ctx).update(email, { passwordHash, password: null });
+  if (!r.ok) {
+    err.write(`${r.error}\n`);
+    for (const i of r.issues ?? []) err.write(`  ${issueText(i)}\n`);
+    return 1;
+  }
+  out.write(`password of ${email.toLowerCase()} set; ${APPLY_HINT}\n`);
+  return 0;
+}
+
+export interface ImportOptions {
+  format?: ImportFormat;
+  provider?: string;
+  dryRun?: boolean;
+  replace?: boolean;
+}
+
+export async function runImport(
+  ctx: AccountsContext,
+  fileName: string,
+  text: string,
+  opts: ImportOptions,
+  out: Out,
+  err: Out,
+): Promise<number> {
+  if (opts.provider && !ctx.providers.includes(normalizeProviderName(opts.provider))) {
+    err.write(`--provider: unknown provider "${opts.provider}" (known: ${ctx.providers.join(', ')})\n`);
+    return 1;
+  }
+  const format = opts.format ?? detectFormat(fileName, text);
+  const parsed = parseImport(text, format, opts.provider ? { provider: opts.provider } : {});
+  for (const e of parsed.errors) err.write(`${fileName}: ${e.source}: ${e.message}\n`);
+
+  // Accounts that need a provider the config does not define yet are held back: written now they
+  // would make the config invalid (and a running proxy would refuse the reload).
+  const missing: NeededProvider[] = parsed.providers.filter((p) => !ctx.providers.includes(p.name));
+  const held = new Set(missing.flatMap((p) => p.accounts));
+  const ready = parsed.accounts.filter((a) => !held.has(a.account.email));
+
+  const r = await editorFor(ctx).importMany(
+    ready.map((a) => ({ raw: a.account, source: `${fileName}: ${a.source}` })),
+    { replace: opts.replace === true, dryRun: opts.dryRun === true },
+  );
+  const verb = opts.dryRun ? 'would import' : 'imported';
+  for (const e of r.added) out.write(`${verb} ${e}\n`);
+  for (const e of r.replaced) out.write(`${opts.dryRun ? 'would replace' : 'replaced'} ${e}\n`);
+  for (const e of r.skipped)
+    out.write(`skipped ${e}: already in ${path.basename(ctx.accountsFile)} (--replace overwrites)\n`);
+  for (const inv of r.invalid) {
+    err.write(`${inv.source}: not imported: ${inv.issues.map(issueText).join('; ')}\n`);
+  }
+  for (const n of parsed.notes) out.write(`note: ${n}\n`);
+  if (missing.length) {
+    out.write(
+      `\n${held.size} account(s) use an OAuth token endpoint that no configured provider has ` +
+        `(${missing.map((p) => `${p.name}: ${p.accounts.join(', ')}`).join('; ')}).\n` +
+        `Add this under \`providers:\` in ${ctx.configFile}, then run the import again ` +
+        `(accounts already imported are skipped):\n\n${indent(providersSnippet(missing))}\n`,
+    );
+  }
+  const imported = r.added.length + r.replaced.length;
+  if (imported) {
+    out.write(
+      `\n${imported} account(s) ${opts.dryRun ? 'would have' : 'have'} no password. Each needs a passwordHash ` +
+        '(`echo -n PASSWORD | xoauth2-proxy accounts set-password EMAIL` stores the hash; or put a value ' +
+        'from `xoauth2-proxy hash-password` in passwordHash), ' +
+        'or must send from smtp.trustedNetworks (the account is chosen by MAIL FROM).\n',
+    );
+  }
+  const written = new Set([...r.added, ...r.replaced]);
+  const bad = unusableSourceAddresses(
+    ready.filter((a) => written.has(a.account.email)).map((a) => a.account as unknown as AccountConfig),
+  );
+  for (const [email, reason] of bad) out.write(`warning: ${email}: ${reason}\n`);
+  if (!r.result.ok) {
+    err.write(`${r.result.error}\n`);
+    return 1;
+  }
+  if (!opts.dryRun && imported) out.write(`${ctx.accountsFile} updated; ${APPLY_HINT}\n`);
+  if (opts.dryRun) out.write('dry run: nothing written\n');
+  return parsed.errors.length || r.invalid.length ? 1 : 0;
+}
+
+function indent(s: string): string {
+  return s
+    .trimEnd()
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n');
+}
+
+async function readStdin(input: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of input) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+async function hashFromStdin(): Promise<string> {
+  const pw = await readStdin(process.stdin);
+  if (!pw) throw new Error('empty password on stdin');
+  const { hashPassword } = await import('../accounts/password.js');
+  return hashPassword(pw);
+}
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, got "${v}"`);
+  return n;
+};
+
+export interface AccountsCommandDeps {
+  loadContext?: (configFile: string) => Promise<AccountsContext>;
+  stdout?: Out;
+  stderr?: Out;
+}
+
+export function registerAccountsCommands(program: Command, deps: AccountsCommandDeps = {}): void {
+  const load = deps.loadContext ?? ((f: string) => loadAccountsContext(f, { createAccountsFile: true }));
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  const accounts = program
+    .command('accounts')
+    .description('manage the accounts file named by the config (accountsFile), offline');
+  const cfgOpt = (c: Command) => c.option('-c, --config <file>', 'config file', DEFAULT_CONFIG_FILE);
+
+  cfgOpt(accounts.command('list'))
+    .description('list accounts: email, provider, whether it has a password, sourceAddress (never secrets)')
+    .option('--json', 'print JSON')
+    .action(async (o: { config: string; json?: boolean }) => {
+      process.exitCode = await runList(await load(o.config), stdout, { json: o.json === true });
+    });
+
+  cfgOpt(accounts.command('add'))
+    .description('add an account')
+    .requiredOption('--email <email>', 'mailbox address (the AUTH username)')
+    .requiredOption('--provider <name>', 'google, microsoft or a provider from the config')
+    .requiredOption('--client-id <id>', 'OAuth client id')
+    .option('--client-secret <secret>', 'OAuth client secret (omit for public clients)')
+    .requiredOption('--refresh-token <token>', 'OAuth refresh token')
+    .option('--password-stdin', 'read the client password from stdin and store its hash')
+    .option('--source-address <ip>', 'local address for upstream connections')
+    .option('--tenant <tenant>', 'Microsoft tenant (default: the provider\'s, "common")')
+    .option('--max-connections <n>', 'per-account connection limit', int('--max-connections'))
+    .option(
+      '--messages-per-minute <n>',
+      'per-account rate limit (0 = unlimited)',
+      int('--messages-per-minute'),
+    )
+    .action(
+      async (o: {
+        config: string;
+        email: string;
+        provider: string;
+        clientId: string;
+        clientSecret?: string;
+        refreshToken: string;
+        passwordStdin?: boolean;
+        sourceAddress?: string;
+        tenant?: string;
+        maxConnections?: number;
+        messagesPerMinute?: number;
+      }) => {
+        const ctx = await load(o.config);
+        const fields: AddFields = {
+          email: o.email,
+          provider: normalizeProviderName(o.provider),
+          clientId: o.clientId,
+          refreshToken: o.refreshToken,
+          ...(o.clientSecret !== undefined ? { clientSecret: o.clientSecret } : {}),
+          ...(o.sourceAddress !== undefined ? { sourceAddress: o.sourceAddress } : {}),
+          ...(o.tenant !== undefined ? { tenant: o.tenant } : {}),
+          ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
+          ...(o.messagesPerMinute !== undefined ? { messagesPerMinute: o.messagesPerMinute } : {}),
+          ...(o.passwordStdin ? { passwordHash: await hashFromStdin() } : {}),
+        };
+        process.exitCode = await runAdd(ctx, fields, stdout, stderr);
+      },
+    );
+
+  cfgOpt(accounts.command('remove').argument('<email>'))
+    .description('remove an account')
+    .action(async (email: string, o: { config: string }) => {
+      process.exitCode = await runRemove(await load(o.config), email, stdout, stderr);
+    });
+
+  cfgOpt(accounts.command('set-password').argument('<email>'))
+    .description("set an account's client password (read from stdin) as a passwordHash")
+    .option(
+      '--password-stdin',
+      'read the password from stdin (the default; the flag is accepted for clarity)',
+    )
+    .action(async (email: string, o: { config: string }) => {
+      const ctx = await load(o.config);
+      process.exitCode = await runSetPassword(ctx, email, await hashFromStdin(), stdout, stderr);
+    });
+
+  cfgOpt(accounts.command('import').argument('<file>'))
+    .description(
+      'import accounts from the Python PowerMTA proxy (JSON) or CSV email,account_id,refresh_token,client_id',
+    )
+    .option('--format <format>', 'csv or json (default: from the file name or content)')
+    .option(
+      '--provider <name>',
+      'provider for every imported account (google, microsoft or a configured name)',
+    )
+    .option('--dry-run', 'show what would be imported; write nothing')
+    .option('--replace', 'overwrite accounts that already exist')
+    .action(
+      async (
+        file: string,
+        o: { config: string; format?: string; provider?: string; dryRun?: boolean; replace?: boolean },
+      ) => {
+        if (o.format !== undefined && o.format !== 'csv' && o.format !== 'json') {
+          throw new Error(`--format must be csv or json, got "${o.format}"`);
+        }
+        const ctx = await load(o.config);
+        const text = await readFile(file, 'utf8');
+        process.exitCode = await runImport(
+          ctx,
+          file,
+          text,
+          {
+            ...(o.format ? { format: o.format as ImportFormat } : {}),
+            ...(o.provider ? { provider: o.provider } : {}),
+            dryRun: o.dryRun === true,
+            replace: o.replace === true,
+          },
+          stdout,
+          stderr,
+        );
+      },
+    );
+}

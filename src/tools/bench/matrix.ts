@@ -1,0 +1,266 @@
+// The standard benchmark matrix (`npm run bench` = build + `node dist/tools/bench/matrix.js`):
+// offered loads 1k, 5k, 10k, 20k, 50k msg/min, then max, for every combination of
+// {100, 1,000 mailboxes} x {2 KB, 100 KB messages} x {plain, STARTTLS upstream}.
+// Writes docs/benchmarks.md, docs/bench-throughput.svg and docs/bench-latency.svg.
+//
+//   node dist/tools/bench/matrix.js [--quick] [--duration SEC] [--warmup SEC] [--only ID,ID] [--out-dir DIR]
+//                             [--json FILE] [--cli FILE] [--note TEXT] [--quiet]
+//
+// Durations: each step runs max(--duration, minMessages / rate) seconds, direct and proxy, each after
+// 1 s of warm-up. Default 3 s and 100 messages (the 1k msg/min step runs 6 s, so its p99 is not just
+// its maximum). Chosen so the full matrix takes ~15 min on a 2-core machine: with 4 s / 150 messages
+// it took 17.5 min there, about half of it connection set-up, warm-up and start-up (1,000-mailbox
+// scenarios pay one scrypt password check per account on first AUTH).
+// --quick: 2 s steps (>= 50 messages), two scenarios only: a smoke test of the whole pipeline.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startBenchEnv } from '../harness/env.js';
+import {
+  renderBenchmarksMarkdown,
+  chartSvgs,
+  type LoadStep,
+  type MatrixReport,
+  type ScenarioRun,
+  type ScenarioSpec,
+} from './markdown.js';
+import { BENCH_DEFAULTS, type BenchOptions } from './options.js';
+import { formatSummary } from './report.js';
+import { runBench } from './run.js';
+
+export const LOADS_PER_MINUTE = [1_000, 5_000, 10_000, 20_000, 50_000] as const;
+
+export interface MatrixOptions {
+  quick: boolean;
+  /** seconds per step (at least; see minMessages) */
+  durationSec: number;
+  minMessages: number;
+  warmupSec: number;
+  /** scenario ids to run (default all) */
+  only?: string[];
+  outDir: string;
+  json?: string;
+  quiet: boolean;
+  /** dist/cli.js to run (default: the one next to this file) */
+  cli?: string;
+  /** shown in benchmarks.md under the header */
+  note?: string;
+}
+
+export function scenarios(quick: boolean): ScenarioSpec[] {
+  const all: ScenarioSpec[] = [];
+  for (const tls of [false, true])
+    for (const size of [2048, 102_400])
+      for (const mailboxes of [100, 1000])
+        all.push({
+          id: `m${mailboxes}-${size / 1024}k-${tls ? 'tls' : 'plain'}`,
+          title: `${mailboxes.toLocaleString('en-US')} mailboxes, ${size / 1024} KB, ${tls ? 'STARTTLS' : 'plain'} upstream`,
+          mailboxes,
+          connections: mailboxes,
+          size,
+          tls,
+        });
+  return quick ? all.filter((s) => s.id === 'm100-2k-plain' || s.id === 'm100-2k-tls') : all;
+}
+
+export function loadSteps(o: Pick<MatrixOptions, 'durationSec' | 'minMessages'>): LoadStep[] {
+  return [
+    ...LOADS_PER_MINUTE.map((perMinute) => ({
+      label: perMinute >= 1000 ? `${perMinute / 1000}k` : String(perMinute),
+      perMinute,
+      durationSec: Math.max(o.durationSec, Math.ceil(o.minMessages / (perMinute / 60))),
+    })),
+    { label: 'max', durationSec: o.durationSec },
+  ];
+}
+
+export function parseMatrixArgs(argv: string[]): MatrixOptions {
+  const quick = argv.includes('--quick');
+  const o: MatrixOptions = {
+    quick,
+    durationSec: quick ? 2 : 3,
+    minMessages: quick ? 50 : 100,
+    warmupSec: 1,
+    outDir: fileURLToPath(new URL('../../../docs/', import.meta.url)),
+    quiet: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a}: missing value`);
+      return v;
+    };
+    switch (a) {
+      case '--quick':
+        break;
+      case '--quiet':
+        o.quiet = true;
+        break;
+      case '--duration': {
+        const v = Number(value());
+        if (!(v > 0)) throw new Error(`--duration: expected seconds > 0`);
+        o.durationSec = v;
+        break;
+      }
+      case '--warmup': {
+        const v = Number(value());
+        if (!(v >= 0)) throw new Error(`--warmup: expected seconds >= 0`);
+        o.warmupSec = v;
+        break;
+      }
+      case '--only':
+        o.only = value().split(',');
+        break;
+      case '--out-dir':
+        o.outDir = path.resolve(value());
+        break;
+      case '--json':
+        o.json = path.resolve(value());
+        break;
+      case '--cli':
+        o.cli = path.resolve(value());
+        break;
+      case '--note':
+        o.note = value();
+        break;
+      default:
+        throw new Error(
+          `unknown option ${a} (options: --quick --duration SEC --warmup SEC --only ID,ID --out-dir DIR --json FILE --cli FILE --note TEXT --quiet)`,
+        );
+    }
+  }
+  if (o.only) {
+    const known = scenarios(false).map((s) => s.id);
+    for (const id of o.only)
+      if (!known.includes(id))
+        throw new Error(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
+  }
+  return o;
+}
+
+export async function runMatrix(o: MatrixOptions, command: string): Promise<MatrixReport> {
+  const started = Date.now();
+  const stamp = () => {
+    const sec = Math.round((Date.now() - started) / 1000);
+    return `[${String(Math.floor(sec / 60)).padStart(2, '0')}:${String(sec % 60).padStart(2, '0')}]`;
+  };
+  const log = (s: string) => process.stderr.write(`${stamp()} ${s}\n`);
+  const runs: ScenarioRun[] = [];
+  const list = scenarios(o.quick && !o.only).filter((s) => !o.only || o.only.includes(s.id));
+  const report: MatrixReport = {
+    machine: {
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      memoryBytes: os.totalmem(),
+      node: process.version,
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+    },
+    date: new Date().toISOString().slice(0, 10),
+    command,
+    quick: o.quick,
+    warmupSec: o.warmupSec,
+    stepSec: o.durationSec,
+    minMessages: o.minMessages,
+    totalSec: 0,
+    loadAverageAtStart: Math.round(os.loadavg()[0]! * 100) / 100,
+    note: o.note,
+    runs,
+  };
+  for (const scenario of list) {
+    log(`== ${scenario.title}`);
+    const run: ScenarioRun = { scenario, steps: [] };
+    runs.push(run);
+    const env = await startBenchEnv({
+      mailboxes: scenario.mailboxes,
+      connections: scenario.connections,
+      tls: scenario.tls,
+      userPrefix: BENCH_DEFAULTS.userPrefix,
+      userDomain: BENCH_DEFAULTS.userDomain,
+      recipients: 1,
+      cli: o.cli,
+    });
+    try {
+      for (const step of loadSteps(o)) {
+        const opts: BenchOptions = {
+          mailboxes: scenario.mailboxes,
+          connections: scenario.connections,
+          rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
+          durationSec: step.durationSec,
+          size: scenario.size,
+          recipients: 1,
+          tls: scenario.tls,
+          userPrefix: BENCH_DEFAULTS.userPrefix,
+          userDomain: BENCH_DEFAULTS.userDomain,
+          direct: true,
+          warmupSec: o.warmupSec,
+          quiet: o.quiet,
+        };
+        log(`-- ${scenario.id} @ ${step.label} msg/min for ${step.durationSec} s`);
+        try {
+          const result = await runBench(opts, { env });
+          log(formatSummary(result));
+          run.steps.push({ step, result });
+        } catch (err) {
+          log(`   failed: ${(err as Error).message}`);
+          run.steps.push({ step, result: null, error: (err as Error).message });
+        }
+      }
+    } finally {
+      await env.close();
+    }
+  }
+  report.totalSec = Math.round((Date.now() - started) / 1000);
+  return report;
+}
+
+export function writeMatrixOutputs(report: MatrixReport, outDir: string): string[] {
+  fs.mkdirSync(outDir, { recursive: true });
+  const { throughput, latency } = chartSvgs(report);
+  const files = {
+    'benchmarks.md': renderBenchmarksMarkdown(report),
+    'bench-throughput.svg': throughput,
+    'bench-latency.svg': latency,
+  };
+  const written: string[] = [];
+  for (const [name, text] of Object.entries(files)) {
+    const file = path.join(outDir, name);
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, file);
+    written.push(file);
+  }
+  return written;
+}
+
+async function main(): Promise<void> {
+  let o: MatrixOptions;
+  try {
+    o = parseMatrixArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench matrix: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const args = process.argv.slice(2).join(' ');
+  const command =
+    process.env.npm_lifecycle_event === 'bench'
+      ? `npm run bench${args ? ` -- ${args}` : ''}`
+      : `node dist/tools/bench/matrix.js${args ? ` ${args}` : ''}`;
+  const report = await runMatrix(o, command);
+  if (o.json) fs.writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
+  for (const f of writeMatrixOutputs(report, o.outDir)) process.stderr.write(`wrote ${f}\n`);
+  const lost = report.runs.flatMap((r) => r.steps).reduce((n, s) => n + (s.result?.lost ?? 0), 0);
+  if (lost > 0) {
+    process.stderr.write(`bench matrix: ${lost} messages lost\n`);
+    process.exitCode = 1;
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench matrix: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,223 @@
+// Runs the chaos scenarios one after another against one simulator + proxy, under a fixed-rate
+// load, and checks for each: no 250 without the upstream having the message, a reply for every
+// other message, nothing delivered that a client abandoned, /readyz up, recovery after the fault,
+// and no leaked file descriptors or connections.
+import { performance } from 'node:perf_hooks';
+import { startBenchEnv, type BenchEnv, type Style } from '../harness/env.js';
+import { runGenerator } from '../harness/generator.js';
+import { Ledger, recoverySec, type LedgerCounts } from './ledger.js';
+import { pollReady, settle, type Snapshot } from './probes.js';
+import { SCENARIOS, type ChaosContext, type Scenario } from './scenarios.js';
+
+export interface ChaosOptions {
+  quick: boolean;
+  /** msg/s of the background load */
+  rate: number;
+  mailboxes: number;
+  /** proxy -> simulator over STARTTLS (default: plain) */
+  upstreamTls?: boolean;
+  /** the provider the simulator plays (microsoft rotates refresh tokens); default google */
+  style?: Style;
+  only?: string[];
+  progress?: (line: string) => void;
+}
+
+export interface ScenarioResult {
+  name: string;
+  fault: string;
+  counts: LedgerCounts;
+  lost: number;
+  abandonedDelivered: number;
+  /** s from the fault's end until >= 95 % of each second's messages were accepted within 500 ms */
+  recoverySec: number | null;
+  notReady: number;
+  readyPolls: number;
+  before: Snapshot;
+  after: Snapshot | null;
+  failures: string[];
+  pass: boolean;
+}
+
+export interface ChaosReport {
+  options: Omit<ChaosOptions, 'progress'>;
+  startedAt: string;
+  durationSec: number;
+  results: ScenarioResult[];
+  pass: boolean;
+}
+
+/** A recovered second also answers promptly: latency of accepted messages under this (ms). */
+const HEALTHY_LATENCY_MS = 500;
+/** A healthy proxy is back this fast after a fault ends. */
+const MAX_RECOVERY_SEC = 10;
+/** fds beyond the change in upstream connections: a little slack for timers, DNS, the store */
+const FD_SLACK = 3;
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
+  const say = o.progress ?? ((l: string) => process.stderr.write(l + '\n'));
+  const chosen = o.only ? SCENARIOS.filter((s) => o.only!.includes(s.name)) : SCENARIOS;
+  const unknown = (o.only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length)
+    throw new Error(
+      `unknown scenario ${unknown.join(', ')} (known: ${SCENARIOS.map((s) => s.name).join(', ')})`,
+    );
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const env = await startBenchEnv({
+    mailboxes: o.mailboxes,
+    connections: o.mailboxes,
+    tls: o.upstreamTls ?? false,
+    ...(o.style ? { style: o.style } : {}),
+    userPrefix: 'chaos',
+    userDomain: 'example.com',
+    recipients: 1,
+    // short-lived access tokens: refreshes keep happening, so token faults bite
+    simArgs: ['--token-lifetime', '20'],
+  });
+  const results: ScenarioResult[] = [];
+  const shared = { users: [...env.users], revoked: [] as string[] };
+  try {
+    for (const sc of chosen) {
+      say(`chaos: ${sc.name}: ${sc.fault}`);
+      const r = await runScenario(env, sc, o, shared);
+      results.push(r);
+      say(
+        `chaos: ${sc.name}: ${r.pass ? 'pass' : 'FAIL'} (${r.counts.messages} messages, ${r.counts.accepted} x 250, ` +
+          `${r.counts.deferred} x 4xx, ${r.counts.rejected} x 5xx, ${r.counts.noReply} without reply, lost ${r.lost}` +
+          `${r.recoverySec !== null ? `, recovered in ${r.recoverySec} s` : ''})` +
+          (r.failures.length ? `\n  - ${r.failures.join('\n  - ')}` : ''),
+      );
+      if (sc.endsProxy) break;
+    }
+  } finally {
+    await env.close();
+  }
+  const { progress: _p, ...options } = o;
+  return {
+    options,
+    startedAt,
+    durationSec: Math.round((performance.now() - t0) / 1000),
+    results,
+    pass: results.every((r) => r.pass),
+  };
+}
+
+async function runScenario(
+  env: BenchEnv,
+  sc: Scenario,
+  o: ChaosOptions,
+  shared: { users: string[]; revoked: string[] },
+): Promise<ScenarioResult> {
+  const lead = o.quick ? 1.5 : 5;
+  const tail = o.quick ? 4 : 15;
+  const faultSec = sc.faultSec(o.quick);
+  const before = await settle(env);
+  await env.simReset(); // the id list now holds this scenario's messages only
+  const ledger = new Ledger();
+  const start = performance.now();
+  const ctx: ChaosContext = {
+    env,
+    quick: o.quick,
+    ledger,
+    t: () => (performance.now() - start) / 1000,
+    users: shared.users,
+    revoked: shared.revoked,
+    sleep: (sec) => new Promise((r) => setTimeout(r, sec * 1000)),
+  };
+  const ready = pollReady(env.proxyHttpPort);
+  const load = runGenerator({
+    host: env.proxyHost,
+    port: env.proxySmtpPort,
+    auth: { mechanism: 'PLAIN', password: env.password },
+    users: ctx.users,
+    connections: ctx.users.length,
+    rate: o.rate,
+    durationSec: lead + faultSec + tail,
+    size: 2048,
+    recipients: 1,
+    runId: `chaos-${sc.name}-${Date.now()}`,
+    label: sc.name,
+    quiet: true,
+    drainTimeoutMs: 45_000,
+    reconnectDelayMs: 100,
+    onResult: (r) =>
+      ledger.add({
+        id: r.id,
+        user: r.user,
+        t: ctx.t(),
+        latencyMs: r.latencyMs,
+        outcome:
+          r.outcome === 'error'
+            ? { kind: 'no-reply', why: r.reply }
+            : { kind: 'reply', code: Number(r.reply.slice(0, 3)), text: r.reply },
+      }),
+  });
+  await ctx.sleep(lead);
+  await sc.start(ctx);
+  if (sc.during) await sc.during(ctx, faultSec);
+  else await ctx.sleep(faultSec);
+  if (sc.stop) await sc.stop(ctx);
+  const faultEnd = ctx.t();
+  await load;
+  const readiness = ready.stop();
+  const failures: string[] = [];
+  if (sc.verify) failures.push(...(await sc.verify(ctx)));
+  shared.users = ctx.users;
+  shared.revoked = ctx.revoked;
+
+  // the simulator outlives the proxy, so this works after SIGTERM too
+  const stats = await env.simStats(true);
+  const check = ledger.check(new Set(stats.messageIds ?? []));
+  const counts = ledger.counts();
+  if (check.lost.length)
+    failures.push(`${check.lost.length} messages got 250 but are not upstream (e.g. ${check.lost[0]})`);
+  if (check.abandonedDelivered.length)
+    failures.push(`${check.abandonedDelivered.length} abandoned messages were delivered`);
+  if (check.noReply.length)
+    failures.push(
+      `${check.noReply.length} messages got no reply (e.g. ${check.noReply[0]!.id}: ${(check.noReply[0]!.outcome as { why: string }).why})`,
+    );
+  if (counts.messages === 0) failures.push('no message was sent');
+
+  let recovery: number | null = null;
+  let after: Snapshot | null = null;
+  if (!sc.endsProxy) {
+    if (readiness.notReady) failures.push(`/readyz failed ${readiness.notReady} of ${readiness.polls} polls`);
+    const broken = sc.expectedToFail?.(ctx) ?? new Set<string>();
+    if (faultSec > 0) {
+      recovery = recoverySec(ledger.entries, faultEnd, (e) => !broken.has(e.user), {
+        maxLatencyMs: HEALTHY_LATENCY_MS,
+      });
+      if (recovery === null) failures.push('delivery did not recover after the fault');
+      else if (recovery > MAX_RECOVERY_SEC)
+        failures.push(`recovery took ${recovery} s (limit ${MAX_RECOVERY_SEC} s)`);
+    }
+    after = await settle(env);
+    if (after.clientConnections > 0) failures.push(`${after.clientConnections} client connections left open`);
+    if (after.simOpen > after.upstream)
+      failures.push(
+        `the upstream has ${after.simOpen} connections open, the proxy's pool knows ${after.upstream}`,
+      );
+    // with every client gone nothing may stay counted against the in-flight budgets (452 4.3.1)
+    if (after.inflightMessages > 0 || after.inflightBytes > 0)
+      failures.push(
+        `${after.inflightMessages} messages / ${after.inflightBytes} bytes still counted in flight with no client left`,
+      );
+    const grew = after.fds - after.upstream - (before.fds - before.upstream);
+    if (grew > FD_SLACK) failures.push(`file descriptors grew by ${grew} beyond the upstream pool's change`);
+  }
+  return {
+    name: sc.name,
+    fault: sc.fault,
+    counts,
+    lost: check.lost.length,
+    abandonedDelivered: check.abandonedDelivered.length,
+    recoverySec: recovery,
+    notReady: readiness.notReady,
+    readyPolls: readiness.polls,
+    before,
+    after,
+    failures,
+    pass: failures.length === 0,
+  };
+}

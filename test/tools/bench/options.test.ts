@@ -1,0 +1,76 @@
+import { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { registerBenchCommand } from '../../../src/tools/bench/command.js';
+import { BenchOptionError, parseBenchOptions } from '../../../src/tools/bench/options.js';
+
+describe('parseBenchOptions', () => {
+  it('applies the defaults', () => {
+    const o = parseBenchOptions({ max: true });
+    expect(o).toMatchObject({
+      mailboxes: 100,
+      connections: 50,
+      rate: undefined,
+      durationSec: 10,
+      size: 2048,
+      recipients: 1,
+      tls: false,
+      direct: true,
+      warmupSec: 1,
+      quiet: false,
+    });
+    expect(parseBenchOptions({ rate: '833', count: '1000' })).toMatchObject({
+      rate: 833,
+      count: 1000,
+      durationSec: undefined,
+    });
+  });
+
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{}, /^--rate: give --rate <msg\/s> or --max$/],
+    [{ rate: '10', max: true }, /^--rate: give either --rate or --max/],
+    [{ rate: 'abc' }, /^--rate: expected a number/],
+    [{ max: true, mailboxes: '0' }, /^--mailboxes: expected an integer from 1/],
+    [{ max: true, connections: '2.5' }, /^--connections: expected an integer/],
+    [{ max: true, duration: '-1' }, /^--duration: /],
+    [{ max: true, count: 'x' }, /^--count: /],
+    [{ max: true, size: '10' }, /^--size: expected an integer from 256/],
+    [{ max: true, recipients: '0' }, /^--recipients: /],
+    [{ max: true, target: 'nonsense' }, /^--target: "nonsense" is not HOST:PORT/],
+    [{ max: true, target: '127.0.0.1:2525' }, /^--password: required with --target/],
+    [{ max: true, target: '127.0.0.1:2525', password: 'x', tls: true }, /^--tls: /],
+    [{ max: true, proxyPid: '123' }, /^--proxy-pid: only with --target/],
+    [{ max: true, userPrefix: 'a b' }, /^--user-prefix: /],
+    [{ max: true, warmup: '-2' }, /^--warmup: /],
+  ];
+  it.each(bad)('rejects %j naming the option', (raw, message) => {
+    let err: unknown;
+    try {
+      parseBenchOptions(raw as never);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(BenchOptionError);
+    expect((err as Error).message).toMatch(message);
+  });
+
+  it('--target turns off the direct run', () => {
+    const o = parseBenchOptions({ max: true, target: '127.0.0.1:2525', password: 'pw', proxyPid: '42' });
+    expect(o.target).toEqual({ host: '127.0.0.1', port: 2525 });
+    expect(o.direct).toBe(false);
+    expect(o.proxyPid).toBe(42);
+  });
+});
+
+describe('bench command', () => {
+  it('reports a bad option by name and exits 1', async () => {
+    const program = new Command().exitOverride();
+    let stderr = '';
+    program.configureOutput({ writeErr: (s) => (stderr += s), writeOut: () => undefined });
+    registerBenchCommand(program);
+    program.commands.forEach((c) => c.exitOverride().configureOutput({ writeErr: (s) => (stderr += s) }));
+    await expect(program.parseAsync(['node', 'x', 'bench', '--rate', 'fast'])).rejects.toMatchObject({
+      exitCode: 1,
+    });
+    expect(stderr).toMatch(/--rate: expected a number/);
+  });
+});

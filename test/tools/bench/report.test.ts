@@ -1,0 +1,108 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LatencyRecorder } from '../../../src/tools/harness/latency.js';
+import { parseBenchOptions } from '../../../src/tools/bench/options.js';
+import { parseStatTicks, parseStatusRss, sampleProcess } from '../../../src/tools/harness/proc.js';
+import { formatSummary } from '../../../src/tools/bench/report.js';
+import { runBench } from '../../../src/tools/bench/run.js';
+import { startSink, type Sink } from './sink.js';
+
+let sink: Sink | undefined;
+afterEach(async () => {
+  await sink?.close();
+  sink = undefined;
+});
+
+describe('LatencyRecorder', () => {
+  it('reports percentiles in ms at microsecond resolution', () => {
+    const l = new LatencyRecorder();
+    for (let i = 1; i <= 1000; i++) l.recordMs(i / 100); // 0.01 .. 10 ms
+    const s = l.summary();
+    expect(l.count).toBe(1000);
+    expect(s.p50).toBeCloseTo(5, 1);
+    expect(s.p95).toBeCloseTo(9.5, 1);
+    expect(s.p99).toBeCloseTo(9.9, 1);
+    expect(s.max).toBeCloseTo(10, 1);
+    expect(new LatencyRecorder().summary()).toEqual({ p50: 0, p95: 0, p99: 0, max: 0, mean: 0 });
+  });
+});
+
+describe('proc parsing', () => {
+  it('reads utime + stime even when the command name has spaces and parentheses', () => {
+    const fields = Array.from({ length: 50 }, (_, i) => String(i + 3));
+    fields[11] = '700'; // field 14 utime
+    fields[12] = '35'; // field 15 stime
+    expect(parseStatTicks(`1234 (node (x) y) ${fields.join(' ')}`)).toBe(735);
+    expect(parseStatusRss('Name:\tnode\nVmRSS:\t  123456 kB\n')).toBe(123456 * 1024);
+    expect(parseStatusRss('Name:\tzombie\n')).toBeUndefined();
+  });
+
+  it('samples this process', async () => {
+    const s = sampleProcess(process.pid, 20);
+    const end = Date.now() + 100;
+    while (Date.now() < end); // burn a little CPU
+    const m = await s.stop();
+    expect(m.samples).toBeGreaterThanOrEqual(2);
+    expect(m.rssMaxBytes).toBeGreaterThan(1024 * 1024);
+    expect(m.cpuPercent).toBeGreaterThanOrEqual(0);
+    expect(await s.stop()).toBe(m); // idempotent
+  });
+});
+
+describe('runBench report', () => {
+  it('has the SPEC section 7 shape (against --target: no direct run, no loss check)', async () => {
+    sink = await startSink();
+    const opts = parseBenchOptions({
+      target: `127.0.0.1:${sink.port}`,
+      password: 'pw',
+      proxyPid: String(process.pid),
+      connections: '3',
+      mailboxes: '2',
+      count: '40',
+      max: true,
+      warmup: '0',
+      quiet: true,
+    });
+    const r = await runBench(opts);
+    expect(r).toMatchObject({
+      sent: 40,
+      accepted: 40,
+      deferred: 0,
+      rejected: 0,
+      errors: 0,
+      upstreamReceived: null,
+      lost: null,
+      direct: null,
+      ratio: null,
+      addedP99Ms: null,
+      parameters: {
+        mailboxes: 2,
+        connections: 3,
+        mode: 'max',
+        count: 40,
+        size: 2048,
+        target: `127.0.0.1:${sink.port}`,
+      },
+    });
+    for (const k of ['durationSec', 'throughputPerSec', 'generatorCpuPercent', 'loadAverage'] as const)
+      expect(typeof r[k]).toBe('number');
+    expect(Object.keys(r.latencyMs).sort()).toEqual(['max', 'mean', 'p50', 'p95', 'p99']);
+    expect(Object.keys(r.eventLoopDelayMs).sort()).toEqual(['max', 'p50', 'p99']);
+    expect(r.proxy).toEqual({
+      cpuPercent: expect.any(Number),
+      cpuPercentMax: expect.any(Number),
+      rssMaxBytes: expect.any(Number),
+    });
+    expect(sink.auths.map((a) => a.user).sort()).toEqual([
+      'bench0@example.com',
+      'bench0@example.com',
+      'bench1@example.com',
+    ]);
+    // warm-up message per connection: 3 more messages reached the sink than were measured
+    expect(sink.received).toBe(43);
+    expect(r.warmupAccepted).toBe(3);
+    const text = formatSummary(r);
+    expect(text).toMatch(/accepted 40/);
+    expect(text).toMatch(/p99/);
+    expect(JSON.parse(JSON.stringify(r))).toEqual(r);
+  });
+});
