@@ -7,7 +7,9 @@ import readline from 'node:readline';
 import YAML from 'yaml';
 import { freePort } from '../../src/tools/harness/ports.js';
 
-export const CLI = path.resolve(__dirname, '../../dist/cli.js');
+/** The built tree the tests run: `dist/`, or another build's (`XO_DIST=dist-x`, for parallel work). */
+export const DIST = path.resolve(__dirname, '../..', process.env.XO_DIST ?? 'dist');
+export const CLI = path.join(DIST, 'cli.js');
 
 export interface Proc {
   child: ChildProcess;

@@ -3,12 +3,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DIST } from '../../helpers/procs.js';
 import { describe, expect, it } from 'vitest';
 import { runScript } from '../../helpers/run-script.js';
 import type { ChaosReport } from '../../../src/tools/chaos/run.js';
 import { SCENARIOS } from '../../../src/tools/chaos/scenarios.js';
 
-const CLI = path.resolve(__dirname, '../../../dist/tools/chaos/cli.js');
+const CLI = path.join(DIST, 'tools/chaos/cli.js');
 
 describe('npm run chaos -- --quick', () => {
   it('passes every scenario: no 250 without the upstream, a reply for everything else, recovery, no leaks', async () => {

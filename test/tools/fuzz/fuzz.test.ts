@@ -3,11 +3,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DIST } from '../../helpers/procs.js';
 import { describe, expect, it } from 'vitest';
 import { runScript } from '../../helpers/run-script.js';
 import type { FuzzReport } from '../../../src/tools/fuzz/run.js';
 
-const CLI = path.resolve(__dirname, '../../../dist/tools/fuzz/cli.js');
+const CLI = path.join(DIST, 'tools/fuzz/cli.js');
 
 describe('npm run fuzz (fixed seed)', () => {
   it('finds nothing: every reply well-formed, the proxy alive and bounded, slow and idle clients handled', async () => {

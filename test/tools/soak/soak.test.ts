@@ -3,11 +3,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DIST } from '../../helpers/procs.js';
 import { describe, expect, it } from 'vitest';
 import { runScript } from '../../helpers/run-script.js';
 import type { SoakResult } from '../../../src/tools/soak/run.js';
 
-const CLI = path.resolve(__dirname, '../../../dist/tools/soak/cli.js');
+const CLI = path.join(DIST, 'tools/soak/cli.js');
 
 describe('npm run soak (short)', () => {
   it('drives load through faults, samples the proxy, checks every 250 upstream, and passes', async () => {
