@@ -20,7 +20,7 @@ import type { StateStore } from '../state/store.js';
 import type { Logger } from '../shared/log.js';
 import type { SmtpError } from '../shared/smtp-reply.js';
 import { Backoff } from './backoff.js';
-import { needsReauthError, refreshFailedError, unknownAccountError } from './errors.js';
+import { smtpError } from '../shared/replies.js';
 import { TokenClient, TokenGrantError, type RefreshResult } from './token-client.js';
 
 export interface TokenAccount {
@@ -175,7 +175,7 @@ export class TokenManager {
 
   getToken(email: string): Promise<string> {
     const entry = this.entries.get(email) ?? this.entries.get(email.toLowerCase());
-    if (!entry) return Promise.reject(unknownAccountError(email));
+    if (!entry) return Promise.reject(smtpError('UNKNOWN_ACCOUNT', email));
     const t = entry.token;
     if (t !== undefined && this.now() < t.validUntil) return Promise.resolve(t.value);
     if (entry.inflight) return entry.inflight;
@@ -439,7 +439,9 @@ export class TokenManager {
         : new TokenGrantError('transient', `unexpected ${(err as Error)?.name ?? 'error'}`);
     const permanent = ge.kind === 'permanent';
     this.metrics.tokenRefreshTotal.inc({ provider, result: permanent ? 'invalid_grant' : 'error' });
-    const failure = permanent ? needsReauthError(entry.email) : refreshFailedError(entry.email, ge.reason);
+    const failure = permanent
+      ? smtpError('NEEDS_REAUTH', entry.email)
+      : smtpError('TOKEN_REFRESH_FAILED', entry.email, ge.reason);
     if (entry.dropped || this.closed) return failure;
 
     entry.failure = failure;

@@ -4,7 +4,8 @@
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError, type SmtpReply } from '../shared/smtp-reply.js';
-import { REPLIES, passThrough, unusableAccount } from './replies.js';
+import { smtpReply } from '../shared/replies.js';
+import { passThrough } from './pass-through.js';
 import type { Account } from '../accounts/registry.js';
 
 // The upstream side's types are the contract between relay and pools: one definition of each.
@@ -89,7 +90,7 @@ export class Relay {
     let upstream: SmtpReply | undefined;
     try {
       if (account.unusable) {
-        out = unusableAccount(account.email, account.unusable);
+        out = smtpReply('ACCOUNT_UNUSABLE', account.email, account.unusable);
       } else {
         const r = await this.opts.deliverer.deliver(account.email, envelope, message);
         upstream = r.reply;
@@ -100,7 +101,7 @@ export class Relay {
         out = err.reply;
       } else {
         log.error({ err, txid, account: account.email }, 'unexpected error while relaying');
-        out = REPLIES.internal;
+        out = smtpReply('INTERNAL_ERROR');
       }
     } finally {
       this.inflight--;

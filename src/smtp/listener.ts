@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { formatHostPort, isLoopback } from '../shared/net.js';
 import type { Account, AccountRegistry } from '../accounts/registry.js';
 import { newTransactionId, type Relay } from '../relay/relay.js';
-import { REPLIES, messageTooBig, senderNotAMailbox } from '../relay/replies.js';
+import { smtpReply } from '../shared/replies.js';
 import type { SmtpReply } from '../shared/smtp-reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
@@ -28,10 +28,15 @@ interface SessionState {
 
 type Session = SMTPServerSession & { xo?: SessionState };
 
-function smtpError(r: SmtpReply): Error & { responseCode: number } {
+function serverError(r: SmtpReply): Error & { responseCode: number } {
   const e = new Error(r.enhanced ? `${r.enhanced} ${r.text}` : r.text) as Error & { responseCode: number };
   e.responseCode = r.code;
   return e;
+}
+
+/** Write `r` on a connection outside any command (drain); a 421 also closes it. */
+function sendReply(conn: unknown, r: SmtpReply): void {
+  (conn as any).send(r.code, `${r.enhanced} ${r.text}`);
 }
 
 function state(session: Session): SessionState {
@@ -96,10 +101,10 @@ export class SmtpListeners {
       disabledCommands: [],
       onConnect: (session, cb) => {
         this.opts.metrics.smtpConnectionsTotal.inc({ result: this.draining ? 'refused' : 'accepted' });
-        if (this.draining) return cb(smtpError(REPLIES.shuttingDown));
+        if (this.draining) return cb(serverError(smtpReply('SHUTTING_DOWN')));
         if (this.throttle.isRefused(session.remoteAddress)) {
           this.opts.metrics.authAttemptsTotal.inc({ result: 'throttled' });
-          return cb(smtpError(REPLIES.authThrottled));
+          return cb(serverError(smtpReply('AUTH_THROTTLED')));
         }
         this.opts.metrics.smtpConnectionsActive.inc();
         (session as Session).xo = { inTransaction: false };
@@ -116,20 +121,20 @@ export class SmtpListeners {
       },
       onMailFrom: (address, session, cb) => {
         const s = state(session as Session);
-        if (this.draining) return cb(smtpError(REPLIES.shuttingDown));
+        if (this.draining) return cb(serverError(smtpReply('SHUTTING_DOWN')));
         const ctx = this.opts.context();
         let account: Account | undefined;
         if (session.user) {
           account = ctx.registry.get(String(session.user));
           // removed by a reload since AUTH: it stops working at once
-          if (!account) return cb(smtpError(REPLIES.authRequired));
+          if (!account) return cb(serverError(smtpReply('AUTH_REQUIRED')));
         } else if (ctx.trusted.has(session.remoteAddress)) {
           account = ctx.registry.get(address.address);
-          if (!account) return cb(smtpError(senderNotAMailbox(address.address)));
+          if (!account) return cb(serverError(smtpReply('SENDER_NOT_A_MAILBOX', address.address)));
         } else {
-          return cb(smtpError(REPLIES.authRequired));
+          return cb(serverError(smtpReply('AUTH_REQUIRED')));
         }
-        if (this.opts.relay.overloaded()) return cb(smtpError(REPLIES.overloaded));
+        if (this.opts.relay.overloaded()) return cb(serverError(smtpReply('OVERLOADED')));
         s.account = account;
         s.inTransaction = true;
         cb();
@@ -153,7 +158,7 @@ export class SmtpListeners {
     const { metrics } = this.opts;
     if (this.throttle.isRefused(addr)) {
       metrics.authAttemptsTotal.inc({ result: 'throttled' });
-      return { error: smtpError(REPLIES.authThrottled) };
+      return { error: serverError(smtpReply('AUTH_THROTTLED')) };
     }
     const account = await this.opts.context().registry.authenticate(username, password);
     if (account) {
@@ -170,7 +175,7 @@ export class SmtpListeners {
     const delay = this.throttle.recordFailure(addr);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     // Never say whether the mailbox exists: one reply for unknown mailbox and wrong password.
-    return { error: smtpError(REPLIES.authInvalid) };
+    return { error: serverError(smtpReply('AUTH_INVALID')) };
   }
 
   private onData(
@@ -183,12 +188,12 @@ export class SmtpListeners {
     const relay = this.opts.relay;
     const chunks: Buffer[] = [];
     let bytes = 0;
-    let refused: SmtpReply | undefined = relay.overloaded() ? REPLIES.overloaded : undefined;
+    let refused: SmtpReply | undefined = relay.overloaded() ? smtpReply('OVERLOADED') : undefined;
     stream.on('data', (chunk: Buffer) => {
       if (refused || stream.sizeExceeded) return;
       bytes += chunk.length;
       chunks.push(chunk);
-      if (!relay.reserveBytes(chunk.length)) refused = REPLIES.overloaded;
+      if (!relay.reserveBytes(chunk.length)) refused = smtpReply('OVERLOADED');
     });
     const release = () => {
       relay.releaseBytes(bytes);
@@ -205,12 +210,13 @@ export class SmtpListeners {
       const finish = (r: SmtpReply) => {
         release();
         if (r.code < 300) cb(null, `${r.enhanced} ${r.text}`);
-        else cb(smtpError(r));
+        else cb(serverError(r));
         if (this.draining) setImmediate(() => this.closeSession(session));
       };
-      if (stream.sizeExceeded) return finish(messageTooBig(this.opts.context().config.smtp.maxMessageSize));
+      if (stream.sizeExceeded)
+        return finish(smtpReply('MESSAGE_TOO_BIG', this.opts.context().config.smtp.maxMessageSize));
       if (refused) return finish(refused);
-      if (!account) return finish(REPLIES.authRequired);
+      if (!account) return finish(smtpReply('AUTH_REQUIRED'));
       const env = session.envelope;
       const mailFrom = env.mailFrom ? env.mailFrom : undefined;
       const args = (mailFrom && (mailFrom.args as Record<string, string> | false)) || {};
@@ -221,7 +227,9 @@ export class SmtpListeners {
         smtputf8: 'SMTPUTF8' in args,
         body8bit: String(args.BODY ?? '').toUpperCase() === '8BITMIME',
       };
-      relay.send(account, envelope, chunks, newTransactionId()).then(finish, () => finish(REPLIES.internal));
+      relay
+        .send(account, envelope, chunks, newTransactionId())
+        .then(finish, () => finish(smtpReply('INTERNAL_ERROR')));
     });
   }
 
@@ -245,8 +253,7 @@ export class SmtpListeners {
   private closeSession(session: SMTPServerSession): void {
     for (const server of this.servers) {
       for (const conn of server.connections) {
-        if ((conn as any).id === session.id)
-          (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
+        if ((conn as any).id === session.id) sendReply(conn, smtpReply('SHUTTING_DOWN'));
       }
     }
   }
@@ -262,8 +269,7 @@ export class SmtpListeners {
     for (const server of this.servers) {
       for (const conn of server.connections) {
         const st = ((conn as any).session as Session | undefined)?.xo;
-        if (!st?.inTransaction)
-          (conn as any).send(421, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
+        if (!st?.inTransaction) sendReply(conn, smtpReply('SHUTTING_DOWN'));
       }
     }
     await Promise.all(closing);

@@ -13,6 +13,7 @@
 //    SPEC 3 and RFC 3207 say to offer AUTH only where it is allowed, so that line is dropped there.
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Socket } from 'node:net';
+import { smtpReply } from '../shared/replies.js';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 let installed = false;
@@ -74,7 +75,8 @@ export function installReplyPatch(): void {
   proto.send = function (this: ConnLike, code: number, data: unknown, context?: unknown) {
     corkForThisTurn(this, code);
     if (code === 421 && data === 'Server shutting down') {
-      return original.call(this, code, '4.3.2 Service shutting down, try again later', false);
+      const r = smtpReply('SHUTTING_DOWN');
+      return original.call(this, r.code, `${r.enhanced} ${r.text}`, false);
     }
     if (typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false);
     if (code === 250 && Array.isArray(data) && authNeedsTls(this)) {

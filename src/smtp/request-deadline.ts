@@ -14,6 +14,8 @@
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { smtpReply } from '../shared/replies.js';
+import type { SmtpReply } from '../shared/smtp-reply.js';
 
 export interface DeadlineSettings {
   idleTimeoutMs: number;
@@ -54,8 +56,8 @@ function phase(c: ConnLike): 'command' | 'data' | 'waiting' {
   return c._handlerPending ? 'waiting' : 'command';
 }
 
-/** The 421 text for a connection past its deadline at `t`, or undefined. */
-function overdue(c: ConnLike, t: number, s: DeadlineSettings): string | undefined {
+/** The reply for a connection past its deadline at `t`, or undefined. */
+function overdue(c: ConnLike, t: number, s: DeadlineSettings): SmtpReply | undefined {
   const p = phase(c);
   if (p === 'waiting' || c.__xoRequestAt === undefined) {
     c.__xoRequestAt = t; // a reply just went out, or the connection's first sight (at most a second late)
@@ -71,12 +73,10 @@ function overdue(c: ConnLike, t: number, s: DeadlineSettings): string | undefine
     if (s.minDataRate <= 0) return undefined;
     const bytes = (c._dataStream && c._dataStream.byteLength) || 0;
     const limit = s.idleTimeoutMs + (bytes * 1000) / s.minDataRate;
-    return t - c.__xoRequestAt > limit ? '4.4.2 Error: timeout exceeded, message data too slow' : undefined;
+    return t - c.__xoRequestAt > limit ? smtpReply('DATA_TIMEOUT') : undefined;
   }
   c.__xoInData = false;
-  return t - c.__xoRequestAt > s.idleTimeoutMs
-    ? '4.4.2 Error: timeout exceeded, no complete command'
-    : undefined;
+  return t - c.__xoRequestAt > s.idleTimeoutMs ? smtpReply('COMMAND_TIMEOUT') : undefined;
 }
 
 /** Check the connections of `servers` every second; returns the stop function. */
@@ -104,10 +104,10 @@ export function enforceRequestDeadlines(
       if (!conns) continue;
       for (const c of conns) {
         if (c._closing || c._closed || c.__xoTimedOut) continue;
-        const text = overdue(c, t, s);
-        if (text) {
+        const r = overdue(c, t, s);
+        if (r) {
           c.__xoTimedOut = true;
-          c.send(421, text); // a 421 also closes
+          c.send(r.code, `${r.enhanced} ${r.text}`); // a 421 also closes
         }
       }
     }

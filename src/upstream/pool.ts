@@ -6,7 +6,7 @@ import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
 import { ConnectError, UpstreamConnection, oneLine } from './connection.js';
-import { upstreamErrors } from './errors.js';
+import { smtpError, smtpErrorCausedBy } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
 
 export interface PoolDeps {
@@ -101,7 +101,7 @@ export class AccountPool {
 
   async deliver(env: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
     if (this.rate && !this.rate.take(Date.now())) {
-      throw upstreamErrors.rateLimited(this.account.email, this.account.messagesPerMinute);
+      throw smtpError('RATE_LIMITED', this.account.email, this.account.messagesPerMinute);
     }
     let conn = await this.acquire(false);
     let retried = false;
@@ -123,7 +123,7 @@ export class AccountPool {
           continue;
         }
         this.log.warn({ reason: (err as Error).message }, 'upstream connection lost before the final reply');
-        throw upstreamErrors.connectionLost(err);
+        throw smtpErrorCausedBy(err, 'UPSTREAM_CONNECTION_LOST');
       }
       this.release(conn);
       if (result.kind === 'delivered') {
@@ -157,7 +157,7 @@ export class AccountPool {
     this.draining = true;
     this.killed = true;
     let w: Waiter | null;
-    while ((w = this.shiftWaiter()) !== null) w.reject(upstreamErrors.shuttingDown());
+    while ((w = this.shiftWaiter()) !== null) w.reject(smtpError('SHUTTING_DOWN'));
     for (const c of this.all) c.destroy();
     this.checkDrained();
   }
@@ -174,7 +174,7 @@ export class AccountPool {
   }
 
   private acquireNow(fresh: boolean): Promise<UpstreamConnection> | UpstreamConnection {
-    if (this.killed) throw upstreamErrors.shuttingDown();
+    if (this.killed) throw smtpError('SHUTTING_DOWN');
     if (!fresh) {
       const c = this.popIdle();
       if (c) return c;
@@ -304,7 +304,7 @@ export class AccountPool {
         if (w.settled) return;
         w.settled = true;
         this.waitingCount--;
-        reject(upstreamErrors.poolTimeout(this.account.email, this.account.acquireTimeoutMs));
+        reject(smtpError('POOL_TIMEOUT', this.account.email, this.account.acquireTimeoutMs));
         this.checkDrained();
       }, this.account.acquireTimeoutMs);
       this.waiters.push(w);
@@ -389,7 +389,7 @@ export class AccountPool {
     const a = this.account;
     const { host, port } = a.smtp;
     for (let attempt = 0; ; attempt++) {
-      if (this.killed) throw upstreamErrors.shuttingDown();
+      if (this.killed) throw smtpError('SHUTTING_DOWN');
       // token errors are already precise SmtpErrors (4.4.3, 4.7.0 re-authorization): pass them on
       const token = await this.deps.tokens.getToken(a.email);
       const c = new UpstreamConnection({
@@ -418,14 +418,14 @@ export class AccountPool {
           await c.quit();
           this.all.delete(c);
           if (attempt === 0) continue;
-          throw upstreamErrors.tokenRejected(a.email);
+          throw smtpError('UPSTREAM_AUTH_REJECTED', a.email);
         }
         if (out.kind === 'temporary') {
           this.connectError.inc();
-          failure = upstreamErrors.authTemporary(host, port, upstream);
+          failure = smtpError('UPSTREAM_AUTH_TEMPFAIL', host, port, upstream);
         } else {
           this.connectAuthFailed.inc();
-          failure = upstreamErrors.authFailed(a.email, upstream);
+          failure = smtpError('UPSTREAM_AUTH_FAILED', a.email, upstream);
         }
         this.log.warn({ upstream }, 'upstream refused authentication');
         await c.quit();
@@ -439,7 +439,7 @@ export class AccountPool {
             ? err.reason
             : `connection lost during AUTH (${(err as Error).message})`;
         this.log.warn({ host, port, reason }, 'upstream connection failed');
-        throw upstreamErrors.unreachable(host, port, reason, err);
+        throw smtpErrorCausedBy(err, 'UPSTREAM_UNREACHABLE', host, port, reason);
       }
       this.all.delete(c);
       throw failure;

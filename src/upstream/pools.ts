@@ -3,7 +3,7 @@
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { AccountPool } from './pool.js';
-import { upstreamErrors } from './errors.js';
+import { smtpError } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
 
 export type { UpstreamAccount, TokenSource, Envelope, DeliveryResult, PoolStats } from './types.js';
@@ -38,13 +38,13 @@ export class UpstreamPools {
   }
 
   async deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
-    if (this.closed) throw upstreamErrors.shuttingDown();
+    if (this.closed) throw smtpError('SHUTTING_DOWN');
     const pool = this.pools.get(email);
-    if (!pool) throw upstreamErrors.unknownAccount(email);
+    if (!pool) throw smtpError('UNKNOWN_ACCOUNT', email);
     // the addresses go into command lines verbatim: a line break would smuggle a command
-    if (LINE_BREAK.test(envelope.from)) throw upstreamErrors.badAddress(envelope.from);
+    if (LINE_BREAK.test(envelope.from)) throw smtpError('BAD_ADDRESS', envelope.from);
     for (let i = 0; i < envelope.to.length; i++) {
-      if (LINE_BREAK.test(envelope.to[i])) throw upstreamErrors.badAddress(envelope.to[i]);
+      if (LINE_BREAK.test(envelope.to[i])) throw smtpError('BAD_ADDRESS', envelope.to[i]);
     }
     return pool.deliver(envelope, message);
   }

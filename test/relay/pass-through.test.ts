@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { passThrough } from '../../src/relay/replies.js';
+import { passThrough } from '../../src/relay/pass-through.js';
 
 describe('passThrough', () => {
   it('keeps code and enhanced code, prefixes upstream:, joins multi-line text', () => {
