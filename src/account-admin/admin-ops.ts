@@ -3,7 +3,7 @@
 // call; the refresh inside the serialized chain so two calls cannot race on the same email).
 
 import type { AccountConfig } from '../config/types.js';
-import { adminFailure, type AdminResult } from './admin-result.js';
+import { adminFailure, type AdminResult } from '../shared/admin-result.js';
 import type { AccountsFileEditor, EditOptions } from './file-editor.js';
 
 /** Fields whose change makes an update re-verify the token (a password change does not). */

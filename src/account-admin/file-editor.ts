@@ -8,14 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import YAML, { isMap, isSeq, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
+import type { AccountValidation } from '../config/accounts.js';
 import type { AccountConfig } from '../config/types.js';
-import { adminFailure, type AdminIssue, type AdminResult } from './admin-result.js';
-
-export type AccountValidation =
-  { account: AccountConfig; warnings?: readonly (AdminIssue | string)[] } | { issues: readonly AdminIssue[] };
+import { adminFailure, type AdminResult } from '../shared/admin-result.js';
+import { formatIssue, type Issue } from '../shared/issue.js';
 
 export interface AccountsFileEditorOptions {
-  /** validate one raw account (e.g. config's `validateAccount(raw, providers)`) */
+  /** validate one raw account: config's `validateAccount(raw, providers)` (tests pass their own) */
   validate: (raw: unknown) => AccountValidation;
   /** make the running proxy use the new file (the same snapshot swap as SIGHUP); no-op offline */
   apply: () => Promise<void>;
@@ -45,7 +44,7 @@ export interface ImportOutcome {
   replaced: string[];
   /** already present and `replace` not set */
   skipped: string[];
-  invalid: { source: string; issues: AdminIssue[] }[];
+  invalid: { source: string; issues: Issue[] }[];
 }
 
 /** An accounts file held as a YAML document so a rewrite keeps comments and layout. */
@@ -126,10 +125,6 @@ function fileEntry(account: AccountConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(account)) if (v !== undefined) out[k] = v;
   return out;
-}
-
-function warningText(w: AdminIssue | string): string {
-  return typeof w === 'string' ? w : w.path ? `${w.path}: ${w.message}` : w.message;
 }
 
 export class AccountsFileEditor {
@@ -250,13 +245,13 @@ export class AccountsFileEditor {
     raw: unknown,
   ): { account: AccountConfig; warnings: string[] } | { issues: true; failure: AdminResult & { ok: false } } {
     const r = this.opts.validate(raw);
-    if ('issues' in r) {
+    if (!r.ok) {
       const issues = [...r.issues];
       const first = issues[0];
-      const error = first ? `invalid account: ${warningText(first)}` : 'invalid account';
+      const error = first ? `invalid account: ${formatIssue(first)}` : 'invalid account';
       return { issues: true, failure: adminFailure('invalid', error, issues) };
     }
-    return { account: r.account, warnings: (r.warnings ?? []).map(warningText) };
+    return { account: r.account, warnings: r.warnings.map(formatIssue) };
   }
 
   private async read(): Promise<AccountsDocument> {

@@ -7,6 +7,7 @@
 // `#` comment lines.
 
 import YAML from 'yaml';
+import type { Issue } from '../shared/issue.js';
 
 export type ImportFormat = 'json' | 'csv';
 
@@ -31,15 +32,11 @@ export interface NeededProvider {
   accounts: string[];
 }
 
-export interface ImportError {
-  source: string;
-  message: string;
-}
-
 export interface ImportParseResult {
   accounts: ImportedAccount[];
   providers: NeededProvider[];
-  errors: ImportError[];
+  /** `path` names the entry: `accounts[2] (a@example.com)`, `line 4`, `(file)` */
+  errors: Issue[];
   notes: string[];
 }
 
@@ -164,12 +161,12 @@ export function parsePythonProxyJson(text: string, opts: ImportParseOptions = {}
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    out.errors.push({ source: '(file)', message: `not valid JSON: ${(err as Error).message}` });
+    out.errors.push({ path: '(file)', message: `not valid JSON: ${(err as Error).message}` });
     return out;
   }
   const list = Array.isArray(doc) ? doc : (doc as { accounts?: unknown } | null)?.accounts;
   if (!Array.isArray(list)) {
-    out.errors.push({ source: '(file)', message: 'expected {"accounts": [...]} or a list of accounts' });
+    out.errors.push({ path: '(file)', message: 'expected {"accounts": [...]} or a list of accounts' });
     return out;
   }
   const collector = new ProviderCollector();
@@ -177,7 +174,7 @@ export function parsePythonProxyJson(text: string, opts: ImportParseOptions = {}
   list.forEach((entry, i) => {
     const source = `accounts[${i}]`;
     if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
-      out.errors.push({ source, message: 'expected an object' });
+      out.errors.push({ path: source, message: 'expected an object' });
       return;
     }
     const e: Record<string, unknown> = {};
@@ -190,7 +187,7 @@ export function parsePythonProxyJson(text: string, opts: ImportParseOptions = {}
     );
     if (missing.length) {
       out.errors.push({
-        source: email ? `${source} (${email})` : source,
+        path: email ? `${source} (${email})` : source,
         message: `missing ${missing.join(', ')}`,
       });
       return;
@@ -201,7 +198,7 @@ export function parsePythonProxyJson(text: string, opts: ImportParseOptions = {}
       base = p ? PROVIDER_MAP[p.toLowerCase()] : inferProvider(clientId!);
       if (!base) {
         out.errors.push({
-          source: `${source} (${email})`,
+          path: `${source} (${email})`,
           message: p
             ? `unknown provider "${p}" (expected gmail or outlook); use --provider`
             : 'no provider and cannot tell it from client_id; use --provider',
@@ -265,7 +262,7 @@ export function parseCsvAccounts(text: string, opts: ImportParseOptions = {}): I
     const [email, , refreshToken, clientId] = f;
     if (f.length < 4 || !email || !refreshToken || !clientId) {
       out.errors.push({
-        source,
+        path: source,
         message: 'expected email,account_id,refresh_token,client_id[,timestamp,hostname]',
       });
       return;
@@ -273,7 +270,7 @@ export function parseCsvAccounts(text: string, opts: ImportParseOptions = {}): I
     const provider = forced ?? inferProvider(clientId);
     if (!provider) {
       out.errors.push({
-        source: `${source} (${email})`,
+        path: `${source} (${email})`,
         message: `cannot tell the provider from client_id "${clientId}" (not *.apps.googleusercontent.com nor a GUID); use --provider`,
       });
       return;

@@ -1,40 +1,14 @@
-// Client passwords are stored as PHC-style scrypt strings:
-//   $scrypt$ln=14,r=8,p=1$<salt, base64 without padding>$<key, base64 without padding>
-// scrypt runs on the libuv thread pool (async) so verification never blocks the event loop.
+// Client passwords: scrypt hashes in the format of config/password-hash.ts. scrypt runs on the
+// libuv thread pool (async) so verification never blocks the event loop.
 
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { formatPasswordHash, parsePasswordHash } from '../config/password-hash.js';
 
 const LN = 14; // N = 2^14: ~16 MiB and tens of ms per hash; the OWASP baseline for scrypt
 const R = 8;
 const P = 1;
 const SALT_BYTES = 16;
 const KEY_BYTES = 32;
-
-export interface ScryptParams {
-  ln: number;
-  r: number;
-  p: number;
-  salt: Buffer;
-  hash: Buffer;
-}
-
-const PHC = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
-
-/** Parse and bound-check a hash; undefined when malformed (bounds stop a hostile value costing GiBs). */
-export function parsePasswordHash(phc: string): ScryptParams | undefined {
-  const m = PHC.exec(phc);
-  if (!m) return undefined;
-  const [ln, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  if (ln < 1 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16) return undefined;
-  const salt = Buffer.from(m[4]!, 'base64');
-  const hash = Buffer.from(m[5]!, 'base64');
-  if (salt.length < 8 || hash.length < 16 || hash.length > 64) return undefined;
-  return { ln, r, p, salt, hash };
-}
-
-function b64(buf: Buffer): string {
-  return buf.toString('base64').replace(/=+$/, '');
-}
 
 /**
  * At most this many KDFs run at once: each takes 16 MiB and a libuv pool thread, so an AUTH storm
@@ -70,8 +44,8 @@ async function derive(
 
 export async function hashPassword(pw: string): Promise<string> {
   const salt = randomBytes(SALT_BYTES);
-  const key = await derive(pw, salt, KEY_BYTES, LN, R, P);
-  return `$scrypt$ln=${LN},r=${R},p=${P}$${b64(salt)}$${b64(key)}`;
+  const hash = await derive(pw, salt, KEY_BYTES, LN, R, P);
+  return formatPasswordHash({ ln: LN, r: R, p: P, salt, hash });
 }
 
 /** true only when `pw` matches; false for a wrong password or a malformed hash (never throws). */
@@ -91,4 +65,10 @@ export async function verifyPassword(pw: string, phc: string): Promise<boolean> 
  * A random salt and random key with the default parameters: a well-formed hash of no known
  * password, built without running scrypt, so importing this module costs nothing.
  */
-export const DUMMY_PASSWORD_HASH = `$scrypt$ln=${LN},r=${R},p=${P}$${b64(randomBytes(SALT_BYTES))}$${b64(randomBytes(KEY_BYTES))}`;
+export const DUMMY_PASSWORD_HASH = formatPasswordHash({
+  ln: LN,
+  r: R,
+  p: P,
+  salt: randomBytes(SALT_BYTES),
+  hash: randomBytes(KEY_BYTES),
+});

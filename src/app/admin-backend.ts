@@ -9,7 +9,7 @@ import {
 } from '../http/server.js';
 import { AccountsFileEditor } from '../account-admin/file-editor.js';
 import { accountAdminOps, type AccountAdminOps } from '../account-admin/admin-ops.js';
-import { adminFailure, type AdminResult } from '../account-admin/admin-result.js';
+import { adminFailure, type AdminResult } from '../shared/admin-result.js';
 import { TokenClient } from '../oauth/token-client.js';
 import type { Proxy } from './proxy.js';
 
@@ -63,10 +63,7 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
     if (!file) return undefined;
     if (ops?.file !== file) {
       const editor = new AccountsFileEditor(file, {
-        validate: (raw) => {
-          const v = validateAccount(raw, proxy.config.providers);
-          return v.ok ? { account: v.account, warnings: v.warnings } : { issues: v.issues };
-        },
+        validate: (raw) => validateAccount(raw, proxy.config.providers),
         apply: async () => {
           const r = await proxy.reload('admin API');
           if (!r.ok) throw new Error(r.error);

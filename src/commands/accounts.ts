@@ -7,9 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
+import type { AccountValidation } from '../config/accounts.js';
 import type { AccountConfig } from '../config/types.js';
-import type { AdminIssue } from '../account-admin/admin-result.js';
-import { AccountsFileEditor, type AccountValidation } from '../account-admin/file-editor.js';
+import { formatIssue } from '../shared/issue.js';
+import { AccountsFileEditor } from '../account-admin/file-editor.js';
 import {
   detectFormat,
   normalizeProviderName,
@@ -53,7 +54,7 @@ export async function loadAccountsContext(
     if (err instanceof cfg.ConfigError) {
       throw new Error(
         `${configFile}: invalid configuration (fix it first, e.g. with \`xoauth2-proxy check -c ${configFile}\`):\n` +
-          err.issues.map((i) => `  ${cfg.formatIssue(i)}`).join('\n'),
+          err.issues.map((i) => `  ${formatIssue(i)}`).join('\n'),
       );
     }
     throw err;
@@ -70,10 +71,7 @@ export async function loadAccountsContext(
     accountsFile: config.accountsFile,
     providers,
     accounts: config.accounts,
-    validate: (raw) => {
-      const r = cfg.validateAccount(raw, config.providers);
-      return r.ok ? { account: r.account, warnings: r.warnings } : { issues: r.issues };
-    },
+    validate: (raw) => cfg.validateAccount(raw, config.providers),
   };
 }
 
@@ -103,8 +101,6 @@ async function createMissingAccountsFile(configFile: string): Promise<void> {
 
 const editorFor = (ctx: AccountsContext) =>
   new AccountsFileEditor(ctx.accountsFile, { validate: ctx.validate, apply: async () => {} });
-
-const issueText = (i: AdminIssue) => (i.path ? `${i.path}: ${i.message}` : i.message);
 
 const APPLY_HINT = 'a running proxy applies it on its own (the accounts file is watched) or on SIGHUP';
 
@@ -162,7 +158,7 @@ export async function runAdd(ctx: AccountsContext, fields: AddFields, out: Out, 
   const r = await editorFor(ctx).add(raw);
   if (!r.ok) {
     err.write(`${r.error}\n`);
-    for (const i of r.issues ?? []) err.write(`  ${issueText(i)}\n`);
+    for (const i of r.issues ?? []) err.write(`  ${formatIssue(i)}\n`);
     return 1;
   }
   out.write(`added ${fields.email.toLowerCase()} to ${ctx.accountsFile}; ${APPLY_HINT}\n`);
@@ -190,7 +186,7 @@ export async function runSetPassword(
   const r = await editorFor(ctx).update(email, { passwordHash, password: null });
   if (!r.ok) {
     err.write(`${r.error}\n`);
-    for (const i of r.issues ?? []) err.write(`  ${issueText(i)}\n`);
+    for (const i of r.issues ?? []) err.write(`  ${formatIssue(i)}\n`);
     return 1;
   }
   out.write(`password of ${email.toLowerCase()} set; ${APPLY_HINT}\n`);
@@ -218,7 +214,7 @@ export async function runImport(
   }
   const format = opts.format ?? detectFormat(fileName, text);
   const parsed = parseImport(text, format, opts.provider ? { provider: opts.provider } : {});
-  for (const e of parsed.errors) err.write(`${fileName}: ${e.source}: ${e.message}\n`);
+  for (const e of parsed.errors) err.write(`${fileName}: ${formatIssue(e)}\n`);
 
   // Accounts that need a provider the config does not define yet are held back: written now they
   // would make the config invalid (and a running proxy would refuse the reload).
@@ -236,7 +232,7 @@ export async function runImport(
   for (const e of r.skipped)
     out.write(`skipped ${e}: already in ${path.basename(ctx.accountsFile)} (--replace overwrites)\n`);
   for (const inv of r.invalid) {
-    err.write(`${inv.source}: not imported: ${inv.issues.map(issueText).join('; ')}\n`);
+    err.write(`${inv.source}: not imported: ${inv.issues.map(formatIssue).join('; ')}\n`);
   }
   for (const n of parsed.notes) out.write(`note: ${n}\n`);
   if (missing.length) {

@@ -3,7 +3,8 @@
 
 import type { Command } from 'commander';
 import { hashPassword } from '../accounts/password.js';
-import { ConfigError, formatIssue } from '../config/errors.js';
+import { ConfigError } from '../config/errors.js';
+import { formatIssue } from '../shared/issue.js';
 import { loadConfig } from '../config/load.js';
 import { summarizeConfig } from '../config/summary.js';
 

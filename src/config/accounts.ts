@@ -1,7 +1,8 @@
 // Account validation, shared by the loader, the admin API and the offline `accounts` commands.
 
 import path from 'node:path';
-import { ConfigError, describeValue, joinPath, type ConfigIssue } from './errors.js';
+import type { Issue } from '../shared/issue.js';
+import { ConfigError, describeValue, joinPath } from './errors.js';
 import { DocumentError, readDocument } from './files.js';
 import { interpolateEnv, unsetWarning } from './interpolate.js';
 import { BUILTIN_PROVIDERS, PROVIDER_ALIASES } from './providers.js';
@@ -12,7 +13,7 @@ import type { AccountConfig, ProviderConfig } from './types.js';
 export type ProviderNames = Readonly<Record<string, ProviderConfig>> | readonly string[];
 
 export type AccountValidation =
-  { ok: true; account: AccountConfig; warnings: ConfigIssue[] } | { ok: false; issues: ConfigIssue[] };
+  { ok: true; account: AccountConfig; warnings: Issue[] } | { ok: false; issues: Issue[] };
 
 function providerNames(providers: ProviderNames): readonly string[] {
   return Array.isArray(providers) ? providers : Object.keys(providers);
@@ -63,7 +64,7 @@ export function validateAccount(raw: unknown, providers: ProviderNames): Account
   ] as const) {
     if (a[key] !== undefined) (account as unknown as Record<string, unknown>)[key] = a[key];
   }
-  const warnings: ConfigIssue[] = [];
+  const warnings: Issue[] = [];
   if (a.password !== undefined) {
     warnings.push({
       path: 'password',
@@ -93,9 +94,9 @@ export function validateAccountList(
   providers: ProviderNames,
   where: (i: number) => string,
   seen: Map<string, string> = new Map(),
-): { accounts: LocatedAccount[]; issues: ConfigIssue[]; warnings: string[] } {
+): { accounts: LocatedAccount[]; issues: Issue[]; warnings: string[] } {
   const accounts: LocatedAccount[] = [];
-  const issues: ConfigIssue[] = [];
+  const issues: Issue[] = [];
   const warnings: string[] = [];
   entries.forEach((raw, i) => {
     const at = where(i);
@@ -129,7 +130,7 @@ export function accountEntries(doc: unknown, label: string): { entries: unknown[
   if (doc === null || doc === undefined) return { entries: [], wrapped: false };
   if (Array.isArray(doc)) return { entries: doc, wrapped: false };
   if (typeof doc === 'object') {
-    const issues: ConfigIssue[] = [];
+    const issues: Issue[] = [];
     for (const key of Object.keys(doc)) {
       if (key !== 'accounts')
         issues.push({ path: `${label}: ${key}`, message: unknownKeyMessage(key, ['accounts']) });

@@ -1,20 +1,13 @@
 // Config errors carry every problem found, each named by its path in the user's file, so `check`
 // and the admin API can list them all at once instead of making the user fix them one by one.
-
-export type PathSegment = string | number;
-
-export interface ConfigIssue {
-  /** e.g. `accounts[3].provider`, `smtp.listen[0]`, `accounts.yaml: accounts[2].email` */
-  path: string;
-  message: string;
-}
+import { formatIssue, type Issue } from '../shared/issue.js';
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
-  readonly issues: ConfigIssue[];
+  readonly issues: Issue[];
   /** warnings gathered before the errors were found (e.g. unset environment variables) */
   readonly warnings: string[];
-  constructor(issues: ConfigIssue[], warnings: string[] = []) {
+  constructor(issues: Issue[], warnings: string[] = []) {
     super(
       issues.length === 1
         ? `invalid configuration: ${formatIssue(issues[0]!)}`
@@ -24,10 +17,6 @@ export class ConfigError extends Error {
     this.issues = issues;
     this.warnings = warnings;
   }
-}
-
-export function formatIssue(issue: ConfigIssue): string {
-  return issue.path ? `${issue.path}: ${issue.message}` : issue.message;
 }
 
 const IDENT = /^[A-Za-z_$][\w$-]*$/;

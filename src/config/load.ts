@@ -3,7 +3,7 @@
 
 import path from 'node:path';
 import { accountEntries, validateAccountList, type LocatedAccount } from './accounts.js';
-import { ConfigError, describeValue, formatPath, type ConfigIssue } from './errors.js';
+import { ConfigError, describeValue, formatPath } from './errors.js';
 import { DocumentError, displayPath, readDocument, readPem, resolvePath } from './files.js';
 import { deepFreeze } from './freeze.js';
 import { interpolateEnv, unsetWarning } from './interpolate.js';
@@ -29,9 +29,10 @@ import {
   type ProviderInput,
 } from './schema.js';
 import type { Config, ProviderConfig } from './types.js';
+import type { Issue } from '../shared/issue.js';
 import { isLoopback, formatHostPort } from '../shared/net.js';
 
-export { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
+export { ConfigError } from './errors.js';
 export {
   validateAccount,
   loadAccountsFile,
@@ -69,12 +70,12 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
 
 const PROVIDER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-type Parsed<T> = { ok: true; value: T } | { ok: false; issues: ConfigIssue[] };
+type Parsed<T> = { ok: true; value: T } | { ok: false; issues: Issue[] };
 
 export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<LoadResult> {
   const env = opts.env ?? process.env;
   const baseDir = path.resolve(opts.baseDir);
-  const issues: ConfigIssue[] = [];
+  const issues: Issue[] = [];
   const warnings: string[] = [];
   const issue = (p: string, message: string) => issues.push({ path: p, message });
   const take = <T>(r: Parsed<T>): T | undefined => {
@@ -231,7 +232,7 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
  */
 function resolveProviders(
   raw: unknown,
-  issues: ConfigIssue[],
+  issues: Issue[],
   warnings: string[],
 ): {
   providers: Record<string, ProviderConfig>;
@@ -279,7 +280,7 @@ function resolveProviders(
   return { providers, caFiles, knownNames };
 }
 
-function mergeProvider(name: string, p: ProviderInput, issues: ConfigIssue[]): ProviderConfig | undefined {
+function mergeProvider(name: string, p: ProviderInput, issues: Issue[]): ProviderConfig | undefined {
   const base = isBuiltinProvider(name) ? BUILTIN_PROVIDERS[name] : undefined;
   const smtp: Partial<NonNullable<ProviderInput['smtp']>> = p.smtp ?? {};
   if (!base) {

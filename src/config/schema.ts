@@ -58,10 +58,11 @@
 import net from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
-import { parsePasswordHash } from '../accounts/password.js';
+import type { Issue } from '../shared/issue.js';
 import { parseHostPort } from '../shared/net.js';
 import { DURATION_HINT, parseDuration } from './duration.js';
-import { describeValue, formatPath, type ConfigIssue } from './errors.js';
+import { describeValue, formatPath } from './errors.js';
+import { parsePasswordHash } from './password-hash.js';
 import { didYouMean } from './suggest.js';
 import type { HostPort, Security } from './types.js';
 
@@ -267,9 +268,9 @@ export function unknownKeyMessage(key: string, allowed: readonly string[]): stri
     : `unknown key "${key}" (expected one of: ${allowed.join(', ')})`;
 }
 
-/** Zod issues -> ConfigIssues with paths relative to `prefix`. */
-export function zodIssues(issues: readonly z.core.$ZodIssue[], prefix: PropertyKey[] = []): ConfigIssue[] {
-  const out: ConfigIssue[] = [];
+/** Zod issues -> Issues with paths relative to `prefix`. */
+export function zodIssues(issues: readonly z.core.$ZodIssue[], prefix: PropertyKey[] = []): Issue[] {
+  const out: Issue[] = [];
   for (const iss of issues) {
     const path = [...prefix, ...iss.path];
     if (iss.code === 'unrecognized_keys' && iss.message.startsWith(UNKNOWN_KEYS_TAG)) {
@@ -293,7 +294,7 @@ export function parseWith<S extends z.ZodType>(
   schema: S,
   value: unknown,
   prefix: PropertyKey[] = [],
-): { ok: true; value: z.output<S> } | { ok: false; issues: ConfigIssue[] } {
+): { ok: true; value: z.output<S> } | { ok: false; issues: Issue[] } {
   const r = schema.safeParse(value, { reportInput: true });
   return r.success ? { ok: true, value: r.data } : { ok: false, issues: zodIssues(r.error.issues, prefix) };
 }

@@ -1,15 +1,7 @@
-// What the HTTP server needs from the running proxy. The proxy implements it; tests use fakes.
-import type { AdminResult } from '../account-admin/admin-result.js';
+// What the HTTP server needs from the running proxy. app/admin-backend.ts implements it over the
+// Proxy; tests use fakes.
+import type { AdminResult } from '../shared/admin-result.js';
 import type { LiveSnapshot } from '../metrics/live.js';
-
-export type {
-  AdminResult,
-  AdminFailure,
-  AdminSuccess,
-  AdminIssue,
-  AdminFailureCode,
-} from '../account-admin/admin-result.js';
-export type { LiveSnapshot } from '../metrics/live.js';
 
 /**
  * `ok` | `refreshing` | `needs_reauth` (refresh token revoked: invalid_grant) | `limited` (rate

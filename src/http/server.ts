@@ -4,16 +4,26 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { HostPort } from '../config/types.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { AdminFailureCode, AdminResult } from '../shared/admin-result.js';
 import type { Logger } from '../shared/log.js';
-import { ADMIN_STATUS, type AdminResult } from '../account-admin/admin-result.js';
+import type { HostPort } from '../shared/net.js';
 import type { AdminBackend } from './backend.js';
 import { renderStatusPage, renderTokenForm, renderAdminDisabledPage } from './status-page.js';
 
 export * from './backend.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
+
+/** The HTTP status of each admin failure. */
+const ADMIN_STATUS: Readonly<Record<AdminFailureCode, number>> = {
+  invalid: 400,
+  duplicate: 409,
+  not_found: 404,
+  verify_failed: 422,
+  no_accounts_file: 409,
+  failed: 500,
+};
 
 export interface HttpServerOptions {
   listen: HostPort;

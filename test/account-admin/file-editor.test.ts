@@ -3,11 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AccountsFileEditor,
-  writeFileAtomic,
-  type AccountValidation,
-} from '../../src/account-admin/file-editor.js';
+import { AccountsFileEditor, writeFileAtomic } from '../../src/account-admin/file-editor.js';
+import type { AccountValidation } from '../../src/config/accounts.js';
 import type { AccountConfig } from '../../src/config/types.js';
 
 // A small validator of our own, so these tests do not depend on the config module's progress.
@@ -19,9 +16,9 @@ function validate(raw: unknown): AccountValidation {
   if (r?.provider !== 'google' && r?.provider !== 'microsoft')
     issues.push({ path: 'provider', message: `unknown provider "${String(r?.provider)}"` });
   if (typeof r?.refreshToken !== 'string') issues.push({ path: 'refreshToken', message: 'required' });
-  if (issues.length) return { issues };
+  if (issues.length) return { ok: false, issues };
   const account = { ...r, email: (r.email as string).toLowerCase(), clientId: String(r.clientId ?? 'cid') };
-  return { account: account as unknown as AccountConfig };
+  return { ok: true, account: account as unknown as AccountConfig, warnings: [] };
 }
 
 const acct = (email: string, extra: Record<string, unknown> = {}) => ({

@@ -85,8 +85,8 @@ describe('Python proxy JSON import', () => {
     });
     expect(out.providers).toEqual([]);
     expect(out.errors).toEqual([
-      { source: 'accounts[1] (y@example.com)', message: expect.stringMatching(/unknown provider "yahoo"/) },
-      { source: 'accounts[2] (z@example.com)', message: 'missing refresh_token' },
+      { path: 'accounts[1] (y@example.com)', message: expect.stringMatching(/unknown provider "yahoo"/) },
+      { path: 'accounts[2] (z@example.com)', message: 'missing refresh_token' },
     ]);
   });
 
@@ -138,11 +138,11 @@ describe('CSV import', () => {
     ]);
     expect(r.errors).toEqual([
       {
-        source: 'line 4 (b@x.io)',
+        path: 'line 4 (b@x.io)',
         message: expect.stringMatching(/cannot tell the provider from client_id "not-a-guid".*--provider/),
       },
       {
-        source: 'line 5',
+        path: 'line 5',
         message: expect.stringMatching(/expected email,account_id,refresh_token,client_id/),
       },
     ]);

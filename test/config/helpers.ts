@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from 'vitest';
-import { ConfigError, type ConfigIssue } from '../../src/config/errors.js';
+import { ConfigError } from '../../src/config/errors.js';
+import type { Issue } from '../../src/shared/issue.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -18,7 +19,7 @@ export async function tempDir(files: Record<string, string> = {}): Promise<strin
 }
 
 /** The issues of the ConfigError `p` rejects with (fails the test if it resolves). */
-export async function issuesOf(p: Promise<unknown>): Promise<ConfigIssue[]> {
+export async function issuesOf(p: Promise<unknown>): Promise<Issue[]> {
   try {
     await p;
   } catch (e) {

@@ -3,16 +3,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AccountsFileEditor, type AccountValidation } from '../../src/account-admin/file-editor.js';
+import { AccountsFileEditor } from '../../src/account-admin/file-editor.js';
 import { accountAdminOps } from '../../src/account-admin/admin-ops.js';
 import type { AccountView, AdminBackend } from '../../src/http/server.js';
 import { LiveStats } from '../../src/metrics/live.js';
+import type { AccountValidation } from '../../src/config/accounts.js';
 import type { AccountConfig } from '../../src/config/types.js';
 
 export function validate(raw: unknown): AccountValidation {
   const r = raw as Record<string, unknown> | null;
   if (!r || typeof r !== 'object' || Array.isArray(r))
-    return { issues: [{ path: '', message: 'expected an object' }] };
+    return { ok: false, issues: [{ path: '', message: 'expected an object' }] };
   const issues = [];
   if (typeof r.email !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(r.email))
     issues.push({ path: 'email', message: 'expected an email address' });
@@ -20,8 +21,9 @@ export function validate(raw: unknown): AccountValidation {
     issues.push({ path: 'provider', message: `unknown provider "${String(r.provider)}"` });
   if (typeof r.clientId !== 'string') issues.push({ path: 'clientId', message: 'required' });
   if (typeof r.refreshToken !== 'string') issues.push({ path: 'refreshToken', message: 'required' });
-  if (issues.length) return { issues };
-  return { account: { ...r, email: (r.email as string).toLowerCase() } as unknown as AccountConfig };
+  if (issues.length) return { ok: false, issues };
+  const account = { ...r, email: (r.email as string).toLowerCase() } as unknown as AccountConfig;
+  return { ok: true, account, warnings: [] };
 }
 
 export interface FakeBackend extends AdminBackend {

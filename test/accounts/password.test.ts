@@ -1,10 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DUMMY_PASSWORD_HASH,
-  hashPassword,
-  parsePasswordHash,
-  verifyPassword,
-} from '../../src/accounts/password.js';
+import { DUMMY_PASSWORD_HASH, hashPassword, verifyPassword } from '../../src/accounts/password.js';
+import { parsePasswordHash } from '../../src/config/password-hash.js';
 
 describe('password hashing', () => {
   it('produces a PHC scrypt string that verifies the right password only', async () => {

@@ -1,11 +1,6 @@
 // The outcome of an admin change (HTTP admin API, `accounts` CLI, accounts file editor). Failures
 // carry a stable `code`; the HTTP layer maps each code to one status.
-
-export interface AdminIssue {
-  /** relative to the account: `provider`, `email`, ... ('' = the account as a whole) */
-  path: string;
-  message: string;
-}
+import type { Issue } from './issue.js';
 
 export type AdminFailureCode =
   /** the account is invalid (400) */
@@ -25,7 +20,7 @@ export interface AdminFailure {
   ok: false;
   code: AdminFailureCode;
   error: string;
-  issues?: AdminIssue[];
+  issues?: Issue[];
 }
 
 export interface AdminSuccess {
@@ -37,15 +32,6 @@ export interface AdminSuccess {
 
 export type AdminResult = AdminSuccess | AdminFailure;
 
-export const ADMIN_STATUS: Readonly<Record<AdminFailureCode, number>> = {
-  invalid: 400,
-  duplicate: 409,
-  not_found: 404,
-  verify_failed: 422,
-  no_accounts_file: 409,
-  failed: 500,
-};
-
-export function adminFailure(code: AdminFailureCode, error: string, issues?: AdminIssue[]): AdminFailure {
+export function adminFailure(code: AdminFailureCode, error: string, issues?: Issue[]): AdminFailure {
   return issues ? { ok: false, code, error, issues } : { ok: false, code, error };
 }
