@@ -1,6 +1,7 @@
 // Wires the HTTP server (metrics, health, admin API, status page) to a running Proxy.
 import type { AccountConfig } from '../config/types.js';
 import { validateAccount } from '../config/accounts.js';
+import { tokenUrl } from '../config/providers.js';
 import {
   startHttpServer,
   type AccountView,
@@ -21,9 +22,8 @@ function oneShotRefresh(proxy: Proxy, client: TokenClient) {
   return async (account: AccountConfig): Promise<void> => {
     const provider = proxy.config.providers[account.provider];
     if (!provider) throw new Error(`unknown provider "${account.provider}"`);
-    const tenant = account.tenant ?? provider.tenant;
     await client.refresh({
-      tokenUrl: provider.tokenUrl.replaceAll('{tenant}', encodeURIComponent(tenant)),
+      tokenUrl: tokenUrl(provider, account.tenant),
       clientId: account.clientId,
       clientSecret: account.clientSecret,
       refreshToken: account.refreshToken,

@@ -75,6 +75,11 @@ export const PROVIDER_ALIASES: Readonly<Record<string, string>> = {
   azure: 'microsoft',
 };
 
+/** The provider's token endpoint for `tenant` (the provider's own when absent): `{tenant}` filled in. */
+export function tokenUrl(provider: ProviderConfig, tenant: string = provider.tenant): string {
+  return provider.tokenUrl.replaceAll('{tenant}', encodeURIComponent(tenant));
+}
+
 export function isBuiltinProvider(name: string): name is keyof typeof BUILTIN_PROVIDERS {
   return Object.hasOwn(BUILTIN_PROVIDERS, name);
 }

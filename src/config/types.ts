@@ -18,7 +18,7 @@ export interface UpstreamSmtpConfig {
 
 export interface ProviderConfig {
   name: string;
-  /** May contain `{tenant}`, replaced by the account's (or provider's) tenant. */
+  /** May contain `{tenant}`: use tokenUrl() of config/providers.ts for an account's endpoint. */
   tokenUrl: string;
   tenant: string;
   scope: string;

@@ -14,6 +14,7 @@
 //   to happen before it expires.
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { tokenUrl } from '../config/providers.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { StateStore } from '../state/store.js';
@@ -105,11 +106,6 @@ function credentialKey(a: TokenAccount): string {
     a.refreshToken,
   ];
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
-}
-
-function tokenUrlFor(a: TokenAccount): string {
-  const tenant = a.tenant ?? a.provider.tenant;
-  return a.provider.tokenUrl.replaceAll('{tenant}', encodeURIComponent(tenant));
 }
 
 function cached(value: string, expiresAt: number, lifetimeMs: number): CachedToken {
@@ -365,7 +361,7 @@ export class TokenManager {
     let res: RefreshResult;
     try {
       res = await this.client.refresh({
-        tokenUrl: tokenUrlFor(account),
+        tokenUrl: tokenUrl(account.provider, account.tenant),
         clientId: account.clientId,
         clientSecret: account.clientSecret,
         refreshToken: used,
