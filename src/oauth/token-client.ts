@@ -1,7 +1,8 @@
-// The OAuth2 refresh_token grant over HTTP (RFC 6749 section 6). One keep-alive undici Agent for all
+// The OAuth2 refresh_token grant over HTTP (RFC 6749 section 6), and the form POST + token response
+// parsing that the other grants (src/oauth/grants/) share. One keep-alive undici Agent for all
 // token endpoints; every request is bounded by one overall timeout (connect + headers + body).
 // Error texts carry only status codes, OAuth error codes and socket error codes: never a token,
-// secret, or response body.
+// secret, or response body. The server's error_description travels apart, in `oauth`.
 import { Agent, request } from 'undici';
 
 export interface RefreshRequest {
@@ -28,6 +29,27 @@ export interface RefreshResult {
  */
 export type GrantErrorKind = 'permanent' | 'transient';
 
+/** The OAuth error response body (RFC 6749 section 5.2), as far as it was printable. */
+export interface OAuthErrorDetails {
+  /** e.g. "invalid_grant", "authorization_pending" */
+  error: string;
+  /** `error_description`, control characters removed, at most 400 characters */
+  description?: string;
+  /** Microsoft's `error_codes` (the numbers of its AADSTS codes) */
+  errorCodes?: number[];
+}
+
+/** A successful access token response (RFC 6749 section 5.1). */
+export interface TokenResponse {
+  accessToken: string;
+  /** seconds, from `expires_in` (3600 when the server omits it, as RFC 6749 allows) */
+  expiresInSec: number;
+  refreshToken?: string;
+  /** the granted scope, when the server says it */
+  scope?: string;
+  tokenType?: string;
+}
+
 export class TokenGrantError extends Error {
   readonly code: 'TOKEN_GRANT_PERMANENT' | 'TOKEN_GRANT_TRANSIENT';
   constructor(
@@ -35,6 +57,8 @@ export class TokenGrantError extends Error {
     /** short, secret-free reason, e.g. "HTTP 503", "timeout after 5000ms", "invalid_grant" */
     readonly reason: string,
     readonly status?: number,
+    /** the server's error body, when it sent one */
+    readonly oauth?: OAuthErrorDetails,
   ) {
     super(reason);
     this.name = 'TokenGrantError';
@@ -50,6 +74,23 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 /** Keeps only a short, printable OAuth error code (servers' own texts may be long or odd). */
 function oauthErrorCode(v: unknown): string | undefined {
   return typeof v === 'string' && /^[\w.-]{1,64}$/.test(v) ? v : undefined;
+}
+
+/** The OAuth error body of a non-2xx answer, or undefined when it has no printable `error`. */
+export function oauthErrorDetails(json: Record<string, unknown> | undefined): OAuthErrorDetails | undefined {
+  const error = oauthErrorCode(json?.error);
+  if (!error) return undefined;
+  const rawDesc = json?.error_description;
+  // eslint-disable-next-line no-control-regex
+  const description = typeof rawDesc === 'string' ? rawDesc.replace(/[\x00-\x1f\x7f]+/g, ' ').trim() : '';
+  const codes = Array.isArray(json?.error_codes)
+    ? json.error_codes.filter((c): c is number => Number.isSafeInteger(c)).slice(0, 8)
+    : [];
+  return {
+    error,
+    ...(description ? { description: description.slice(0, 400) } : {}),
+    ...(codes.length ? { errorCodes: codes } : {}),
+  };
 }
 
 export class TokenClient {
@@ -74,12 +115,71 @@ export class TokenClient {
     });
     if (req.scope) form.set('scope', req.scope);
     if (req.clientSecret) form.set('client_secret', req.clientSecret);
+    const res = await this.requestToken(req.tokenUrl, form);
+    return {
+      accessToken: res.accessToken,
+      expiresInSec: res.expiresInSec,
+      ...(res.refreshToken !== undefined ? { refreshToken: res.refreshToken } : {}),
+    };
+  }
 
+  /**
+   * POSTs a token request and parses the access token response. Error answers throw a
+   * TokenGrantError that carries the server's OAuth error body (`oauth`).
+   */
+  async requestToken(tokenUrl: string, form: URLSearchParams): Promise<TokenResponse> {
+    const { status, json } = await this.postForm(tokenUrl, form);
+    if (status < 200 || status >= 300) {
+      const oauth = oauthErrorDetails(json);
+      const error = oauth?.error;
+      if ((status === 400 || status === 401) && error && PERMANENT_ERRORS.has(error)) {
+        throw new TokenGrantError('permanent', error, status, oauth);
+      }
+      throw new TokenGrantError(
+        'transient',
+        error ? `HTTP ${status} ${error}` : `HTTP ${status}`,
+        status,
+        oauth,
+      );
+    }
+    if (!json) throw new TokenGrantError('transient', 'invalid JSON in token response', status);
+    const accessToken = json.access_token;
+    if (typeof accessToken !== 'string' || accessToken === '') {
+      throw new TokenGrantError('transient', 'token response has no access_token', status);
+    }
+    const rawExpires = typeof json.expires_in === 'string' ? Number(json.expires_in) : json.expires_in;
+    const expiresInSec =
+      rawExpires === undefined ? 3600 : typeof rawExpires === 'number' && rawExpires > 0 ? rawExpires : NaN;
+    if (!Number.isFinite(expiresInSec)) {
+      throw new TokenGrantError('transient', 'token response has an invalid expires_in', status);
+    }
+    const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+    const refreshToken = str(json.refresh_token);
+    const scope = str(json.scope);
+    const tokenType = str(json.token_type);
+    return {
+      accessToken,
+      expiresInSec,
+      ...(refreshToken !== undefined ? { refreshToken } : {}),
+      ...(scope !== undefined ? { scope } : {}),
+      ...(tokenType !== undefined ? { tokenType } : {}),
+    };
+  }
+
+  /**
+   * POSTs a form (application/x-www-form-urlencoded) to an OAuth endpoint; returns the status and
+   * the body when it is a JSON object. Network failures and timeouts throw a transient
+   * TokenGrantError.
+   */
+  async postForm(
+    url: string,
+    form: URLSearchParams,
+  ): Promise<{ status: number; json?: Record<string, unknown> }> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     let status: number;
     let text: string;
     try {
-      const res = await request(req.tokenUrl, {
+      const res = await request(url, {
         method: 'POST',
         dispatcher: this.agent,
         signal,
@@ -98,31 +198,7 @@ export class TokenClient {
       if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
         json = parsed as Record<string, unknown>;
     } catch {}
-
-    if (status < 200 || status >= 300) {
-      const error = oauthErrorCode(json?.error);
-      if ((status === 400 || status === 401) && error && PERMANENT_ERRORS.has(error)) {
-        throw new TokenGrantError('permanent', error, status);
-      }
-      throw new TokenGrantError('transient', error ? `HTTP ${status} ${error}` : `HTTP ${status}`, status);
-    }
-    if (!json) throw new TokenGrantError('transient', 'invalid JSON in token response', status);
-    const accessToken = json.access_token;
-    if (typeof accessToken !== 'string' || accessToken === '') {
-      throw new TokenGrantError('transient', 'token response has no access_token', status);
-    }
-    const rawExpires = typeof json.expires_in === 'string' ? Number(json.expires_in) : json.expires_in;
-    const expiresInSec =
-      rawExpires === undefined ? 3600 : typeof rawExpires === 'number' && rawExpires > 0 ? rawExpires : NaN;
-    if (!Number.isFinite(expiresInSec)) {
-      throw new TokenGrantError('transient', 'token response has an invalid expires_in', status);
-    }
-    const rotated = json.refresh_token;
-    return {
-      accessToken,
-      expiresInSec,
-      ...(typeof rotated === 'string' && rotated !== '' ? { refreshToken: rotated } : {}),
-    };
+    return json ? { status, json } : { status };
   }
 
   private networkError(err: unknown, signal: AbortSignal): TokenGrantError {
