@@ -1,16 +1,18 @@
 // One message transaction: global budgets, then the upstream, then the honest reply.
 // The client reply is derived only from the upstream's verdict or a precise local failure;
-// `250` is returned only when the upstream answered 2xx after the body (DESIGN principle 10).
+// `250` is returned only when the upstream answered 2xx after the body (docs/design.md, principle 10).
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError, type SmtpReply } from '../shared/smtp-reply.js';
 import { smtpReply } from '../shared/replies.js';
 import { passThrough } from './pass-through.js';
+import { Reservation, type ByteBudget } from './reservation.js';
 import type { Account } from '../accounts/registry.js';
 
 // The upstream side's types are the contract between relay and pools: one definition of each.
 import type { DeliveryResult, Envelope } from '../upstream/types.js';
 export type { DeliveryResult, Envelope };
+export { Reservation };
 
 export interface Deliverer {
   deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult>;
@@ -41,10 +43,22 @@ export function newTransactionId(): string {
 }
 
 export class Relay {
-  /** the one count of messages being relayed (DESIGN principle 9); the gauge mirrors it */
+  /** the one count of messages being relayed (docs/design.md, principle 9); the gauge mirrors it */
   private inflight = 0;
+  /** bytes held by reservations, from DATA start to the reply; the gauge mirrors it */
   private inflightBytes = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly budget: ByteBudget = {
+    take: (n) => {
+      this.inflightBytes += n;
+      this.opts.metrics.inflightBytes.set(this.inflightBytes);
+      return this.inflightBytes <= this.opts.maxInflightBytes;
+    },
+    give: (n) => {
+      this.inflightBytes -= n;
+      this.opts.metrics.inflightBytes.set(this.inflightBytes);
+    },
+  };
 
   constructor(private opts: RelayOptions) {}
 
@@ -62,26 +76,33 @@ export class Relay {
     return this.inflight >= this.opts.maxInflightMessages || this.inflightBytes >= this.opts.maxInflightBytes;
   }
 
-  /** Account bytes as they arrive; false once the global byte budget is exceeded. */
-  reserveBytes(n: number): boolean {
-    this.inflightBytes += n;
-    this.opts.metrics.inflightBytes.set(this.inflightBytes);
-    return this.inflightBytes <= this.opts.maxInflightBytes;
+  /**
+   * The reservation for a message whose DATA starts now: the caller adds the bytes as they come
+   * and releases it if it gives the message up; send() releases it once the reply is known.
+   */
+  reserve(): Reservation {
+    return new Reservation(this.budget, this.overloaded());
   }
 
-  releaseBytes(n: number): void {
-    this.inflightBytes -= n;
-    this.opts.metrics.inflightBytes.set(this.inflightBytes);
-  }
-
-  /** Relay one message whose bytes were already reserved; resolves to the client's reply, never throws. */
+  /**
+   * Relay the message of `reservation` and release it; resolves to the client's reply, never
+   * throws. A reservation the budget refused gets `452 4.3.1` without being relayed or counted.
+   */
   async send(
     account: Account,
     envelope: Envelope,
-    message: readonly Buffer[],
+    reservation: Reservation,
     txid: string,
   ): Promise<SmtpReply> {
     const { metrics, log } = this.opts;
+    const message = reservation.beginSend();
+    if (!message) {
+      const refused = reservation.refused;
+      reservation.release();
+      if (refused) return smtpReply('OVERLOADED');
+      log.error({ txid, account: account.email }, 'a released message was handed to the relay');
+      return smtpReply('INTERNAL_ERROR');
+    }
     const provider = account.provider.name;
     const started = performance.now();
     this.inflight++;
@@ -104,6 +125,7 @@ export class Relay {
         out = smtpReply('INTERNAL_ERROR');
       }
     } finally {
+      reservation.endSend();
       this.inflight--;
       metrics.inflightMessages.dec();
       if (this.inflight === 0 && this.idleWaiters.length) {

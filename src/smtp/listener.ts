@@ -2,6 +2,7 @@
 // hand-off of each message (as Buffers) to the relay.
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { Config, HostPort } from '../config/types.js';
+import { normalizeEmail } from '../shared/email.js';
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { formatHostPort, isLoopback } from '../shared/net.js';
@@ -129,7 +130,7 @@ export class SmtpListeners {
           // removed by a reload since AUTH: it stops working at once
           if (!account) return cb(serverError(smtpReply('AUTH_REQUIRED')));
         } else if (ctx.trusted.has(session.remoteAddress)) {
-          account = ctx.registry.get(address.address);
+          account = ctx.registry.get(normalizeEmail(address.address));
           if (!account) return cb(serverError(smtpReply('SENDER_NOT_A_MAILBOX', address.address)));
         } else {
           return cb(serverError(smtpReply('AUTH_REQUIRED')));
@@ -160,7 +161,7 @@ export class SmtpListeners {
       metrics.authAttemptsTotal.inc({ result: 'throttled' });
       return { error: serverError(smtpReply('AUTH_THROTTLED')) };
     }
-    const account = await this.opts.context().registry.authenticate(username, password);
+    const account = await this.opts.context().registry.authenticate(normalizeEmail(username), password);
     if (account) {
       this.throttle.recordSuccess(addr);
       metrics.authAttemptsTotal.inc({ result: 'success' });
@@ -186,36 +187,29 @@ export class SmtpListeners {
     const s = state(session);
     const account = s.account;
     const relay = this.opts.relay;
-    const chunks: Buffer[] = [];
-    let bytes = 0;
-    let refused: SmtpReply | undefined = relay.overloaded() ? smtpReply('OVERLOADED') : undefined;
+    const reservation = relay.reserve();
     stream.on('data', (chunk: Buffer) => {
-      if (refused || stream.sizeExceeded) return;
-      bytes += chunk.length;
-      chunks.push(chunk);
-      if (!relay.reserveBytes(chunk.length)) refused = smtpReply('OVERLOADED');
+      if (!stream.sizeExceeded) reservation.add(chunk);
     });
-    const release = () => {
-      relay.releaseBytes(bytes);
-      chunks.length = 0;
+    const giveUp = () => {
+      reservation.release();
       s.inTransaction = false;
     };
     // A client gone mid-DATA (or cut off by a deadline): smtp-server destroys the stream without
-    // 'end', so nothing is relayed and the bytes held for it go back to the budget here. After
-    // 'end' the message is the relay's until its reply (finish), whatever the stream does.
+    // 'end', so nothing is relayed and the reservation is released here. After 'end' the message
+    // is the relay's until its reply (finish), whatever the stream does.
     let ended = false;
-    stream.once('close', () => ended || release());
+    stream.once('close', () => ended || giveUp());
     stream.once('end', () => {
       ended = true;
       const finish = (r: SmtpReply) => {
-        release();
+        giveUp();
         if (r.code < 300) cb(null, `${r.enhanced} ${r.text}`);
         else cb(serverError(r));
         if (this.draining) setImmediate(() => this.closeSession(session));
       };
       if (stream.sizeExceeded)
         return finish(smtpReply('MESSAGE_TOO_BIG', this.opts.context().config.smtp.maxMessageSize));
-      if (refused) return finish(refused);
       if (!account) return finish(smtpReply('AUTH_REQUIRED'));
       const env = session.envelope;
       const mailFrom = env.mailFrom ? env.mailFrom : undefined;
@@ -223,12 +217,12 @@ export class SmtpListeners {
       const envelope = {
         from: mailFrom ? mailFrom.address : '',
         to: env.rcptTo.map((r) => r.address),
-        size: bytes,
+        size: reservation.bytes,
         smtputf8: 'SMTPUTF8' in args,
         body8bit: String(args.BODY ?? '').toUpperCase() === '8BITMIME',
       };
       relay
-        .send(account, envelope, chunks, newTransactionId())
+        .send(account, envelope, reservation, newTransactionId())
         .then(finish, () => finish(smtpReply('INTERNAL_ERROR')));
     });
   }
