@@ -1,7 +1,8 @@
 // One upstream SMTP connection: connect (+TLS), EHLO, STARTTLS, AUTH XOAUTH2, then pipelined
 // transactions. Replies are matched to requests FIFO; a request is "N replies expected" so a
 // pipelined MAIL+RCPT*+DATA costs one write and one promise. Socket close/error kill the connection
-// at once (no health-check round trips, DESIGN principle 2); the pool learns of it through onClose.
+// at once (no health-check round trips, docs/design.md, principle 2); the pool learns of it through
+// onClose. Where the connection stands is one field, `state`, which only the pool changes.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { UpstreamSmtpConfig } from '../config/types.js';
@@ -50,40 +51,47 @@ export class ConnectError extends Error {
   }
 }
 
-export type ConnectionState = 'connecting' | 'ready' | 'closing' | 'closed';
-/** Where the connection stands in its pool; owned and changed only by the pool. */
-export type PoolState = 'connecting' | 'idle' | 'busy' | 'closing' | 'gone';
+/**
+ * Where a connection stands; changed only by AccountPool.transition, which keeps the pool's counters.
+ * - connecting: being set up (token, connect, TLS, EHLO, AUTH); not yet usable
+ * - idle: authenticated, on the pool's idle stack
+ * - busy: carrying a transaction (or handed straight to the next waiter)
+ * - closing: QUIT sent (or the socket cut); its slot counts until the socket has closed
+ * - closed: the socket is gone; final
+ */
+export type ConnectionState = 'connecting' | 'idle' | 'busy' | 'closing' | 'closed';
 
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
 
 export class UpstreamConnection {
   state: ConnectionState = 'connecting';
-  poolState: PoolState = 'connecting';
   readonly createdAt = Date.now();
   /** transactions started on this connection (counts toward maxMessagesPerConnection) */
   messages = 0;
-  /** never reuse (421 seen, transaction aborted, protocol out of sync) */
-  retired = false;
   caps: Capabilities = emptyCaps();
   /** set by the pool */
   onClose: (() => void) | null = null;
   onIdleTimeout: (() => void) | null = null;
 
-  private socket!: net.Socket;
+  private socket: net.Socket | undefined;
   private readonly parser = new ReplyParser((r) => this.onReply(r));
   private phase = 'connect';
+  /** why this connection must not carry another transaction (broken, 421 seen, aborted, out of sync) */
   private failure: Error | null = null;
   private batch: SmtpReply[] | null = null;
   private want = 0;
   private resolveBatch: ((r: SmtpReply[]) => void) | null = null;
   private rejectBatch: ((e: Error) => void) | null = null;
-  private closeWaiters: (() => void)[] = [];
   private quitTimer: NodeJS.Timeout | null = null;
+  private markClosed!: () => void;
+  /** settles once the socket has closed */
+  private readonly closed = new Promise<void>((resolve) => (this.markClosed = resolve));
 
   constructor(private readonly opts: ConnectionOptions) {}
 
-  get alive(): boolean {
-    return this.failure === null && this.state !== 'closed' && this.state !== 'closing';
+  /** may carry another transaction: nothing has broken or spoiled it */
+  get reusable(): boolean {
+    return this.failure === null;
   }
 
   /** TCP (+TLS) connect, greeting, EHLO, STARTTLS + EHLO. Throws ConnectError. */
@@ -95,12 +103,12 @@ export class UpstreamConnection {
         smtp.security === 'tls'
           ? tls.connect({ ...base, ...this.tlsOptions() })
           : net.connect(base as net.NetConnectOpts);
+      this.socket = sock;
       this.attach(sock);
       sock.setNoDelay(true);
       sock.setKeepAlive(true, 30_000);
       sock.setTimeout(commandTimeoutMs);
       sock.on('data', this.onData);
-      this.socket = sock;
       const greeting = await this.expect('greeting');
       if (greeting.code !== 220) throw new ConnectError(`greeting was ${oneLine(greeting)}`);
       await this.ehlo();
@@ -114,7 +122,6 @@ export class UpstreamConnection {
         this.upgrade();
         await this.ehlo();
       }
-      this.state = 'ready';
     } catch (err) {
       this.destroy();
       throw err instanceof ConnectError ? err : new ConnectError(this.describe(err));
@@ -129,7 +136,7 @@ export class UpstreamConnection {
     if (r.code === 334) [r] = await this.request('\r\n', 1);
     if (r.code === 235) return { kind: 'ok' };
     if (r.code === 535) return { kind: 'token_rejected', reply: r };
-    if (r.code === 421) this.retired = true;
+    if (r.code === 421) this.spoil(`upstream closing the connection at AUTH: ${oneLine(r)}`);
     if (r.code >= 400 && r.code < 500) return { kind: 'temporary', reply: r };
     return { kind: 'failed', reply: r };
   }
@@ -196,7 +203,7 @@ export class UpstreamConnection {
       }
     }
     this.phase = 'end of data';
-    const sock = this.socket;
+    const sock = this.socket!;
     const done = this.request(null, 1);
     // cork: the stuffed slices leave in one writev instead of one syscall each
     sock.cork();
@@ -204,35 +211,34 @@ export class UpstreamConnection {
     sock.uncork();
     const [fin] = await done;
     if (fin.code < 300) return { kind: 'delivered', reply: fin };
-    if (fin.code === 421) this.retired = true;
+    if (fin.code === 421) this.spoil(`upstream closing the connection after the body: ${oneLine(fin)}`);
     return { kind: 'rejected', reply: fin, failedRecipients: [] };
   }
 
   /** Socket inactivity limit: commandTimeoutMs while busy, the idle limit while pooled (0 = none). */
   setTimeout(ms: number): void {
-    if (this.state !== 'closed') this.socket.setTimeout(ms);
+    if (this.socket && !this.socket.destroyed) this.socket.setTimeout(ms);
   }
 
-  /** QUIT politely (or just close when the peer is going away); resolves once the socket closed. */
+  /** QUIT politely (or just close when the connection is spoiled or mid-command); resolves once the socket closed. */
   quit(): Promise<void> {
-    if (this.state === 'closed') return Promise.resolve();
-    const closed = new Promise<void>((resolve) => this.closeWaiters.push(resolve));
-    if (this.state === 'closing') return closed;
-    if (!this.alive || this.retired || this.batch) {
-      this.destroy();
-      return closed;
+    const sock = this.socket;
+    if (!sock) return Promise.resolve(); // never connected
+    if (this.phase !== 'QUIT') {
+      if (this.failure || this.batch) {
+        this.destroy();
+      } else {
+        this.phase = 'QUIT';
+        sock.write('QUIT\r\n');
+        sock.end();
+        this.quitTimer = setTimeout(() => this.destroy(), this.opts.commandTimeoutMs);
+        this.quitTimer.unref();
+      }
     }
-    this.state = 'closing';
-    this.phase = 'QUIT';
-    this.socket.write('QUIT\r\n');
-    this.socket.end();
-    this.quitTimer = setTimeout(() => this.destroy(), this.opts.commandTimeoutMs);
-    this.quitTimer.unref();
-    return closed;
+    return this.closed;
   }
 
   destroy(): void {
-    if (this.state === 'closed') return;
     this.socket?.destroy();
   }
 
@@ -251,7 +257,7 @@ export class UpstreamConnection {
   }
 
   private upgrade(): void {
-    const raw = this.socket;
+    const raw = this.socket!;
     raw.removeListener('data', this.onData);
     raw.setTimeout(0);
     this.phase = 'TLS handshake';
@@ -291,28 +297,36 @@ export class UpstreamConnection {
       this.want = n;
       this.resolveBatch = resolve;
       this.rejectBatch = reject;
-      if (data !== null) this.socket.write(data);
+      if (data !== null) this.socket!.write(data);
     });
   }
 
   private async rset(): Promise<void> {
     try {
       const [r] = await this.request('RSET\r\n', 1);
-      if (r.code !== 250) this.retired = true;
+      if (r.code !== 250) this.spoil(`RSET refused: ${oneLine(r)}`);
     } catch {
       // the verdict we already have stands; this connection is just not reusable
-      this.retired = true;
+      this.spoil('RSET failed');
     }
   }
 
+  /** never reuse this connection; the transaction at hand keeps its verdict */
+  private spoil(reason: string): void {
+    this.fail(new ConnectionLostError(reason));
+  }
+
   private lost(r: SmtpReply): never {
-    this.retired = true;
+    const err = new ConnectionLostError(
+      `upstream closing the connection during ${this.phase}: ${oneLine(r)}`,
+    );
+    this.fail(err);
     this.destroy();
-    throw new ConnectionLostError(`upstream closing the connection during ${this.phase}: ${oneLine(r)}`);
+    throw err;
   }
 
   private abort(): void {
-    this.retired = true;
+    this.spoil(`transaction aborted during ${this.phase}`);
     this.destroy();
   }
 
@@ -338,8 +352,8 @@ export class UpstreamConnection {
     }
     // unsolicited: 221 after QUIT is expected; 421 means the server is dropping us; anything else
     // means the reply stream is out of step with our commands
-    if (this.state === 'closing') return;
-    this.retired = true;
+    if (this.phase === 'QUIT') return;
+    this.spoil(`unsolicited reply: ${oneLine(r)}`);
     if (r.code === 421) this.destroy();
   }
 
@@ -362,21 +376,20 @@ export class UpstreamConnection {
     if (this.batch || this.state === 'connecting') {
       this.fail(new TimeoutError(`no reply within ${this.opts.commandTimeoutMs} ms (${this.phase})`));
       this.destroy();
-    } else if (this.poolState === 'idle' && this.onIdleTimeout) {
+    } else if (this.state === 'idle' && this.onIdleTimeout) {
       this.onIdleTimeout();
     }
   };
 
+  // fires for the TLS socket and for its raw parent: everything here is idempotent
   private readonly onSocketClose = (): void => {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
     this.socket?.destroy(); // the TLS socket or its raw parent may still be half-open
     if (this.quitTimer) clearTimeout(this.quitTimer);
     this.fail(new ConnectionLostError(`connection closed by upstream during ${this.phase}`));
-    const waiters = this.closeWaiters;
-    this.closeWaiters = [];
-    for (const w of waiters) w();
-    this.onClose?.();
+    this.markClosed();
+    const onClose = this.onClose;
+    this.onClose = null;
+    onClose?.();
   };
 
   private describe(err: unknown): string {

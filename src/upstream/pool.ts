@@ -1,11 +1,13 @@
-// The connection pool of one account (DESIGN principle 4): an idle LIFO stack (warm connections stay
-// warm), a FIFO of waiters with deadlines, and counters. Acquire and release never scan: entries of
-// connections that died while idle, and waiters that timed out, are skipped lazily when reached.
-// Never more than maxConnections connections open, connecting or closing for the account.
+// The connection pool of one account (docs/design.md, principle 4): an idle LIFO stack (warm
+// connections stay warm), a FIFO of waiters with deadlines, and counters per connection state. Every
+// change of a connection's state goes through transition(), which keeps the counters and the gauges
+// right. Acquire and release never scan: entries of connections that died while idle, and waiters
+// that timed out, are skipped lazily when reached. Never more than maxConnections connections open,
+// connecting or closing for the account.
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
-import { ConnectError, UpstreamConnection, oneLine } from './connection.js';
+import { ConnectError, UpstreamConnection, oneLine, type ConnectionState } from './connection.js';
 import { smtpError, smtpErrorCausedBy } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
 
@@ -41,10 +43,13 @@ export class RateWindow {
 export class AccountPool {
   private readonly max: number;
   private idle: UpstreamConnection[] = [];
-  private idleCount = 0;
-  private busyCount = 0;
-  private connectingCount = 0;
-  private closingCount = 0;
+  /** connections per state (closed ones are gone); changed only by newConnection() and transition() */
+  private readonly count: Record<Exclude<ConnectionState, 'closed'>, number> = {
+    connecting: 0,
+    idle: 0,
+    busy: 0,
+    closing: 0,
+  };
   private waiters: (Waiter | undefined)[] = [];
   private waitHead = 0;
   private waitingCount = 0;
@@ -87,9 +92,9 @@ export class AccountPool {
 
   stats(): PoolStats {
     return {
-      idle: this.idleCount,
-      busy: this.busyCount,
-      connecting: this.connectingCount,
+      idle: this.count.idle,
+      busy: this.count.busy,
+      connecting: this.count.connecting,
       waiting: this.waitingCount,
     };
   }
@@ -139,11 +144,7 @@ export class AccountPool {
   drain(): void {
     this.draining = true;
     let c: UpstreamConnection | null;
-    while ((c = this.popIdle()) !== null) {
-      this.busyCount--;
-      this.busyGauge.dec();
-      this.closeConn(c);
-    }
+    while ((c = this.popIdle()) !== null) this.retire(c);
     this.checkDrained();
   }
 
@@ -176,16 +177,12 @@ export class AccountPool {
   private acquireNow(fresh: boolean): Promise<UpstreamConnection> | UpstreamConnection {
     if (this.killed) throw smtpError('SHUTTING_DOWN');
     if (!fresh) {
-      const c = this.popIdle();
+      const c = this.takeIdle();
       if (c) return c;
     } else if (this.total() >= this.max) {
       // a retry wants a new connection: give up an unproven idle one to free its slot
       const c = this.popIdle();
-      if (c) {
-        this.busyCount--;
-        this.busyGauge.dec();
-        this.closeConn(c);
-      }
+      if (c) this.retire(c);
     }
     // a replacement is already on its way: take it rather than open one more
     if (this.spareConnecting && !fresh) return this.enqueue();
@@ -193,22 +190,25 @@ export class AccountPool {
     return this.enqueue();
   }
 
-  /** LIFO pop, skipping entries whose connection died or aged out while idle; the result is busy */
+  /** LIFO pop of the newest idle connection (entries of ones that left the idle state are skipped); it stays idle */
   private popIdle(): UpstreamConnection | null {
     const stack = this.idle;
     while (stack.length > 0) {
       const c = stack.pop()!;
-      if (c.poolState !== 'idle') continue;
-      this.idleCount--;
-      this.idleGauge.dec();
-      this.toBusy(c);
-      if (!c.alive || c.retired || this.tooOld(c)) {
-        this.busyCount--;
-        this.busyGauge.dec();
-        this.closeConn(c);
-        continue;
+      if (c.state === 'idle') return c;
+    }
+    return null;
+  }
+
+  /** the newest idle connection that may carry another message, now busy; the spoiled or spent ones on the way retire */
+  private takeIdle(): UpstreamConnection | null {
+    let c: UpstreamConnection | null;
+    while ((c = this.popIdle()) !== null) {
+      if (c.reusable && !this.tooOld(c)) {
+        this.transition(c, 'busy');
+        return c;
       }
-      return c;
+      this.retire(c);
     }
     return null;
   }
@@ -217,11 +217,9 @@ export class AccountPool {
     const spent =
       (this.account.maxMessagesPerConnection > 0 && c.messages >= this.account.maxMessagesPerConnection) ||
       this.tooOld(c);
-    if (!c.alive || c.retired || spent || (this.draining && this.waitingCount === 0)) {
-      const healthy = spent && c.alive && !c.retired;
-      this.busyCount--;
-      this.busyGauge.dec();
-      this.closeConn(c);
+    if (!c.reusable || spent || (this.draining && this.waitingCount === 0)) {
+      const healthy = spent && c.reusable;
+      this.retire(c);
       if (healthy) this.replaceSpent();
       return;
     }
@@ -231,22 +229,37 @@ export class AccountPool {
       w.resolve(c);
       return;
     }
-    this.busyCount--;
-    this.busyGauge.dec();
-    c.poolState = 'idle';
-    this.idleCount++;
-    this.idleGauge.inc();
-    c.setTimeout(this.account.idleTimeoutMs > 0 ? this.account.idleTimeoutMs : 0);
-    this.idle.push(c);
-    // stale entries can pile up only when idle connections keep dying without a pop in between
-    if (this.idle.length > 2 * this.max + 16) this.idle = this.idle.filter((x) => x.poolState === 'idle');
+    this.transition(c, 'idle');
   }
 
-  private toBusy(c: UpstreamConnection): void {
-    c.poolState = 'busy';
-    this.busyCount++;
-    this.busyGauge.inc();
-    c.setTimeout(this.account.commandTimeoutMs);
+  /**
+   * The one place a connection changes state. It keeps the per-state counters and the idle/busy
+   * gauge right, puts an idle connection on the stack, sets the socket's inactivity limit for the
+   * new state, and gives a closed connection's slot on. Closed is final.
+   */
+  private transition(c: UpstreamConnection, to: ConnectionState): void {
+    const from = c.state;
+    if (from === to || from === 'closed') return;
+    c.state = to;
+    this.count[from]--;
+    if (from === 'idle') this.idleGauge.dec();
+    else if (from === 'busy') this.busyGauge.dec();
+    if (to === 'closed') {
+      this.all.delete(c);
+      this.slotFreed();
+      return;
+    }
+    this.count[to]++;
+    if (to === 'idle') {
+      this.idleGauge.inc();
+      c.setTimeout(this.account.idleTimeoutMs > 0 ? this.account.idleTimeoutMs : 0);
+      this.idle.push(c);
+      // stale entries can pile up only when idle connections keep dying without a pop in between
+      if (this.idle.length > 2 * this.max + 16) this.idle = this.idle.filter((x) => x.state === 'idle');
+    } else if (to === 'busy') {
+      this.busyGauge.inc();
+      c.setTimeout(this.account.commandTimeoutMs);
+    }
   }
 
   private tooOld(c: UpstreamConnection): boolean {
@@ -254,19 +267,14 @@ export class AccountPool {
   }
 
   private total(): number {
-    return this.idleCount + this.busyCount + this.connectingCount + this.closingCount;
+    const n = this.count;
+    return n.connecting + n.idle + n.busy + n.closing;
   }
 
   /** QUIT (or cut) a connection; its slot counts until the socket is closed */
-  private closeConn(c: UpstreamConnection): void {
-    c.poolState = 'closing';
-    this.closingCount++;
-    void c.quit().then(() => {
-      this.closingCount--;
-      c.poolState = 'gone';
-      this.all.delete(c);
-      this.slotFreed();
-    });
+  private retire(c: UpstreamConnection): void {
+    this.transition(c, 'closing');
+    void c.quit().then(() => this.transition(c, 'closed'));
   }
 
   /** a slot opened up: waiters that found no connection get a new one, in FIFO order */
@@ -281,20 +289,12 @@ export class AccountPool {
   }
 
   private onConnClose(c: UpstreamConnection): void {
-    // busy: release() sees it dead; closing: closeConn's quit() resolves; connecting: open() fails
-    if (c.poolState !== 'idle') return;
-    this.idleCount--;
-    this.idleGauge.dec();
-    c.poolState = 'gone';
-    this.all.delete(c);
-    this.slotFreed();
+    // busy: release() sees it spoiled; closing: retire()'s quit() settles; connecting: connectFor() fails
+    if (c.state === 'idle') this.transition(c, 'closed');
   }
 
   private onIdleTimeout(c: UpstreamConnection): void {
-    if (c.poolState !== 'idle') return;
-    this.idleCount--;
-    this.idleGauge.dec();
-    this.closeConn(c);
+    if (c.state === 'idle') this.retire(c);
   }
 
   private enqueue(): Promise<UpstreamConnection> {
@@ -352,7 +352,7 @@ export class AccountPool {
    * that wait was the proxy's p99: docs/performance.md).
    */
   private replaceSpent(): void {
-    if (this.spareConnecting || this.draining || this.killed || this.idleCount > 0 || this.waitingCount > 0)
+    if (this.spareConnecting || this.draining || this.killed || this.count.idle > 0 || this.waitingCount > 0)
       return;
     if (this.total() >= this.max) return;
     this.spareConnecting = true;
@@ -362,52 +362,34 @@ export class AccountPool {
         this.release(c);
       },
       () => {
-        // open() logged and counted it; the next message connects (and reports) on its own
+        // connectFor() logged and counted it; a message that waited for this spare connects on its own
         this.spareConnecting = false;
+        this.slotFreed();
       },
     );
   }
 
-  /** set up a connection for the caller that triggered it; it arrives busy */
+  /**
+   * Set up a connection for the caller that triggered it: token, connect + TLS + EHLO, AUTH XOAUTH2.
+   * It arrives busy. A rejected token is invalidated and replaced once, on a new connection.
+   */
   private async connectFor(): Promise<UpstreamConnection> {
-    this.connectingCount++;
-    let c: UpstreamConnection;
-    try {
-      c = await this.open();
-    } catch (err) {
-      this.connectingCount--;
-      this.slotFreed();
-      throw err;
-    }
-    this.connectingCount--;
-    this.toBusy(c);
-    return c;
-  }
-
-  /** connect + TLS + EHLO + AUTH XOAUTH2; a rejected token is invalidated and replaced once */
-  private async open(): Promise<UpstreamConnection> {
     const a = this.account;
     const { host, port } = a.smtp;
+    let c = this.newConnection();
     for (let attempt = 0; ; attempt++) {
-      if (this.killed) throw smtpError('SHUTTING_DOWN');
-      // token errors are already precise SmtpErrors (4.4.3, 4.7.0 re-authorization): pass them on
-      const token = await this.deps.tokens.getToken(a.email);
-      const c = new UpstreamConnection({
-        smtp: a.smtp,
-        ehloName: a.ehloName,
-        localAddress: a.sourceAddress,
-        commandTimeoutMs: a.commandTimeoutMs,
-      });
-      c.onClose = () => this.onConnClose(c);
-      c.onIdleTimeout = () => this.onIdleTimeout(c);
-      this.all.add(c);
       let failure: SmtpError;
       try {
+        if (this.killed) throw smtpError('SHUTTING_DOWN');
+        // token errors are already precise SmtpErrors (4.4.3, 4.7.0 re-authorization): pass them on
+        const token = await this.deps.tokens.getToken(a.email);
+        if (this.killed) throw smtpError('SHUTTING_DOWN');
         await c.connect();
         const out = await c.authenticate(a.email, token);
         if (out.kind === 'ok') {
           this.connectOk.inc();
           this.log.debug({ host, port }, 'upstream connection ready');
+          this.transition(c, 'busy');
           return c;
         }
         const upstream = oneLine(out.reply);
@@ -416,33 +398,57 @@ export class AccountPool {
           this.deps.tokens.invalidate(a.email, token);
           this.log.warn({ upstream, attempt }, 'upstream rejected the access token');
           await c.quit();
-          this.all.delete(c);
-          if (attempt === 0) continue;
-          throw smtpError('UPSTREAM_AUTH_REJECTED', a.email);
-        }
-        if (out.kind === 'temporary') {
-          this.connectError.inc();
-          failure = smtpError('UPSTREAM_AUTH_TEMPFAIL', host, port, upstream);
+          if (attempt === 0) {
+            // the next connection takes this one's slot before it is given up
+            const next = this.newConnection();
+            this.transition(c, 'closed');
+            c = next;
+            continue;
+          }
+          failure = smtpError('UPSTREAM_AUTH_REJECTED', a.email);
         } else {
-          this.connectAuthFailed.inc();
-          failure = smtpError('UPSTREAM_AUTH_FAILED', a.email, upstream);
+          if (out.kind === 'temporary') {
+            this.connectError.inc();
+            failure = smtpError('UPSTREAM_AUTH_TEMPFAIL', host, port, upstream);
+          } else {
+            this.connectAuthFailed.inc();
+            failure = smtpError('UPSTREAM_AUTH_FAILED', a.email, upstream);
+          }
+          this.log.warn({ upstream }, 'upstream refused authentication');
+          await c.quit();
         }
-        this.log.warn({ upstream }, 'upstream refused authentication');
-        await c.quit();
       } catch (err) {
         c.destroy();
-        this.all.delete(c);
-        if (err instanceof SmtpError) throw err;
-        this.connectError.inc();
-        const reason =
-          err instanceof ConnectError
-            ? err.reason
-            : `connection lost during AUTH (${(err as Error).message})`;
-        this.log.warn({ host, port, reason }, 'upstream connection failed');
-        throw smtpErrorCausedBy(err, 'UPSTREAM_UNREACHABLE', host, port, reason);
+        if (err instanceof SmtpError) {
+          failure = err;
+        } else {
+          this.connectError.inc();
+          const reason =
+            err instanceof ConnectError
+              ? err.reason
+              : `connection lost during AUTH (${(err as Error).message})`;
+          this.log.warn({ host, port, reason }, 'upstream connection failed');
+          failure = smtpErrorCausedBy(err, 'UPSTREAM_UNREACHABLE', host, port, reason);
+        }
       }
-      this.all.delete(c);
+      this.transition(c, 'closed');
       throw failure;
     }
+  }
+
+  /** a new connection, counted as connecting from now on */
+  private newConnection(): UpstreamConnection {
+    const a = this.account;
+    const c = new UpstreamConnection({
+      smtp: a.smtp,
+      ehloName: a.ehloName,
+      localAddress: a.sourceAddress,
+      commandTimeoutMs: a.commandTimeoutMs,
+    });
+    c.onClose = () => this.onConnClose(c);
+    c.onIdleTimeout = () => this.onIdleTimeout(c);
+    this.count.connecting++;
+    this.all.add(c);
+    return c;
   }
 }

@@ -134,6 +134,26 @@ describe('pool limits and order', () => {
     expect(fake.conns.map((c) => c.messages)).toEqual([2, 1]);
   });
 
+  it('a message that waited for a background replacement that failed connects on its own at once', async () => {
+    let auths = 0;
+    const { fake, pools } = await setup(
+      {
+        onCommand: (l) =>
+          l.startsWith('AUTH') && ++auths === 2
+            ? sleep(100).then(() => '454 4.7.0 Try again later')
+            : undefined,
+      },
+      { maxConnections: 2, maxMessagesPerConnection: 1, acquireTimeoutMs: 3000 },
+    );
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    // the replacement is on its way (its AUTH is slow and refused): the next message waits for it
+    await waitUntil(() => auths === 2);
+    const t0 = Date.now();
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(fake.conns).toHaveLength(3);
+  });
+
   it('closes idle connections after idleTimeoutMs with QUIT', async () => {
     const { fake, pools } = await setup({}, { idleTimeoutMs: 100 });
     await pools.deliver(USER, env(), msg());
