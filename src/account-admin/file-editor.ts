@@ -2,7 +2,8 @@
 // serialized (one promise chain: concurrent calls never lose an update), re-reads the file, keeps
 // its format (YAML with its comments, or JSON; a list or `{accounts: [...]}`), writes atomically
 // (temp file in the same directory, fsync, rename; the file's mode is kept minus world access, new files get 0600)
-// and then calls `apply()` so the running proxy picks the change up.
+// and then calls `apply()` so the running proxy picks the change up. The `email` arguments are
+// normalised by the caller (shared/email.ts), at the admin API or the command line.
 
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import YAML, { isMap, isSeq, type Document, type YAMLMap, type YAMLSeq } from 'y
 import type { AccountValidation } from '../config/accounts.js';
 import type { AccountConfig } from '../config/types.js';
 import { adminFailure, type AdminResult } from '../shared/admin-result.js';
+import { normalizeEmail } from '../shared/email.js';
 import { formatIssue, type Issue } from '../shared/issue.js';
 
 export interface AccountsFileEditorOptions {
@@ -86,12 +88,11 @@ class AccountsDocument {
     return this.seq.items.length;
   }
 
-  /** index of the entry whose email matches (case-insensitive), or -1 */
+  /** index of the entry for `email` (normalised; the file's entries may be written in any case), or -1 */
   indexOf(email: string): number {
-    const want = email.trim().toLowerCase();
     return this.seq.items.findIndex((item) => {
       const e = isMap(item) ? item.get('email') : undefined;
-      return typeof e === 'string' && e.trim().toLowerCase() === want;
+      return typeof e === 'string' && normalizeEmail(e) === email;
     });
   }
 
@@ -165,18 +166,15 @@ export class AccountsFileEditor {
       }
       const doc = await this.read();
       const i = doc.indexOf(email);
-      if (i < 0) return adminFailure('not_found', `no account "${email.toLowerCase()}"`);
+      if (i < 0) return adminFailure('not_found', `no account "${email}"`);
       const merged: Record<string, unknown> = { ...doc.entry(i) };
       for (const [k, val] of Object.entries(patch)) {
         if (val === null) delete merged[k];
         else merged[k] = val;
       }
-      if (
-        typeof merged.email !== 'string' ||
-        merged.email.trim().toLowerCase() !== email.trim().toLowerCase()
-      ) {
+      if (typeof merged.email !== 'string' || normalizeEmail(merged.email) !== email) {
         return adminFailure('invalid', 'email cannot be changed: delete the account and add a new one', [
-          { path: 'email', message: `must be "${email.toLowerCase()}" (the account being changed)` },
+          { path: 'email', message: `must be "${email}" (the account being changed)` },
         ]);
       }
       const v = this.validate(merged);
@@ -192,7 +190,7 @@ export class AccountsFileEditor {
     return this.serialize(async () => {
       const doc = await this.read();
       const i = doc.indexOf(email);
-      if (i < 0) return adminFailure('not_found', `no account "${email.toLowerCase()}"`);
+      if (i < 0) return adminFailure('not_found', `no account "${email}"`);
       doc.remove(i);
       return this.commit(doc, undefined, []);
     });

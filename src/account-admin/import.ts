@@ -7,6 +7,7 @@
 // `#` comment lines.
 
 import YAML from 'yaml';
+import { normalizeEmail } from '../shared/email.js';
 import type { Issue } from '../shared/issue.js';
 
 export type ImportFormat = 'json' | 'csv';
@@ -206,7 +207,7 @@ export function parsePythonProxyJson(text: string, opts: ImportParseOptions = {}
         return;
       }
     }
-    const account: RawAccount = { email: email!.toLowerCase(), provider: base, clientId: clientId! };
+    const account: RawAccount = { email: normalizeEmail(email!), provider: base, clientId: clientId! };
     const secret = str(e.client_secret);
     if (secret) account.clientSecret = secret;
     account.refreshToken = refreshToken!;
@@ -276,7 +277,10 @@ export function parseCsvAccounts(text: string, opts: ImportParseOptions = {}): I
       return;
     }
     if (provider === 'google') googleWithoutSecret++;
-    out.accounts.push({ source, account: { email: email.toLowerCase(), provider, clientId, refreshToken } });
+    out.accounts.push({
+      source,
+      account: { email: normalizeEmail(email), provider, clientId, refreshToken },
+    });
   });
   if (googleWithoutSecret) {
     out.notes.push(

@@ -1,4 +1,5 @@
-// The accounts of one config snapshot, by lower-cased email, with client password checks.
+// The accounts of one config snapshot, by email (normalised: shared/email.ts), with client password
+// checks.
 // A registry is immutable like the snapshot it was built from; reload builds a new one.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AccountConfig, Config, ProviderConfig } from '../config/types.js';
@@ -62,7 +63,7 @@ export class AccountRegistry {
   }
 
   get(email: string): Account | undefined {
-    return this.byEmail.get(email.toLowerCase());
+    return this.byEmail.get(email);
   }
 
   get size(): number {

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import YAML from 'yaml';
 import type { AccountValidation } from '../config/accounts.js';
 import type { AccountConfig } from '../config/types.js';
+import { normalizeEmail } from '../shared/email.js';
 import { formatIssue } from '../shared/issue.js';
 import { AccountsFileEditor } from '../account-admin/file-editor.js';
 import {
@@ -161,35 +162,37 @@ export async function runAdd(ctx: AccountsContext, fields: AddFields, out: Out, 
     for (const i of r.issues ?? []) err.write(`  ${formatIssue(i)}\n`);
     return 1;
   }
-  out.write(`added ${fields.email.toLowerCase()} to ${ctx.accountsFile}; ${APPLY_HINT}\n`);
+  out.write(`added ${normalizeEmail(fields.email)} to ${ctx.accountsFile}; ${APPLY_HINT}\n`);
   for (const w of r.warnings ?? []) out.write(`warning: ${w}\n`);
   return 0;
 }
 
-export async function runRemove(ctx: AccountsContext, email: string, out: Out, err: Out): Promise<number> {
+export async function runRemove(ctx: AccountsContext, arg: string, out: Out, err: Out): Promise<number> {
+  const email = normalizeEmail(arg);
   const r = await editorFor(ctx).remove(email);
   if (!r.ok) {
     err.write(`${r.error} in ${ctx.accountsFile}\n`);
     return 1;
   }
-  out.write(`removed ${email.toLowerCase()} from ${ctx.accountsFile}; ${APPLY_HINT}\n`);
+  out.write(`removed ${email} from ${ctx.accountsFile}; ${APPLY_HINT}\n`);
   return 0;
 }
 
 export async function runSetPassword(
   ctx: AccountsContext,
-  email: string,
+  arg: string,
   passwordHash: string,
   out: Out,
   err: Out,
 ): Promise<number> {
+  const email = normalizeEmail(arg);
   const r = await editorFor(ctx).update(email, { passwordHash, password: null });
   if (!r.ok) {
     err.write(`${r.error}\n`);
     for (const i of r.issues ?? []) err.write(`  ${formatIssue(i)}\n`);
     return 1;
   }
-  out.write(`password of ${email.toLowerCase()} set; ${APPLY_HINT}\n`);
+  out.write(`password of ${email} set; ${APPLY_HINT}\n`);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // Account validation, shared by the loader, the admin API and the offline `accounts` commands.
 
 import path from 'node:path';
+import { normalizeEmail } from '../shared/email.js';
 import type { Issue } from '../shared/issue.js';
 import { ConfigError, describeValue, joinPath } from './errors.js';
 import { DocumentError, readDocument } from './files.js';
@@ -106,7 +107,7 @@ export function validateAccountList(
     // Duplicates are checked even for otherwise invalid entries so one run reports everything.
     const rawEmail =
       raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>).email : undefined;
-    const email = typeof rawEmail === 'string' ? rawEmail.trim().toLowerCase() : '';
+    const email = typeof rawEmail === 'string' ? normalizeEmail(rawEmail) : '';
     if (email) {
       const first = seen.get(email);
       if (first !== undefined) {

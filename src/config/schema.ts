@@ -58,6 +58,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
+import { normalizeEmail } from '../shared/email.js';
 import type { Issue } from '../shared/issue.js';
 import { parseHostPort } from '../shared/net.js';
 import { DURATION_HINT, parseDuration } from './duration.js';
@@ -417,7 +418,7 @@ export const accountSchema = section({
     }
     const s = asString(v, bad, 'an email address')?.trim();
     if (s !== undefined && !EMAIL.test(s)) bad(`expected an email address, got ${describeValue(s)}`);
-    return (s ?? '').toLowerCase();
+    return normalizeEmail(s ?? '');
   }),
   provider: requiredString('a provider name'),
   clientId: requiredString(),

@@ -6,6 +6,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AdminFailureCode, AdminResult } from '../shared/admin-result.js';
+import { normalizeEmail } from '../shared/email.js';
 import type { Logger } from '../shared/log.js';
 import type { HostPort } from '../shared/net.js';
 import type { AdminBackend } from './backend.js';
@@ -143,12 +144,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     if (m) {
       let email: string;
       try {
-        email = decodeURIComponent(m[1]!).trim().toLowerCase();
+        email = normalizeEmail(decodeURIComponent(m[1]!));
       } catch {
         throw new HttpError(400, 'bad percent-encoding in the email');
       }
       if (isGet) {
-        const a = backend.listAccounts().find((x) => x.email.toLowerCase() === email);
+        const a = backend.listAccounts().find((x) => x.email === email);
         if (!a) throw new HttpError(404, `no account "${email}"`);
         return sendJson(res, 200, a);
       }

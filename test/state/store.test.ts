@@ -48,7 +48,7 @@ describe('state store', () => {
     const s = open(dir);
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(s.getAccessToken('a@x.com')).toBeUndefined();
-    s.putAccessToken('A@x.com', 'tok-1', 1234);
+    s.putAccessToken('a@x.com', 'tok-1', 1234);
     expect(s.getAccessToken('a@x.com')).toEqual({ token: 'tok-1', expiresAt: 1234 });
     s.setAccountState('a@x.com', 'needs_reauth', 'invalid_grant');
     expect(s.getAccountState('a@x.com')).toMatchObject({ state: 'needs_reauth', lastError: 'invalid_grant' });
