@@ -6,6 +6,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import YAML from 'yaml';
 import { freePort } from '../../src/tools/harness/ports.js';
+import { sleep } from './wait.js';
 
 /** The built tree the tests run: `dist/`, or another build's (`XO_DIST=dist-x`, for parallel work). */
 export const DIST = path.resolve(__dirname, '../..', process.env.XO_DIST ?? 'dist');
@@ -53,7 +54,10 @@ export async function startSim(args: string[] = [], withTls = false): Promise<Si
   const proc = track(child);
   const rl = readline.createInterface({ input: child.stdout! });
   const info = await new Promise<any>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('simulator did not start: ' + proc.output())), 15_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // not left running behind a failed start
+      reject(new Error('simulator did not start: ' + proc.output()));
+    }, 15_000);
     rl.on('line', (line) => {
       if (!line.startsWith('{')) return;
       try {
@@ -140,8 +144,11 @@ export async function runProxy(
       const r = await fetch(base + '/readyz');
       if (r.status === 200) break;
     } catch {}
-    if (Date.now() > deadline) throw new Error('proxy not ready: ' + proc.output());
-    await new Promise((r) => setTimeout(r, 100));
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL'); // not left running behind a failed start
+      throw new Error('proxy not ready: ' + proc.output());
+    }
+    await sleep(100);
   }
   return { ...proc, dir, configFile, smtpPort, httpPort, http: (p, init) => fetch(base + p, init) };
 }

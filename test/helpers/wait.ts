@@ -1,4 +1,7 @@
-// Small shared helpers of the integration tests: reading one Prometheus series, polling.
+// Waiting in tests: a plain sleep, and polls that fail naming what they waited for (a poll is what
+// holds on a loaded machine; a fixed sleep only guesses how long something takes).
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** `name{labels}` -> value, labels in any order; one series is picked by name and label values. */
 export function metricValue(
@@ -17,18 +20,37 @@ export function metricValue(
   return undefined;
 }
 
-/** Poll `f` until `ok` holds (or throw naming `what` after `ms`). */
+/** Poll `f` until `ok` holds and return that value, or throw naming `what` (and the last value) after `ms`. */
 export async function waitFor<T>(
   what: string,
   f: () => T | Promise<T>,
   ok: (v: T) => boolean,
   ms = 5000,
+  everyMs = 20,
 ): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await f();
     if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${describe(v)})`);
+    await sleep(everyMs);
+  }
+}
+
+/** Poll until `cond` holds, or throw naming `what` after `ms`. */
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  ms = 3000,
+  what = String(cond),
+): Promise<void> {
+  await waitFor(what, cond, (v) => v, ms, 10);
+}
+
+function describe(v: unknown): string {
+  try {
+    return JSON.stringify(v)?.slice(0, 200) ?? String(v);
+  } catch {
+    return String(v);
   }
 }

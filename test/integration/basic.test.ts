@@ -1,23 +1,28 @@
 // The whole path over real sockets: client -> proxy process -> simulator process.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hashPassword } from '../../src/accounts/password.js';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simAccount } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { useProcs } from '../helpers/use-procs.js';
+import { sleep } from '../helpers/wait.js';
+import { rawInData } from '../tools/sim/helpers.js';
 
 const PW = 'correct horse battery staple';
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
 
 describe('relay, google style, STARTTLS upstream', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   let cert: { cert: string; key: string };
 
   beforeAll(async () => {
-    sim = await startSim(['--style', 'google']);
+    sim = await procs.sim(['--style', 'google']);
     const sscert = await (
       await import('selfsigned')
     ).generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as any);
@@ -26,7 +31,7 @@ describe('relay, google style, STARTTLS upstream', () => {
     fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
     fs.writeFileSync(path.join(dir, 'key.pem'), cert.key);
     const hash = await hashPassword(PW);
-    proxy = await startProxy(
+    proxy = await procs.proxy(
       {
         smtp: {
           tls: { cert: './cert.pem', key: './key.pem' },
@@ -39,29 +44,10 @@ describe('relay, google style, STARTTLS upstream', () => {
             smtp: { host: '127.0.0.1', port: sim.smtpPort, security: 'starttls', ca: sim.caFile },
           }),
         },
-        accounts: [
-          {
-            email: ALICE,
-            provider: 'sim',
-            clientId: 'cid',
-            refreshToken: `simrt.${ALICE}.t`,
-            passwordHash: hash,
-          },
-          {
-            email: BOB,
-            provider: 'sim',
-            clientId: 'cid',
-            refreshToken: `simrt.${BOB}.t`,
-            passwordHash: hash,
-          },
-        ],
+        accounts: [simAccount(ALICE, { passwordHash: hash }), simAccount(BOB, { passwordHash: hash })],
       },
       { dir },
     );
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   async function client(opts: { starttls?: boolean; localAddress?: string } = {}) {
@@ -175,26 +161,12 @@ describe('relay, google style, STARTTLS upstream', () => {
   });
 
   it('a client that disconnects in the middle of its body: nothing reaches the upstream, the proxy carries on', async () => {
-    const net = await import('node:net');
     const id = `<cut-${Date.now()}@test>`;
-    const sock = net.connect(proxy.smtpPort, '127.0.0.1');
-    let seen = '';
-    sock.on('data', (d) => (seen += d.toString()));
-    const waitFor = async (re: RegExp) => {
-      for (let i = 0; i < 200 && !re.test(seen); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(seen).toMatch(re);
-    };
-    await waitFor(/^220 /m);
-    sock.write('EHLO cut.test\r\n');
-    await waitFor(/^250 /m);
-    sock.write(`AUTH PLAIN ${Buffer.from(`\0${ALICE}\0${PW}`).toString('base64')}\r\n`);
-    await waitFor(/^235 /m);
-    sock.write(`MAIL FROM:<${ALICE}>\r\nRCPT TO:<cut@example.net>\r\nDATA\r\n`);
-    await waitFor(/^354 /m);
-    sock.write(`From: ${ALICE}\r\nMessage-ID: ${id}\r\n\r\nthe first half of a body`);
-    await new Promise((r) => setTimeout(r, 200));
-    sock.destroy();
-    await new Promise((r) => setTimeout(r, 300));
+    const raw = await rawInData(proxy.smtpPort, ALICE, PW, 'cut@example.net');
+    raw.write(`From: ${ALICE}\r\nMessage-ID: ${id}\r\n\r\nthe first half of a body`);
+    await sleep(200);
+    raw.close();
+    await sleep(300);
     expect((await sim.stats()).messageIds).not.toContain(id);
     const c = await client();
     await c.login(ALICE, PW);
@@ -212,24 +184,19 @@ describe('relay, google style, STARTTLS upstream', () => {
 });
 
 describe('relay, microsoft style, implicit TLS upstream', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   beforeAll(async () => {
-    sim = await startSim(['--style', 'microsoft'], true);
-    proxy = await startProxy({
+    sim = await procs.sim(['--style', 'microsoft'], true);
+    proxy = await procs.proxy({
       providers: {
         sim: simProvider(sim, {
           smtp: { host: '127.0.0.1', port: sim.smtpTlsPort, security: 'tls', ca: sim.caFile },
         }),
       },
-      accounts: [
-        { email: ALICE, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${ALICE}.t`, password: PW },
-      ],
+      accounts: [simAccount(ALICE, { password: PW })],
     });
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   it('delivers', async () => {

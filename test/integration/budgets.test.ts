@@ -1,30 +1,26 @@
 // The global in-flight byte budget (smtp.maxInflightBytes): messages past it are deferred with
 // `452 4.3.1`, and bytes held by a client that goes away mid-DATA are given back.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { TEST_PASSWORD as PW, simAccount } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { useProcs } from '../helpers/use-procs.js';
 import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
-const PW = 'pw-for-tests-only';
 const ALICE = 'alice@example.com';
 const line = 'x'.repeat(98) + '\r\n'; // 100 bytes
 
+const procs = useProcs('all');
 let sim: SimProc;
 let proxy: ProxyProc;
 beforeAll(async () => {
-  sim = await startSim();
-  proxy = await startProxy({
+  sim = await procs.sim();
+  proxy = await procs.proxy({
     smtp: { maxMessageSize: 10_000, maxInflightBytes: 20_000 },
     providers: { sim: simProvider(sim) },
-    accounts: [
-      { email: ALICE, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${ALICE}.b`, password: PW },
-    ],
+    accounts: [simAccount(ALICE, { tag: 'b' })],
   });
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await sim?.stop();
 });
 
 /** A client in the middle of DATA, having sent `bytes` of its message. */
@@ -51,8 +47,8 @@ describe('in-flight byte budget', () => {
   it('defers a message past the budget with 452 4.3.1; the held message still goes through', async () => {
     const a = await midData(8_000);
     const b = await midData(8_000);
-    await new Promise((r) => setTimeout(r, 300)); // let the proxy read what they sent
-    expect(await heldBytes()).toBeGreaterThan(16_000);
+    // once the proxy has read what they sent
+    await waitFor('both bodies held', heldBytes, (v) => (v ?? 0) > 16_000);
     const late = await sendOne(6_000);
     expect(late.ok).toBe(false);
     expect(late.response).toMatch(/^452 4\.3\.1 /);
@@ -67,7 +63,7 @@ describe('in-flight byte budget', () => {
   it('gives back the bytes of clients that vanish in the middle of DATA', async () => {
     for (let round = 0; round < 3; round++) {
       const held = await Promise.all([midData(9_000), midData(9_000)]);
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor('both bodies held', heldBytes, (v) => (v ?? 0) > 17_000);
       for (const c of held) c.close();
     }
     expect(await waitFor('inflight_bytes back to 0', heldBytes, (v) => v === 0)).toBe(0);

@@ -1,25 +1,11 @@
 // Upstream trouble seen by clients: dropped connections, connection limits, pool waits.
-import { afterEach, describe, expect, it } from 'vitest';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { describe, expect, it } from 'vitest';
+import { simProvider } from '../helpers/procs.js';
+import { TEST_PASSWORD as PW, simAccounts as accounts } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { useProcs } from '../helpers/use-procs.js';
 
-const PW = 'pw-for-tests-only';
-const accounts = (names: string[]) =>
-  names.map((email) => ({
-    email,
-    provider: 'sim',
-    clientId: 'cid',
-    refreshToken: `simrt.${email}.t`,
-    password: PW,
-  }));
-
-let sim: SimProc | undefined;
-let proxy: ProxyProc | undefined;
-afterEach(async () => {
-  await proxy?.stop();
-  await sim?.stop();
-  proxy = sim = undefined;
-});
+const procs = useProcs();
 
 async function burst(port: number, users: string[], clients: number, perClient: number) {
   const results: { ok: boolean; code?: number; response: string; id: string }[] = [];
@@ -42,8 +28,8 @@ async function burst(port: number, users: string[], clients: number, perClient: 
 
 describe('upstream faults', () => {
   it('never answers 250 for a message the upstream did not get when connections drop before the final reply', async () => {
-    sim = await startSim(['--drop', '0.2']);
-    proxy = await startProxy({
+    const sim = await procs.sim(['--drop', '0.2']);
+    const proxy = await procs.proxy({
       providers: { sim: simProvider(sim) },
       accounts: accounts(['a@example.com', 'b@example.com']),
     });
@@ -60,9 +46,9 @@ describe('upstream faults', () => {
   });
 
   it('never exceeds the upstream per-user connection limit with 200 clients on 3 mailboxes', async () => {
-    sim = await startSim(['--max-connections-per-user', '3']);
+    const sim = await procs.sim(['--max-connections-per-user', '3']);
     const users = ['c1@example.com', 'c2@example.com', 'c3@example.com'];
-    proxy = await startProxy({
+    const proxy = await procs.proxy({
       providers: { sim: simProvider(sim, { maxConnectionsPerAccount: 3, acquireTimeout: '30s' }) },
       accounts: accounts(users),
     });
@@ -74,8 +60,8 @@ describe('upstream faults', () => {
   });
 
   it('gives 451 4.7.0 to messages that wait longer than acquireTimeout for a connection', async () => {
-    sim = await startSim(['--latency', '1500']);
-    proxy = await startProxy({
+    const sim = await procs.sim(['--latency', '1500']);
+    const proxy = await procs.proxy({
       providers: { sim: simProvider(sim, { maxConnectionsPerAccount: 1, acquireTimeout: '300ms' }) },
       accounts: accounts(['w@example.com']),
     });

@@ -1,42 +1,38 @@
 // Third-party clients against the real proxy: swaks (Debian) and Python's smtplib.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { TEST_PASSWORD as PW, simAccount } from '../helpers/sim-accounts.js';
+import { useProcs } from '../helpers/use-procs.js';
 
 const run = promisify(execFile);
-const PW = 'pw-for-tests-only';
 const USER = 'interop@example.com';
 const hasSwaks = fs.existsSync('/usr/bin/swaks');
 
 describe('interop', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   beforeAll(async () => {
-    sim = await startSim();
+    sim = await procs.sim();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-interop-'));
     const c = await (
       await import('selfsigned')
     ).generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 } as any);
     fs.writeFileSync(path.join(dir, 'cert.pem'), c.cert);
     fs.writeFileSync(path.join(dir, 'key.pem'), c.private);
-    proxy = await startProxy(
+    proxy = await procs.proxy(
       {
         smtp: { tls: { cert: './cert.pem', key: './key.pem' } },
         providers: { sim: simProvider(sim) },
-        accounts: [
-          { email: USER, provider: 'sim', clientId: 'cid', refreshToken: `simrt.${USER}.t`, password: PW },
-        ],
+        accounts: [simAccount(USER)],
       },
       { dir },
     );
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   for (const auth of ['PLAIN', 'LOGIN']) {

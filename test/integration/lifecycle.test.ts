@@ -1,27 +1,16 @@
 // Reload and shutdown of the real process while clients are sending.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simProvider } from '../helpers/procs.js';
+import { TEST_PASSWORD as PW, simAccount } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { useProcs } from '../helpers/use-procs.js';
+import { sleep } from '../helpers/wait.js';
 
-const PW = 'pw-for-tests-only';
-const acct = (email: string, password = PW) => ({
-  email,
-  provider: 'sim',
-  clientId: 'cid',
-  refreshToken: `simrt.${email}.t`,
-  password,
-});
-
-let sim: SimProc | undefined;
-let proxy: ProxyProc | undefined;
-afterEach(async () => {
-  await proxy?.stop();
-  await sim?.stop();
-  proxy = sim = undefined;
-});
+const acct = (email: string, password = PW) => simAccount(email, { password });
+const procs = useProcs();
 
 async function trySend(port: number, user: string, password = PW) {
   const c = new TestClient({ port });
@@ -36,11 +25,9 @@ async function trySend(port: number, user: string, password = PW) {
   return r;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe('reload', () => {
   it('adds, changes and removes accounts under load without failing unchanged ones; a bad file keeps the old snapshot', async () => {
-    sim = await startSim();
+    const sim = await procs.sim();
     const dir = fs.mkdtempSync(path.join((await import('node:os')).tmpdir(), 'xo-reload-'));
     const accountsFile = path.join(dir, 'accounts.yaml');
     const write = (list: unknown[]) => {
@@ -49,7 +36,7 @@ describe('reload', () => {
       fs.renameSync(tmp, accountsFile);
     };
     write([acct('keep@example.com'), acct('change@example.com'), acct('remove@example.com')]);
-    proxy = await startProxy(
+    const proxy = await procs.proxy(
       { providers: { sim: simProvider(sim) }, accountsFile: './accounts.yaml' },
       { dir },
     );
@@ -58,7 +45,7 @@ describe('reload', () => {
     const failures: string[] = [];
     let sent = 0;
     const load = (async () => {
-      const c = new TestClient({ port: proxy!.smtpPort });
+      const c = new TestClient({ port: proxy.smtpPort });
       await c.connect();
       await c.login('keep@example.com', PW);
       while (!stop) {
@@ -99,15 +86,15 @@ describe('reload', () => {
 
 describe('shutdown', () => {
   it('finishes 100 in-flight messages on SIGTERM and exits 0', async () => {
-    sim = await startSim(['--latency', '1000', '--max-connections-per-user', '20']);
+    const sim = await procs.sim(['--latency', '1000', '--max-connections-per-user', '20']);
     const users = Array.from({ length: 10 }, (_, i) => `s${i}@example.com`);
-    proxy = await startProxy({
+    const proxy = await procs.proxy({
       providers: { sim: simProvider(sim, { maxConnectionsPerAccount: 10 }) },
       accounts: users.map((u) => acct(u)),
     });
     const clients = await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
-        const c = new TestClient({ port: proxy!.smtpPort });
+        const c = new TestClient({ port: proxy.smtpPort });
         await c.connect();
         await c.login(users[i % 10]!, PW);
         return { c, user: users[i % 10]! };

@@ -5,14 +5,17 @@
 // The tests of the first describe share one simulator and one proxy and run in order: each one
 // builds on the accounts and the traffic of the ones before it (the ledger below counts what was
 // sent, so the output and metrics checks at the end are exact).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { hashPassword } from '../../src/accounts/password.js';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simRefreshToken } from '../../src/tools/sim/index.js';
+import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simAccount } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage, type SendOutcome } from '../helpers/smtp-client.js';
+import { useProcs } from '../helpers/use-procs.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
 // obviously fake values; the test greps the proxy's whole output for each of them
@@ -26,8 +29,8 @@ const DEDICATED = 'dedicated@example.com';
 const BOB = 'bob@example.com';
 const CAROL = 'carol@example.com';
 const UNUSABLE_SOURCE = '192.0.2.10'; // TEST-NET-1: never on this host
-/** a refresh token the simulator accepts: `simrt.<email>.<tag>` (src/sim/state.ts) */
-const rt = (email: string, tag = 'ops') => `simrt.${email}.${tag}`;
+/** a refresh token the simulator accepts */
+const rt = (email: string, tag = 'ops') => simRefreshToken(email, tag);
 /** a refresh token the simulator rejects (not in its format) */
 const BOGUS_RT = 'not-a-refresh-token-the-simulator-issued';
 /** secrets posted as unquoted numbers (a numeric PIN is common): refused, and never echoed to the log */
@@ -57,6 +60,7 @@ const accountsIn = (file: string): string[] =>
   (YAML.parse(fs.readFileSync(file, 'utf8')).accounts as { email: string }[]).map((a) => a.email);
 
 describe('operations against the running proxy (accounts file)', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   let dir: string;
@@ -68,26 +72,25 @@ describe('operations against the running proxy (accounts file)', () => {
   const ledger = { delivered: [] as { id: string; bytes: number; user: string }[], deferred: 0 };
 
   beforeAll(async () => {
-    sim = await startSim(['--style', 'google']);
+    sim = await procs.sim(['--style', 'google']);
     hash = await hashPassword(PW);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-ops-'));
     accountsFile = path.join(dir, 'accounts.yaml');
-    const account = (email: string, extra: Record<string, unknown> = {}) => ({
-      email,
-      provider: 'sim',
-      clientId: 'ops-client',
-      clientSecret: CLIENT_SECRET,
-      refreshToken: rt(email),
-      passwordHash: hash,
-      ...extra,
-    });
+    const account = (email: string, extra: Record<string, unknown> = {}) =>
+      simAccount(email, {
+        clientId: 'ops-client',
+        clientSecret: CLIENT_SECRET,
+        tag: 'ops',
+        passwordHash: hash,
+        ...extra,
+      });
     fs.writeFileSync(
       accountsFile,
       YAML.stringify({
         accounts: [account(ALICE), account(DEDICATED, { sourceAddress: UNUSABLE_SOURCE })],
       }),
     );
-    proxy = await startProxy(
+    proxy = await procs.proxy(
       {
         providers: { sim: simProvider(sim) },
         accountsFile: './accounts.yaml',
@@ -97,10 +100,6 @@ describe('operations against the running proxy (accounts file)', () => {
       },
       { dir },
     );
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   /** AUTH PLAIN as `user`, then one message to one recipient if the login worked */
@@ -493,19 +492,16 @@ describe('operations against the running proxy (accounts file)', () => {
 });
 
 describe('admin API with inline accounts (no accountsFile)', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   beforeAll(async () => {
-    sim = await startSim();
-    proxy = await startProxy({
+    sim = await procs.sim();
+    proxy = await procs.proxy({
       providers: { sim: simProvider(sim) },
       http: { adminToken: ADMIN },
-      accounts: [{ email: ALICE, provider: 'sim', clientId: 'x', refreshToken: rt(ALICE), password: PW }],
+      accounts: [simAccount(ALICE, { clientId: 'x', tag: 'ops', password: PW })],
     });
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   it('says changes need an accounts file, changes nothing and keeps serving', async () => {

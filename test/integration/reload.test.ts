@@ -1,27 +1,24 @@
 // Hot reload of the accounts file: each change is loaded exactly once, whoever made it, and a
 // reload does not repeat warnings the operator already got.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simAccount } from '../helpers/sim-accounts.js';
 import { TestClient } from '../helpers/smtp-client.js';
-import { metricValue, waitFor } from '../helpers/wait.js';
+import { useProcs } from '../helpers/use-procs.js';
+import { metricValue, sleep, waitFor } from '../helpers/wait.js';
 
 const PW = 'client-password-for-tests-only';
 const ADMIN = 'test-admin-token-not-secret';
 const UNUSABLE_SOURCE = '192.0.2.10'; // TEST-NET-1: never on this host
-const account = (email: string, extra: Record<string, unknown> = {}) => ({
-  email,
-  provider: 'sim',
-  clientId: 'reload-client',
-  refreshToken: `simrt.${email}.reload`,
-  password: PW,
-  ...extra,
-});
+const account = (email: string, extra: Record<string, unknown> = {}) =>
+  simAccount(email, { clientId: 'reload-client', tag: 'reload', password: PW, ...extra });
 
 describe('accounts file reload', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   let accountsFile: string;
@@ -41,7 +38,7 @@ describe('accounts file reload', () => {
   };
 
   beforeAll(async () => {
-    sim = await startSim();
+    sim = await procs.sim();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-reload-'));
     accountsFile = path.join(dir, 'accounts.yaml');
     fs.writeFileSync(
@@ -53,14 +50,10 @@ describe('accounts file reload', () => {
         ],
       }),
     );
-    proxy = await startProxy(
+    proxy = await procs.proxy(
       { providers: { sim: simProvider(sim) }, accountsFile: './accounts.yaml', http: { adminToken: ADMIN } },
       { dir },
     );
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   it('applies an admin API change once, not again when the file watcher sees the write', async () => {
@@ -74,7 +67,7 @@ describe('accounts file reload', () => {
     expect(r.status).toBe(201);
     expect(await canLogin('b@example.com')).toBe(true);
     // the watcher debounces 200 ms; give it ample time to (wrongly) reload again
-    await new Promise((res) => setTimeout(res, 1000));
+    await sleep(1000);
     expect(await reloads()).toBe(before + 1);
     // the unusable sourceAddress was reported at start-up; the reload does not repeat it
     expect(warnings()).toBe(1);
@@ -90,7 +83,7 @@ describe('accounts file reload', () => {
       () => canLogin('c@example.com'),
       (ok) => ok,
     );
-    await new Promise((res) => setTimeout(res, 1000));
+    await sleep(1000);
     expect(await reloads()).toBe(before + 1);
   });
 

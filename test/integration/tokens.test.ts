@@ -1,34 +1,15 @@
 // Token lifecycle seen from outside: clients keep sending while tokens expire, are rejected,
 // revoked and rotated.
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  startProxy,
-  startSim,
-  simProvider,
-  runProxy,
-  type ProxyProc,
-  type SimProc,
-} from '../helpers/procs.js';
+import { describe, expect, it } from 'vitest';
+import { simProvider } from '../helpers/procs.js';
+import { TEST_PASSWORD as PW, simAccounts } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { useProcs } from '../helpers/use-procs.js';
+import { sleep } from '../helpers/wait.js';
 
-const PW = 'pw-for-tests-only';
 const users = ['u1@example.com', 'u2@example.com', 'u3@example.com'];
-const accounts = (names = users) =>
-  names.map((email) => ({
-    email,
-    provider: 'sim',
-    clientId: 'cid',
-    refreshToken: `simrt.${email}.t`,
-    password: PW,
-  }));
-
-let sim: SimProc | undefined;
-let proxy: ProxyProc | undefined;
-afterEach(async () => {
-  await proxy?.stop();
-  await sim?.stop();
-  proxy = sim = undefined;
-});
+const accounts = (names = users) => simAccounts(names);
+const procs = useProcs();
 
 async function sendLoop(user: string, port: number, untilMs: number, intervalMs: number) {
   const c = new TestClient({ port });
@@ -39,7 +20,7 @@ async function sendLoop(user: string, port: number, untilMs: number, intervalMs:
     const m = makeMessage(user, 'r@example.net');
     const r = await c.send(user, 'r@example.net', m.raw);
     results.push({ ok: r.ok, response: r.response, id: m.id });
-    await new Promise((res) => setTimeout(res, intervalMs));
+    await sleep(intervalMs);
   }
   c.close();
   return results;
@@ -47,10 +28,10 @@ async function sendLoop(user: string, port: number, untilMs: number, intervalMs:
 
 describe('token lifecycle', () => {
   it('keeps delivering while tokens expire every 4 s, with at most one refresh per account per expiry', async () => {
-    sim = await startSim(['--token-lifetime', '4']);
-    proxy = await startProxy({ providers: { sim: simProvider(sim) }, accounts: accounts() });
+    const sim = await procs.sim(['--token-lifetime', '4']);
+    const proxy = await procs.proxy({ providers: { sim: simProvider(sim) }, accounts: accounts() });
     const until = Date.now() + 20_000;
-    const results = (await Promise.all(users.map((u) => sendLoop(u, proxy!.smtpPort, until, 20)))).flat();
+    const results = (await Promise.all(users.map((u) => sendLoop(u, proxy.smtpPort, until, 20)))).flat();
     const failed = results.filter((r) => !r.ok);
     expect(failed).toEqual([]);
     expect(results.length).toBeGreaterThan(100);
@@ -66,8 +47,8 @@ describe('token lifecycle', () => {
 
   it('handles a token the upstream rejects (google 334 challenge): refresh once, retry, deliver', async () => {
     // tokens say they live an hour but stop validating after 2 s: the proxy learns it from the 334
-    sim = await startSim(['--expire-early', '2']);
-    proxy = await startProxy({
+    const sim = await procs.sim(['--expire-early', '2']);
+    const proxy = await procs.proxy({
       providers: { sim: simProvider(sim, { connectionMaxAge: '1s', connectionIdleTimeout: '500ms' }) },
       accounts: accounts([users[0]!]),
     });
@@ -77,7 +58,7 @@ describe('token lifecycle', () => {
     expect((await c.send(users[0]!, 'r@example.net', makeMessage(users[0]!, 'r@example.net').raw)).ok).toBe(
       true,
     );
-    await new Promise((r) => setTimeout(r, 3000));
+    await sleep(3000);
     const m = makeMessage(users[0]!, 'r@example.net');
     const r = await c.send(users[0]!, 'r@example.net', m.raw);
     c.close();
@@ -90,9 +71,9 @@ describe('token lifecycle', () => {
   });
 
   it('puts only the revoked account in needs-reauth (451 4.7.0) while the others deliver', async () => {
-    sim = await startSim();
+    const sim = await procs.sim();
     await sim.control('/control/revoke', { email: users[1] });
-    proxy = await startProxy({ providers: { sim: simProvider(sim) }, accounts: accounts() });
+    const proxy = await procs.proxy({ providers: { sim: simProvider(sim) }, accounts: accounts() });
     for (const u of users) {
       const c = new TestClient({ port: proxy.smtpPort });
       await c.connect();
@@ -113,10 +94,10 @@ describe('token lifecycle', () => {
   });
 
   it('keeps rotated refresh tokens across a restart', async () => {
-    sim = await startSim(['--rotate-refresh-tokens', '--token-lifetime', '3']);
-    proxy = await startProxy({ providers: { sim: simProvider(sim) }, accounts: accounts([users[0]!]) });
+    const sim = await procs.sim(['--rotate-refresh-tokens', '--token-lifetime', '3']);
+    let proxy = await procs.proxy({ providers: { sim: simProvider(sim) }, accounts: accounts([users[0]!]) });
     const send = async () => {
-      const c = new TestClient({ port: proxy!.smtpPort });
+      const c = new TestClient({ port: proxy.smtpPort });
       await c.connect();
       await c.login(users[0]!, PW);
       const r = await c.send(users[0]!, 'r@example.net', makeMessage(users[0]!, 'r@example.net').raw);
@@ -124,12 +105,11 @@ describe('token lifecycle', () => {
       return r;
     };
     expect((await send()).ok).toBe(true);
-    await new Promise((r) => setTimeout(r, 4000)); // at least one rotation happened
+    await sleep(4000); // at least one rotation happened
     expect((await send()).ok).toBe(true);
-    const { dir, configFile, smtpPort, httpPort } = proxy;
     expect(await proxy.stop()).toBe(0);
-    await new Promise((r) => setTimeout(r, 3500)); // the stored access token expired too
-    proxy = await runProxy(dir, configFile, smtpPort, httpPort);
+    await sleep(3500); // the stored access token expired too
+    proxy = await procs.restart(proxy);
     const r = await send();
     expect(r.ok).toBe(true);
     expect(proxy.output()).not.toMatch(/invalid_grant/);

@@ -2,7 +2,7 @@
 // (client addresses stay real behind a load balancer, and the brake and trustedNetworks use them),
 // no enumeration by timing, AUTH only after TLS when required, TLS 1.2+ on both legs, state files
 // private, failed logins logged without the password.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -10,20 +10,18 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { hashPassword } from '../../src/accounts/password.js';
 import { freePort } from '../../src/tools/harness/ports.js';
-import { startProxy, startSim, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
+import { simAccount } from '../helpers/sim-accounts.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { useProcs, type Procs } from '../helpers/use-procs.js';
+import { sleep, until } from '../helpers/wait.js';
 import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
 
 const PW = 'client-password-for-tests-only';
 const WRONG = 'wrong-password-for-tests-only';
 const ALICE = 'alice@example.com';
-const account = (hash: string) => ({
-  email: ALICE,
-  provider: 'sim',
-  clientId: 'sec-client',
-  refreshToken: `simrt.${ALICE}.sec`,
-  passwordHash: hash,
-});
+const account = (hash: string) =>
+  simAccount(ALICE, { clientId: 'sec-client', tag: 'sec', passwordHash: hash });
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
@@ -35,6 +33,7 @@ async function selfSigned(): Promise<{ cert: string; key: string }> {
 
 /** A proxy with STARTTLS and an implicit-TLS listener on a self-signed certificate; `smtp` is merged. */
 async function startTlsProxy(
+  procs: Procs,
   smtp: Record<string, unknown>,
 ): Promise<{ proxy: ProxyProc; cert: { cert: string; key: string }; tlsPort: number }> {
   const cert = await selfSigned();
@@ -42,7 +41,7 @@ async function startTlsProxy(
   fs.writeFileSync(path.join(dir, 'cert.pem'), cert.cert);
   fs.writeFileSync(path.join(dir, 'key.pem'), cert.key);
   const tlsPort = await freePort();
-  const proxy = await startProxy(
+  const proxy = await procs.proxy(
     {
       smtp: { tls: { cert: './cert.pem', key: './key.pem' }, tlsListen: [`127.0.0.1:${tlsPort}`], ...smtp },
       providers: { sim: simProvider(sim) },
@@ -62,28 +61,24 @@ async function viaBalancer(port: number, from: string): Promise<RawSmtp> {
   return c;
 }
 
+const simProcs = useProcs('all');
 let sim: SimProc;
 let hash: string;
 beforeAll(async () => {
-  sim = await startSim();
+  sim = await simProcs.sim();
   hash = await hashPassword(PW);
-});
-afterAll(async () => {
-  await sim?.stop();
 });
 
 describe('behind a load balancer (smtp.proxyProtocol: true)', () => {
+  const procs = useProcs('all');
   let proxy: ProxyProc;
   beforeAll(async () => {
-    proxy = await startProxy({
+    proxy = await procs.proxy({
       smtp: { proxyProtocol: true, trustedNetworks: ['203.0.113.0/24'] },
       providers: { sim: simProvider(sim) },
       accounts: [account(hash)],
       log: { level: 'info' },
     });
-  });
-  afterAll(async () => {
-    await proxy?.stop();
   });
 
   it('trusts the network the header names, and only that: others must AUTH (530), as before', async () => {
@@ -162,16 +157,14 @@ describe('behind a load balancer (smtp.proxyProtocol: true)', () => {
 });
 
 describe('without proxyProtocol', () => {
+  const procs = useProcs('all');
   let proxy: ProxyProc;
   beforeAll(async () => {
-    proxy = await startProxy({
+    proxy = await procs.proxy({
       smtp: { trustedNetworks: ['203.0.113.0/24'] },
       providers: { sim: simProvider(sim) },
       accounts: [account(hash)],
     });
-  });
-  afterAll(async () => {
-    await proxy?.stop();
   });
 
   it('treats a PROXY line as an unknown command and trusts nothing it claims', async () => {
@@ -185,15 +178,13 @@ describe('without proxyProtocol', () => {
 });
 
 describe('TLS', () => {
+  const procs = useProcs('all');
   let proxy: ProxyProc;
   let cert: { cert: string; key: string };
   let tlsPort: number;
   const OLD = { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
   beforeAll(async () => {
-    ({ proxy, cert, tlsPort } = await startTlsProxy({ requireTls: true }));
-  });
-  afterAll(async () => {
-    await proxy?.stop();
+    ({ proxy, cert, tlsPort } = await startTlsProxy(procs, { requireTls: true }));
   });
 
   it('with requireTls: no AUTH offered or accepted before STARTTLS; after it, login works', async () => {
@@ -233,12 +224,10 @@ describe('TLS', () => {
     await new Promise((r) => raw.once('connect', r));
     let seen = '';
     raw.on('data', (d) => (seen += d.toString()));
-    const until = async (re: RegExp) => {
-      while (!re.test(seen)) await new Promise((r) => setTimeout(r, 20));
-    };
-    await until(/^220 /); // talking before the greeting gets a client dropped
+    const seenMatch = (re: RegExp) => until(() => re.test(seen), 5000, `${re} in ${JSON.stringify(seen)}`);
+    await seenMatch(/^220 /); // talking before the greeting gets a client dropped
     raw.write('EHLO x.test\r\nSTARTTLS\r\n');
-    await until(/\r\n220 /);
+    await seenMatch(/\r\n220 /);
     raw.removeAllListeners('data');
     expect(await oldHandshake({ socket: raw })).toMatch(/^error /);
     raw.destroy();
@@ -246,6 +235,7 @@ describe('TLS', () => {
 });
 
 describe('upstream TLS', () => {
+  const procs = useProcs();
   it('refuses an upstream that only speaks TLS 1.1: the client gets 451 4.4.x, never 250', async () => {
     const cert = await selfSigned();
     let handshakes = 0;
@@ -262,7 +252,7 @@ describe('upstream TLS', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-sec-up-'));
     fs.writeFileSync(path.join(dir, 'old-ca.pem'), cert.cert);
     const port = (upstream.address() as net.AddressInfo).port;
-    const proxy = await startProxy(
+    const proxy = await procs.proxy(
       {
         providers: {
           sim: simProvider(sim, { smtp: { host: '127.0.0.1', port, security: 'tls', ca: './old-ca.pem' } }),
@@ -283,74 +273,65 @@ describe('upstream TLS', () => {
       expect(handshakes).toBe(0);
       expect(failures).toBeGreaterThan(0);
     } finally {
-      await proxy.stop();
       upstream.close();
     }
   });
 });
 
 describe('state at rest', () => {
+  const procs = useProcs();
   it('keeps the state directory 0700 and every file in it 0600', async () => {
-    const proxy = await startProxy({ providers: { sim: simProvider(sim) }, accounts: [account(hash)] });
-    try {
-      const c = new TestClient({ port: proxy.smtpPort });
-      await c.connect();
-      await c.login(ALICE, PW);
-      const sent = await c.send(ALICE, 'someone@example.net', makeMessage(ALICE, 'someone@example.net').raw);
-      expect(sent.ok).toBe(true);
-      c.close();
-      const data = path.join(proxy.dir, 'data');
-      expect(fs.statSync(data).mode & 0o777).toBe(0o700);
-      const files = fs.readdirSync(data);
-      expect(files.length).toBeGreaterThan(0);
-      for (const f of files) expect([f, fs.statSync(path.join(data, f)).mode & 0o777]).toEqual([f, 0o600]);
-    } finally {
-      await proxy.stop();
-    }
+    const proxy = await procs.proxy({ providers: { sim: simProvider(sim) }, accounts: [account(hash)] });
+    const c = new TestClient({ port: proxy.smtpPort });
+    await c.connect();
+    await c.login(ALICE, PW);
+    const sent = await c.send(ALICE, 'someone@example.net', makeMessage(ALICE, 'someone@example.net').raw);
+    expect(sent.ok).toBe(true);
+    c.close();
+    const data = path.join(proxy.dir, 'data');
+    expect(fs.statSync(data).mode & 0o777).toBe(0o700);
+    const files = fs.readdirSync(data);
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect([f, fs.statSync(path.join(data, f)).mode & 0o777]).toEqual([f, 0o600]);
   });
 });
 
 describe('slowloris', () => {
+  const procs = useProcs();
   it('cuts off a client that trickles a command a byte at a time (421 4.4.2), and keeps serving', async () => {
-    const proxy = await startProxy({
+    const proxy = await procs.proxy({
       smtp: { idleTimeout: '2s' },
       providers: { sim: simProvider(sim) },
       accounts: [account(hash)],
     });
-    try {
-      const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
-      expect((await c.read())[0]).toMatch(/^220 /);
-      const t0 = Date.now();
-      // each byte re-arms the socket's idle timer, so only a per-command deadline stops this
-      const line = 'EHLO trickle.example.com\r\n'.repeat(20);
-      for (let i = 0; i < line.length && !c.closed && Date.now() - t0 < 12_000; i++) {
-        c.write(line[i]!);
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(c.closed).toBe(true);
-      expect(Date.now() - t0).toBeLessThan(6000);
-      expect(c.chunks.join('')).toMatch(/\r\n421 4\.4\.2 /);
-      const ok = new TestClient({ port: proxy.smtpPort });
-      await ok.connect();
-      expect((await ok.login(ALICE, PW)).ok).toBe(true);
-      ok.close();
-    } finally {
-      await proxy.stop();
+    const c = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
+    expect((await c.read())[0]).toMatch(/^220 /);
+    const t0 = Date.now();
+    // each byte re-arms the socket's idle timer, so only a per-command deadline stops this
+    const line = 'EHLO trickle.example.com\r\n'.repeat(20);
+    for (let i = 0; i < line.length && !c.closed && Date.now() - t0 < 12_000; i++) {
+      c.write(line[i]!);
+      await sleep(250);
     }
+    expect(c.closed).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(6000);
+    expect(c.chunks.join('')).toMatch(/\r\n421 4\.4\.2 /);
+    const ok = new TestClient({ port: proxy.smtpPort });
+    await ok.connect();
+    expect((await ok.login(ALICE, PW)).ok).toBe(true);
+    ok.close();
   });
 });
 
 describe('slowloris in DATA (smtp.minDataRate)', () => {
+  const procs = useProcs('all');
   let proxy: ProxyProc;
   beforeAll(async () => {
-    proxy = await startProxy({
+    proxy = await procs.proxy({
       smtp: { idleTimeout: '2s', minDataRate: 100 },
       providers: { sim: simProvider(sim) },
       accounts: [account(hash)],
     });
-  });
-  afterAll(async () => {
-    await proxy?.stop();
   });
 
   const inData = () => rawInData(proxy.smtpPort, ALICE, PW, 'someone@example.net');
@@ -362,7 +343,7 @@ describe('slowloris in DATA (smtp.minDataRate)', () => {
     // each byte re-arms the socket idle timer; the deadline is idleTimeout + bytes / minDataRate
     for (let i = 0; i < m.raw.length && !c.closed && Date.now() - t0 < 12_000; i++) {
       c.write(m.raw[i]!);
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     expect(c.closed).toBe(true);
     expect(Date.now() - t0).toBeLessThan(6000);
@@ -393,7 +374,7 @@ describe('slowloris in DATA (smtp.minDataRate)', () => {
     const t0 = Date.now();
     for (let i = 0; i < m.raw.length; i += 125) {
       c.write(m.raw.slice(i, i + 125));
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     expect(Date.now() - t0).toBeGreaterThan(3000);
     c.write('.\r\n');
@@ -404,14 +385,12 @@ describe('slowloris in DATA (smtp.minDataRate)', () => {
 });
 
 describe('slowloris before the session (PROXY header, implicit-TLS handshake)', () => {
+  const procs = useProcs('all');
   let proxy: ProxyProc;
   let tlsPort: number;
   beforeAll(async () => {
     // 127.0.0.2 is the balancer; direct clients talk TLS at once
-    ({ proxy, tlsPort } = await startTlsProxy({ idleTimeout: '2s', proxyProtocol: ['127.0.0.2'] }));
-  });
-  afterAll(async () => {
-    await proxy?.stop();
+    ({ proxy, tlsPort } = await startTlsProxy(procs, { idleTimeout: '2s', proxyProtocol: ['127.0.0.2'] }));
   });
 
   /** Send `bytes` one at a time, 4 a second, until the proxy closes the connection or 12 s pass. */
@@ -431,7 +410,7 @@ describe('slowloris before the session (PROXY header, implicit-TLS handshake)', 
     // each byte re-arms the socket idle timer, so only a deadline on the whole stage stops this
     for (let i = 0; !closed && Date.now() - t0 < 12_000; i++) {
       if (i < bytes.length) sock.write(bytes.subarray(i, i + 1));
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     sock.destroy();
     return { closedAfterMs: closed ? Date.now() - t0 : null, got };
@@ -474,42 +453,36 @@ describe('slowloris before the session (PROXY header, implicit-TLS handshake)', 
 });
 
 describe('proxyProtocol limited to listed load balancers', () => {
+  const procs = useProcs();
   it('expects the header only from the listed address; others connect directly with their own address', async () => {
-    const proxy = await startProxy({
+    const proxy = await procs.proxy({
       smtp: { proxyProtocol: ['127.0.0.2'], trustedNetworks: ['203.0.113.0/24'] },
       providers: { sim: simProvider(sim) },
       accounts: [account(hash)],
     });
-    try {
-      // from the balancer (127.0.0.2): the header is read and its client address counts
-      const lb = net.connect({ host: '127.0.0.1', port: proxy.smtpPort, localAddress: '127.0.0.2' });
-      let seen = '';
-      lb.on('data', (d) => (seen += d.toString()));
-      await new Promise((r) => lb.once('connect', r));
-      const until = async (re: RegExp) => {
-        for (let i = 0; i < 200 && !re.test(seen); i++) await new Promise((r) => setTimeout(r, 20));
-        expect(seen).toMatch(re);
-      };
-      lb.write(`PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${proxy.smtpPort}\r\n`);
-      await until(/^220 /); // the greeting comes after the header; talking before it is refused
-      lb.write('EHLO lb.test\r\n');
-      await until(/\r\n250 /);
-      lb.write(`MAIL FROM:<${ALICE}>\r\n`);
-      await until(/\r\n250 2\.1\.0/); // trusted network, from the header
-      lb.destroy();
+    // from the balancer (127.0.0.2): the header is read and its client address counts
+    const lb = net.connect({ host: '127.0.0.1', port: proxy.smtpPort, localAddress: '127.0.0.2' });
+    let seen = '';
+    lb.on('data', (d) => (seen += d.toString()));
+    await new Promise((r) => lb.once('connect', r));
+    const seenMatch = (re: RegExp) => until(() => re.test(seen), 4000, `${re} in ${JSON.stringify(seen)}`);
+    lb.write(`PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${proxy.smtpPort}\r\n`);
+    await seenMatch(/^220 /); // the greeting comes after the header; talking before it is refused
+    lb.write('EHLO lb.test\r\n');
+    await seenMatch(/\r\n250 /);
+    lb.write(`MAIL FROM:<${ALICE}>\r\n`);
+    await seenMatch(/\r\n250 2\.1\.0/); // trusted network, from the header
+    lb.destroy();
 
-      // a direct client (127.0.0.1, not listed): no header expected, its own address is not trusted
-      const direct = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
-      expect((await direct.read())[0]).toMatch(/^220 /);
-      expect((await direct.cmd('EHLO direct.test'))[0]).toMatch(/^250/);
-      expect((await direct.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^530 5\.7\.0 /);
-      direct.close();
-      const c = new TestClient({ port: proxy.smtpPort });
-      await c.connect();
-      expect((await c.login(ALICE, PW)).ok).toBe(true);
-      c.close();
-    } finally {
-      await proxy.stop();
-    }
+    // a direct client (127.0.0.1, not listed): no header expected, its own address is not trusted
+    const direct = await RawSmtp.connect({ host: '127.0.0.1', port: proxy.smtpPort });
+    expect((await direct.read())[0]).toMatch(/^220 /);
+    expect((await direct.cmd('EHLO direct.test'))[0]).toMatch(/^250/);
+    expect((await direct.cmd(`MAIL FROM:<${ALICE}>`))[0]).toMatch(/^530 5\.7\.0 /);
+    direct.close();
+    const c = new TestClient({ port: proxy.smtpPort });
+    await c.connect();
+    expect((await c.login(ALICE, PW)).ok).toBe(true);
+    c.close();
   });
 });

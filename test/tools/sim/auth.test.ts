@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import XOAuth2 from 'nodemailer/lib/xoauth2';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { simRefreshToken, startSimulator, type Simulator } from '../../../src/tools/sim/index.js';
 import {
   accessToken,
@@ -8,10 +7,11 @@ import {
   ephemeral,
   getStats,
   message,
+  nodemailerLogin,
   RawSmtp,
-  until,
   xoauth2,
 } from './helpers.js';
+import { sleep, until } from '../../helpers/wait.js';
 
 const GOOGLE_535 = [
   '535-5.7.8 Username and Password not accepted. For more information, go to',
@@ -27,17 +27,8 @@ async function sendWithNodemailer(
   token: string,
   id: string,
 ): Promise<string> {
-  const conn = new SMTPConnection(opts);
+  const conn = await nodemailerLogin(opts, user, token);
   try {
-    await new Promise<void>((resolve, reject) => {
-      conn.once('error', reject);
-      conn.connect(() => resolve());
-    });
-    await new Promise<void>((resolve, reject) =>
-      conn.login({ oauth2: new XOAuth2({ user, accessToken: token }) }, (err) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
     const info = await new Promise<any>((resolve, reject) =>
       conn.send({ from: user, to: ['rcpt@example.com'] }, message(id), (err, i) =>
         err ? reject(err) : resolve(i),
@@ -190,7 +181,7 @@ describe('google style: rejected tokens', () => {
   it('rejects a token after its lifetime', async () => {
     const token = await accessToken(sim, simRefreshToken('erin@example.com'));
     (await authedClient(sim, 'erin@example.com', token)).close();
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     await expectGoogleRejection('erin@example.com', token);
   });
 
@@ -199,7 +190,7 @@ describe('google style: rejected tokens', () => {
     try {
       const token = await accessToken(sim, simRefreshToken('frank@example.com'));
       (await authedClient(sim, 'frank@example.com', token)).close();
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       await expectGoogleRejection('frank@example.com', token);
     } finally {
       sim.setFaults({ expireEarlySec: 0 });
@@ -286,7 +277,7 @@ describe('microsoft style: rejected tokens', () => {
   it('rejects an expired token', async () => {
     const token = await accessToken(sim, simRefreshToken('d@example.com'));
     (await authedClient(sim, 'd@example.com', token)).close();
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     await expectMicrosoftRejection('d@example.com', token);
   });
 

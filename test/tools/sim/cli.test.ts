@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { registerSimulateCommand, simRefreshToken } from '../../../src/tools/sim/index.js';
 import { postForm, RawSmtp } from './helpers.js';
+import { waitFor } from '../../helpers/wait.js';
 
 function program(): { cmd: Command; errors: string[] } {
   const errors: string[] = [];
@@ -63,12 +64,12 @@ describe('simulate command', () => {
       ],
       { from: 'user' },
     );
-    let event: any;
-    for (let i = 0; i < 200 && !event; i++) {
-      const json = lines.find((l) => l.startsWith('{'));
-      if (json) event = JSON.parse(json);
-      else await new Promise((r) => setTimeout(r, 20));
-    }
+    const json = await waitFor(
+      'the listening line',
+      () => lines.find((l) => l.startsWith('{')),
+      (l) => l !== undefined,
+    );
+    const event = JSON.parse(json!);
     expect(event).toMatchObject({
       event: 'listening',
       smtp: expect.stringMatching(/^127\.0\.0\.1:\d+$/),

@@ -9,6 +9,7 @@ import {
   postJson,
   type RawSmtp,
 } from './helpers.js';
+import { sleep } from '../../helpers/wait.js';
 
 describe('faults', () => {
   let sim: Simulator;
@@ -148,7 +149,7 @@ describe('counted faults', () => {
       const r = await next();
       if (r) replies.push(r[0]!);
     }
-    await Promise.race([c.closedPromise, new Promise((r) => setTimeout(r, 200))]);
+    await Promise.race([c.closedPromise, sleep(200)]);
     c.close();
     return { replies, closed };
   }

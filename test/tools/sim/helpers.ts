@@ -1,5 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { HostPort } from '../../../src/config/types.js';
 import type { Simulator } from '../../../src/tools/sim/index.js';
 
@@ -190,10 +192,26 @@ export function message(id: string | null, body = 'Hello.\r\n'): string {
   );
 }
 
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
+/** nodemailer's SMTPConnection (a real, independent client), connected and logged in with XOAUTH2. */
+export async function nodemailerLogin(
+  opts: ConstructorParameters<typeof SMTPConnection>[0],
+  user: string,
+  token: string,
+): Promise<SMTPConnection> {
+  const conn = new SMTPConnection(opts);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      conn.once('error', reject);
+      conn.connect(() => resolve());
+    });
+    await new Promise<void>((resolve, reject) =>
+      conn.login({ oauth2: new XOAuth2({ user, accessToken: token }) }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    return conn;
+  } catch (err) {
+    conn.close();
+    throw err;
   }
 }

@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import XOAuth2 from 'nodemailer/lib/xoauth2';
 import { simRefreshToken, startSimulator, type Simulator } from '../../../src/tools/sim/index.js';
-import { accessToken, authedClient, ephemeral, getStats, message, RawSmtp } from './helpers.js';
+import {
+  accessToken,
+  authedClient,
+  ephemeral,
+  getStats,
+  message,
+  nodemailerLogin,
+  RawSmtp,
+} from './helpers.js';
 
 describe('mail transactions', () => {
   let sim: Simulator;
@@ -109,15 +115,10 @@ describe('mail transactions', () => {
 
   it('records exactly the ids a real client sent, in order (GET /stats)', async () => {
     sim.reset();
-    const conn = new SMTPConnection({ host: sim.smtp.host, port: sim.smtp.port, ignoreTLS: true });
-    await new Promise<void>((resolve, reject) => {
-      conn.once('error', reject);
-      conn.connect(() => resolve());
-    });
-    await new Promise<void>((resolve, reject) =>
-      conn.login({ oauth2: new XOAuth2({ user, accessToken: token }) }, (err) =>
-        err ? reject(err) : resolve(),
-      ),
+    const conn = await nodemailerLogin(
+      { host: sim.smtp.host, port: sim.smtp.port, ignoreTLS: true },
+      user,
+      token,
     );
     const ids = Array.from({ length: 25 }, (_, i) => `<nm-${i}.${Date.now()}@test>`);
     for (const id of ids) {
