@@ -11,10 +11,11 @@ export const NO_FAULTS: Readonly<SimFaults> = Object.freeze({
   expireEarlySec: 0,
   dropEvery: 0,
   reject421Next: 0,
+  slowDownNext: 0,
 });
 
 const RATES = new Set(['fail4xxRate', 'fail5xxRate', 'dropRate', 'tokenErrorRate', 'tokenResetRate']);
-const COUNTS = new Set(['dropEvery', 'reject421Next']);
+const COUNTS = new Set(['dropEvery', 'reject421Next', 'slowDownNext']);
 
 /**
  * Validate a partial fault set (from the API, /control/faults or the CLI) and merge it into `base`.

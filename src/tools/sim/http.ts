@@ -1,138 +1,59 @@
+// The simulator's HTTP side: a router over the OAuth endpoints (token, authorize, device), the
+// verification page, /stats and /control.
 import http from 'node:http';
-import type { SimState } from './state.js';
-import type { SimStyle } from './types.js';
+import { authorizeGet, authorizePost } from './authorize.js';
+import { deviceAuthorization, deviceLoginGet, deviceLoginPost } from './device.js';
+import type { PageReply } from './html.js';
+import type { Endpoint, OAuthContext } from './oauth-context.js';
+import { handleTokenRequest } from './token.js';
 
 const MAX_BODY = 1 << 20;
 
-export const DEFAULT_SCOPE: Record<SimStyle, string> = {
-  google: 'https://mail.google.com/',
-  microsoft: 'https://outlook.office.com/SMTP.Send offline_access',
+/** Microsoft's per-tenant paths, as in https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token. */
+const TENANT_PATH = /^\/([A-Za-z0-9][A-Za-z0-9.-]*)\/oauth2\/v2\.0\/(authorize|token|devicecode)$/;
+
+type OAuthRoute = 'authorize' | 'token' | 'devicecode' | 'devicelogin';
+
+/** Which OAuth endpoint a path names, in this style; undefined for the other paths. */
+function oauthRoute(
+  ctx: OAuthContext,
+  pathname: string,
+): { route: OAuthRoute; endpoint: Endpoint } | undefined {
+  const url = ctx.baseUrl + pathname;
+  const tenantPath = TENANT_PATH.exec(pathname);
+  if (tenantPath) {
+    if (ctx.style !== 'microsoft') return undefined;
+    return { route: tenantPath[2] as OAuthRoute, endpoint: { tenant: tenantPath[1]!.toLowerCase(), url } };
+  }
+  const plain: Record<string, OAuthRoute> = {
+    '/token': 'token',
+    '/authorize': 'authorize',
+    '/devicecode': 'devicecode',
+    '/devicelogin': 'devicelogin',
+  };
+  // Google's own paths for its authorization and device endpoints.
+  if (ctx.style === 'google')
+    Object.assign(plain, { '/o/oauth2/v2/auth': 'authorize', '/device/code': 'devicecode' });
+  const route = plain[pathname];
+  return route ? { route, endpoint: { url } } : undefined;
+}
+
+const OAUTH_METHODS: Record<OAuthRoute, string[]> = {
+  token: ['POST'],
+  authorize: ['GET', 'POST'],
+  devicecode: ['POST'],
+  devicelogin: ['GET', 'POST'],
 };
 
-interface TokenReply {
-  status: number;
-  body: Record<string, unknown>;
-  /** the user the request named, for per-user counting */
-  user?: string;
-}
-
-function oauthError(status: number, error: string, description: string, user?: string): TokenReply {
-  return { status, body: { error, error_description: description }, user };
-}
-
-/** The request's wording of "parameter X is missing", as each provider words it. */
-function missing(style: SimStyle, param: string, user?: string): TokenReply {
-  if (style === 'microsoft') {
-    return oauthError(
-      400,
-      'invalid_request',
-      `AADSTS900144: The request body must contain the following parameter: '${param}'.`,
-      user,
-    );
-  }
-  if (param === 'client_id')
-    return oauthError(400, 'invalid_request', 'Could not determine client ID from request.');
-  return oauthError(400, 'invalid_request', `Missing required parameter: ${param}`, user);
-}
-
-function invalidGrant(style: SimStyle, user?: string): TokenReply {
-  return style === 'microsoft'
-    ? oauthError(
-        400,
-        'invalid_grant',
-        "AADSTS70000: The provided value for the 'refresh_token' is not valid. Token has been expired or revoked.",
-        user,
-      )
-    : oauthError(400, 'invalid_grant', 'Token has been expired or revoked.', user);
-}
-
-function decodeJwtPayload(assertion: string): Record<string, unknown> | undefined {
-  const parts = assertion.split('.');
-  if (parts.length !== 3) return undefined;
-  try {
-    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
-    return payload && typeof payload === 'object' && !Array.isArray(payload) ? payload : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The OAuth2 token endpoint: pure function of the form and the simulator's state. */
-export function handleTokenRequest(state: SimState, style: SimStyle, form: URLSearchParams): TokenReply {
-  const grant = form.get('grant_type') ?? '';
-  const clientId = form.get('client_id');
-  const success = (user: string | undefined, from: string | undefined, refreshToken?: string): TokenReply => {
-    const body: Record<string, unknown> = {
-      access_token: state.issueAccessToken(user, from),
-      expires_in: state.tokenLifetimeSec,
-      token_type: 'Bearer',
-      scope: form.get('scope') || DEFAULT_SCOPE[style],
-    };
-    if (style === 'microsoft') body.ext_expires_in = state.tokenLifetimeSec;
-    if (refreshToken) body.refresh_token = refreshToken;
-    return { status: 200, body, user };
-  };
-
-  switch (grant) {
-    case 'refresh_token': {
-      const rt = form.get('refresh_token');
-      if (!clientId) return missing(style, 'client_id');
-      if (!rt) return missing(style, 'refresh_token');
-      const user = state.refreshTokenValid(rt);
-      if (!user)
-        return invalidGrant(
-          style,
-          rt.startsWith('simrt.') ? rt.slice(6, rt.lastIndexOf('.')).toLowerCase() : undefined,
-        );
-      const rotated = state.rotateRefresh ? state.rotateRefreshToken(rt, user) : undefined;
-      return success(user, rotated ?? rt, rotated);
-    }
-    case 'client_credentials': {
-      // Microsoft's app-only flow. A client_id that is an email makes a token for that user only;
-      // any other client_id (a GUID, as in Azure) makes an application token valid for every user.
-      if (!clientId) return missing(style, 'client_id');
-      const user = clientId.includes('@') ? clientId.toLowerCase() : undefined;
-      if (!form.get('client_secret') && !form.get('client_assertion')) {
-        return oauthError(
-          401,
-          'invalid_client',
-          "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-          user ?? clientId,
-        );
-      }
-      if (user && state.userRevoked(user))
-        return oauthError(400, 'invalid_grant', 'The user grant was revoked.', user);
-      return success(user, undefined);
-    }
-    case 'urn:ietf:params:oauth:grant-type:jwt-bearer': {
-      // Google service-account delegation. The signature is NOT checked; `sub` (else `iss`) is the user.
-      const assertion = form.get('assertion');
-      if (!assertion) return missing(style, 'assertion');
-      const payload = decodeJwtPayload(assertion);
-      const sub = payload && (typeof payload.sub === 'string' ? payload.sub : payload.iss);
-      if (typeof sub !== 'string' || !sub.includes('@')) {
-        return oauthError(400, 'invalid_grant', 'Invalid JWT: the assertion has no sub/iss email claim.');
-      }
-      const user = sub.toLowerCase();
-      if (typeof payload!.exp === 'number' && payload!.exp * 1000 < Date.now() - 60_000) {
-        return oauthError(
-          400,
-          'invalid_grant',
-          'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.',
-          user,
-        );
-      }
-      if (state.userRevoked(user)) return invalidGrant(style, user);
-      return success(user, undefined);
-    }
-    default:
-      return oauthError(400, 'unsupported_grant_type', `Invalid grant_type: ${grant}`, undefined);
-  }
-}
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    ...headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
@@ -164,11 +85,47 @@ export interface ControlApi {
   revoke(tokenOrEmail: string): void;
   revokeGrants(email: string): void;
   reset(): void;
+  registerClient(body: unknown): Promise<unknown>;
+  registerServiceAccount(body: unknown): Promise<unknown>;
+  setPermission(body: unknown): void;
+  addRedirectUri(uri: unknown): void;
+  directory(): unknown;
+  flows(): unknown;
+  setFlows(body: unknown): void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function createHttpServer(state: SimState, style: SimStyle, control: ControlApi): http.Server {
+function sendPage(res: http.ServerResponse, reply: PageReply): void {
+  if (reply.location !== undefined) {
+    res.writeHead(302, { location: reply.location, 'cache-control': 'no-store', 'content-length': 0 });
+    res.end();
+    return;
+  }
+  const html = reply.html ?? '';
+  res.writeHead(reply.status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(html),
+    'cache-control': 'no-store',
+    'x-frame-options': 'DENY',
+  });
+  res.end(html);
+}
+
+const CONTROL_GET = ['/control/faults', '/control/directory', '/control/flows'];
+const CONTROL_POST = [
+  '/control/faults',
+  '/control/revoke',
+  '/control/reset',
+  '/control/clients',
+  '/control/service-accounts',
+  '/control/permissions',
+  '/control/redirect-uris',
+  '/control/flows',
+];
+
+export function createHttpServer(ctx: OAuthContext, control: ControlApi): http.Server {
+  const { state } = ctx;
   const server = http.createServer({ keepAlive: true }, (req, res) => {
     handle(req, res).catch((err) => {
       if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', error_description: String(err) });
@@ -176,73 +133,138 @@ export function createHttpServer(state: SimState, style: SimStyle, control: Cont
     });
   });
 
+  async function serveToken(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    endpoint: Endpoint,
+  ): Promise<void> {
+    const text = await readBody(req);
+    if (text === undefined)
+      return sendJson(res, 413, { error: 'invalid_request', error_description: 'body too large' });
+    const { tokenLatencyMs, tokenErrorRate, tokenResetRate } = state.faults;
+    if (tokenResetRate > 0 && Math.random() < tokenResetRate) {
+      // as a token host that is down: no HTTP answer
+      state.countTokenRequest(undefined);
+      state.tokenErrors++;
+      req.socket.resetAndDestroy();
+      return;
+    }
+    // A failed request issues and rotates nothing: with rotation on, a refresh token rotated
+    // into a lost answer would be revoked for good, which no real endpoint does on a 500.
+    const failed = tokenErrorRate > 0 && Math.random() < tokenErrorRate;
+    // Form-encoded only, as the real endpoints expect; other bodies simply lack the parameters.
+    const reply = failed
+      ? undefined
+      : handleTokenRequest(ctx, {
+          form: new URLSearchParams(text),
+          authorization: req.headers.authorization,
+          endpoint,
+        });
+    state.countTokenRequest(reply?.user);
+    if (tokenLatencyMs > 0) await sleep(tokenLatencyMs);
+    if (!reply) {
+      state.tokenErrors++;
+      return sendJson(res, 500, { error: 'internal_failure', error_description: 'Backend Error' });
+    }
+    if (reply.status !== 200) state.tokenErrors++;
+    return sendJson(res, reply.status, reply.body, reply.headers);
+  }
+
+  async function serveOAuth(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: URL,
+    route: OAuthRoute,
+    endpoint: Endpoint,
+  ): Promise<void> {
+    if (route === 'token') return serveToken(req, res, endpoint);
+    if (req.method === 'GET') {
+      if (route === 'authorize')
+        return sendPage(res, authorizeGet(ctx, url.searchParams, endpoint, url.pathname));
+      return sendPage(res, deviceLoginGet(url.searchParams));
+    }
+    const text = await readBody(req);
+    if (text === undefined)
+      return sendJson(res, 413, { error: 'invalid_request', error_description: 'body too large' });
+    const form = new URLSearchParams(text);
+    if (route === 'authorize') return sendPage(res, authorizePost(ctx, form, url.pathname));
+    if (route === 'devicelogin') return sendPage(res, deviceLoginPost(ctx, form));
+    const reply = deviceAuthorization(ctx, form, endpoint, `${ctx.baseUrl}/devicelogin`);
+    if (reply.status !== 200) state.countRefusal(reply.reason ?? String(reply.body.error));
+    return sendJson(res, reply.status, reply.body);
+  }
+
+  async function serveControl(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+  ): Promise<void> {
+    if (req.method === 'GET') {
+      if (path === '/control/faults') return sendJson(res, 200, control.faults());
+      if (path === '/control/directory') return sendJson(res, 200, control.directory());
+      return sendJson(res, 200, control.flows());
+    }
+    const text = await readBody(req);
+    if (text === undefined) return sendJson(res, 413, { error: 'body too large' });
+    try {
+      const body = parseJsonObject(text);
+      switch (path) {
+        case '/control/faults':
+          control.setFaults(body);
+          return sendJson(res, 200, control.faults());
+        case '/control/revoke': {
+          if (typeof body.grantsOf === 'string') {
+            control.revokeGrants(body.grantsOf);
+            return sendJson(res, 200, { ok: true });
+          }
+          const target = body.refreshToken ?? body.email;
+          if (typeof target !== 'string')
+            throw new Error('give {"refreshToken": "..."}, {"email": "..."} or {"grantsOf": "..."}');
+          control.revoke(target);
+          return sendJson(res, 200, { ok: true });
+        }
+        case '/control/reset':
+          control.reset();
+          return sendJson(res, 200, { ok: true });
+        case '/control/clients':
+          return sendJson(res, 200, await control.registerClient(body));
+        case '/control/service-accounts':
+          return sendJson(res, 200, await control.registerServiceAccount(body));
+        case '/control/permissions':
+          control.setPermission(body);
+          return sendJson(res, 200, { ok: true });
+        case '/control/redirect-uris':
+          control.addRedirectUri(body.uri);
+          return sendJson(res, 200, { ok: true });
+        default:
+          control.setFlows(body);
+          return sendJson(res, 200, control.flows());
+      }
+    } catch (err) {
+      return sendJson(res, 400, { error: (err as Error).message });
+    }
+  }
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://sim');
-    const route = `${req.method} ${url.pathname}`;
-    const known = ['/token', '/stats', '/control/faults', '/control/revoke', '/control/reset'];
-    switch (route) {
-      case 'POST /token': {
-        const text = await readBody(req);
-        if (text === undefined)
-          return sendJson(res, 413, { error: 'invalid_request', error_description: 'body too large' });
-        const { tokenLatencyMs, tokenErrorRate, tokenResetRate } = state.faults;
-        if (tokenResetRate > 0 && Math.random() < tokenResetRate) {
-          // as a token host that is down: no HTTP answer
-          state.countTokenRequest(undefined);
-          state.tokenErrors++;
-          req.socket.resetAndDestroy();
-          return;
-        }
-        // A failed request issues and rotates nothing: with rotation on, a refresh token rotated
-        // into a lost answer would be revoked for good, which no real endpoint does on a 500.
-        const failed = tokenErrorRate > 0 && Math.random() < tokenErrorRate;
-        // Form-encoded only, as the real endpoints expect; other bodies simply lack the parameters.
-        const reply = failed ? undefined : handleTokenRequest(state, style, new URLSearchParams(text));
-        state.countTokenRequest(reply?.user);
-        if (tokenLatencyMs > 0) await sleep(tokenLatencyMs);
-        if (!reply) {
-          state.tokenErrors++;
-          return sendJson(res, 500, { error: 'internal_failure', error_description: 'Backend Error' });
-        }
-        if (reply.status !== 200) state.tokenErrors++;
-        return sendJson(res, reply.status, reply.body);
-      }
-      case 'GET /stats':
-        return sendJson(res, 200, state.stats(url.searchParams.get('ids') !== '0'));
-      case 'GET /control/faults':
-        return sendJson(res, 200, control.faults());
-      case 'POST /control/faults':
-      case 'POST /control/revoke':
-      case 'POST /control/reset': {
-        const text = await readBody(req);
-        if (text === undefined) return sendJson(res, 413, { error: 'body too large' });
-        try {
-          const body = parseJsonObject(text);
-          if (route === 'POST /control/faults') {
-            control.setFaults(body);
-            return sendJson(res, 200, control.faults());
-          }
-          if (route === 'POST /control/revoke') {
-            if (typeof body.grantsOf === 'string') {
-              control.revokeGrants(body.grantsOf);
-              return sendJson(res, 200, { ok: true });
-            }
-            const target = body.refreshToken ?? body.email;
-            if (typeof target !== 'string')
-              throw new Error('give {"refreshToken": "..."}, {"email": "..."} or {"grantsOf": "..."}');
-            control.revoke(target);
-          } else {
-            control.reset();
-          }
-          return sendJson(res, 200, { ok: true });
-        } catch (err) {
-          return sendJson(res, 400, { error: (err as Error).message });
-        }
-      }
-      default:
-        if (known.includes(url.pathname)) return sendJson(res, 405, { error: 'method not allowed' });
-        return sendJson(res, 404, { error: 'not found' });
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    const oauth = oauthRoute(ctx, path);
+    if (oauth) {
+      if (!OAUTH_METHODS[oauth.route].includes(method))
+        return sendJson(res, 405, { error: 'method not allowed' });
+      return serveOAuth(req, res, url, oauth.route, oauth.endpoint);
     }
+    if (path === '/stats') {
+      if (method !== 'GET') return sendJson(res, 405, { error: 'method not allowed' });
+      return sendJson(res, 200, state.stats(url.searchParams.get('ids') !== '0'));
+    }
+    const getOk = method === 'GET' && CONTROL_GET.includes(path);
+    const postOk = method === 'POST' && CONTROL_POST.includes(path);
+    if (getOk || postOk) return serveControl(req, res, path);
+    if (CONTROL_GET.includes(path) || CONTROL_POST.includes(path))
+      return sendJson(res, 405, { error: 'method not allowed' });
+    return sendJson(res, 404, { error: 'not found' });
   }
   return server;
 }

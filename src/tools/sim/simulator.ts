@@ -3,11 +3,18 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { HostPort } from '../../config/types.js';
 import { formatHostPort } from '../../shared/net.js';
+import { AuthorizationCodes } from './authorization-codes.js';
+import { RefreshBindings } from './bindings.js';
+import { DeviceCodes } from './device-codes.js';
+import { Directory } from './directory.js';
 import { mergeFaults, NO_FAULTS } from './faults.js';
+import { DEFAULT_FLOWS, mergeFlows } from './flows.js';
 import { createHttpServer } from './http.js';
+import type { OAuthContext } from './oauth-context.js';
+import { registerClient, registerServiceAccount } from './registration.js';
 import { SmtpSession, type SessionContext } from './session.js';
 import { SimState } from './state.js';
-import type { SimOptions, Simulator, SimStyle } from './types.js';
+import type { SimEndpoints, SimOptions, Simulator, SimStyle } from './types.js';
 
 export const SIM_DEFAULTS = {
   smtp: { host: '127.0.0.1', port: 2626 },
@@ -78,6 +85,25 @@ function closeServer(server: net.Server): Promise<void> {
   return new Promise((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
 }
 
+/** The provider-shaped URLs: Google's tenant-less ones, Microsoft's with `{tenant}` in the path. */
+function endpointsFor(style: SimStyle, base: string): SimEndpoints {
+  const verification = `${base}/devicelogin`;
+  if (style === 'google')
+    return {
+      authorize: `${base}/authorize`,
+      token: `${base}/token`,
+      deviceAuthorization: `${base}/device/code`,
+      verification,
+    };
+  const t = `${base}/{tenant}/oauth2/v2.0`;
+  return {
+    authorize: `${t}/authorize`,
+    token: `${t}/token`,
+    deviceAuthorization: `${t}/devicecode`,
+    verification,
+  };
+}
+
 export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> {
   const style: SimStyle = opts.style ?? 'google';
   if (style !== 'google' && style !== 'microsoft')
@@ -94,6 +120,22 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
     positiveInt('messagesPerMinutePerUser', opts.messagesPerMinutePerUser ?? 0, 0),
   );
   state.rotateRefresh = opts.rotateRefreshTokens ?? false;
+  const oauth: OAuthContext = {
+    state,
+    style,
+    directory: new Directory(),
+    codes: new AuthorizationCodes(),
+    devices: new DeviceCodes(),
+    bindings: new RefreshBindings(),
+    flows: mergeFlows({ ...DEFAULT_FLOWS }, opts.flows ?? {}),
+    baseUrl: '',
+  };
+  (opts.redirectUris ?? []).forEach((u, i) => oauth.directory.addRedirectUri(u, `redirectUris[${i}]`));
+  for (const [i, c] of (opts.clients ?? []).entries()) {
+    if (c.generateCertificate)
+      throw new Error(`clients[${i}].generateCertificate: use registerClient() for that`);
+    oauth.directory.registerClient(c, `clients[${i}]`);
+  }
   const { key, cert } = opts.tls ?? (await certificateFor(hostname));
   const ctx: SessionContext = {
     state,
@@ -126,15 +168,34 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
     smtp: { host: '', port: 0 },
     http: { host: '', port: 0 },
     tokenUrl: '',
+    endpoints: { authorize: '', token: '', deviceAuthorization: '', verification: '' },
     caPem: cert,
     style,
     faults: () => ({ ...state.faults }),
     setFaults: (f) => {
       state.faults = mergeFaults(state.faults, f);
     },
-    revoke: (t) => state.revoke(t),
-    revokeGrants: (email) => state.revokeGrants(email),
+    revoke: (t) => {
+      state.revoke(t);
+      if (t.includes('@') && !t.startsWith('simrt.')) oauth.bindings.forgetConsents(t.trim().toLowerCase());
+    },
+    revokeGrants: (email) => {
+      state.revokeGrants(email);
+      oauth.bindings.forgetConsents(email.trim().toLowerCase());
+    },
     stats: () => state.stats(),
+    registerClient: (c) => registerClient(oauth.directory, c),
+    registerServiceAccount: (sa) =>
+      registerServiceAccount(oauth.directory, sa ?? {}, {
+        tokenUri: sim.tokenUrl,
+        authUri: sim.endpoints.authorize,
+      }),
+    setPermission: (p) => oauth.directory.setPermission(p),
+    addRedirectUri: (uri) => oauth.directory.addRedirectUri(uri),
+    flows: () => ({ ...oauth.flows }),
+    setFlows: (f) => {
+      oauth.flows = mergeFlows(oauth.flows, f);
+    },
     reset: () => state.reset(),
     close: closeAll,
   };
@@ -149,15 +210,24 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
       servers.push(secure);
       sim.smtpTls = await listen(secure, opts.smtpTls, 'SMTP TLS');
     }
-    httpServer = createHttpServer(state, style, {
+    httpServer = createHttpServer(oauth, {
       setFaults: (f) => sim.setFaults(f as object),
       faults: () => sim.faults(),
       revoke: (t) => sim.revoke(t),
       revokeGrants: (email) => sim.revokeGrants(email),
       reset: () => sim.reset(),
+      registerClient: (body) => sim.registerClient(body as never),
+      registerServiceAccount: (body) => sim.registerServiceAccount(body as never),
+      setPermission: (body) => sim.setPermission(body as never),
+      addRedirectUri: (uri) => oauth.directory.addRedirectUri(uri, 'uri'),
+      directory: () => ({ ...oauth.directory.describe(), flows: sim.flows(), endpoints: sim.endpoints }),
+      flows: () => sim.flows(),
+      setFlows: (body) => sim.setFlows(body as never),
     });
     sim.http = await listen(httpServer, opts.http ?? SIM_DEFAULTS.http, 'HTTP');
-    sim.tokenUrl = `http://${formatHostPort(sim.http)}/token`;
+    oauth.baseUrl = `http://${formatHostPort(sim.http)}`;
+    sim.tokenUrl = `${oauth.baseUrl}/token`;
+    sim.endpoints = endpointsFor(style, oauth.baseUrl);
   } catch (err) {
     await closeAll();
     throw err;

@@ -25,11 +25,23 @@ interface AccessToken {
   user: string | undefined;
   /** the refresh token it was issued from, so revoking that token kills it too */
   from: string | undefined;
+  /** the grant (authorization code, device code) it came from, so revoking that grant kills it too */
+  family?: string;
+  /**
+   * Which mailboxes it may authenticate as, beyond `user`: the granted scope must cover SMTP, and an
+   * app token only reaches mailboxes the app was granted. Asked at every AUTH (permissions change).
+   */
+  allows?: (mailbox: string) => boolean;
   issuedAt: number;
   expiresAt: number;
 }
 
-export type TokenCheck = 'ok' | 'unknown' | 'expired' | 'wrong-user';
+export interface IssueOptions {
+  family?: string;
+  allows?: (mailbox: string) => boolean;
+}
+
+export type TokenCheck = 'ok' | 'unknown' | 'expired' | 'wrong-user' | 'forbidden';
 
 /** Counts authenticated connections per user, with the peak since the last reset. */
 class Counter {
@@ -119,6 +131,12 @@ export class SimState {
   rcptAccepted = 0;
   rcptRejected = 0;
   rcptTempfailed = 0;
+  /** token and authorization requests refused, by reason */
+  oauthRefused = new Map<string, number>();
+  /** successful token responses, by grant_type */
+  oauthIssued = new Map<string, number>();
+  consentsAllowed = 0;
+  consentsDenied = 0;
 
   constructor(
     faults: SimFaults,
@@ -142,16 +160,29 @@ export class SimState {
     for (const [tok, rec] of this.accessTokens) if (rec.expiresAt <= now) this.accessTokens.delete(tok);
   }
 
-  issueAccessToken(user: string | undefined, from: string | undefined): string {
+  issueAccessToken(user: string | undefined, from: string | undefined, opts: IssueOptions = {}): string {
     const token = 'simat.' + randomBytes(24).toString('base64url');
     const now = Date.now();
     this.accessTokens.set(token, {
       user,
       from,
+      ...opts,
       issuedAt: now,
       expiresAt: now + this.tokenLifetimeSec * 1000,
     });
     return token;
+  }
+
+  /** A refresh token the simulator issued, so revokeGrants finds it before its first use. */
+  trackRefreshToken(user: string, token: string): void {
+    let live = this.liveRefreshTokens.get(user);
+    if (!live) this.liveRefreshTokens.set(user, (live = new Set()));
+    live.add(token);
+  }
+
+  /** Kill the access tokens issued from one grant (its refresh tokens are revoked one by one). */
+  revokeFamily(family: string): void {
+    for (const [tok, rec] of this.accessTokens) if (rec.family === family) this.accessTokens.delete(tok);
   }
 
   /** Rotation: a fresh refresh token for the same user; the old one stops working at once. */
@@ -192,6 +223,7 @@ export class SimState {
     if (rec.user !== undefined && rec.user !== lower) return 'wrong-user';
     // An application token (client_credentials) serves any user whose grant has not been withdrawn.
     if (rec.user === undefined && this.revokedUsers.has(lower)) return 'unknown';
+    if (rec.allows && !rec.allows(lower)) return 'forbidden';
     const now = Date.now();
     const early =
       this.faults.expireEarlySec > 0 ? rec.issuedAt + this.faults.expireEarlySec * 1000 : Infinity;
@@ -212,6 +244,14 @@ export class SimState {
       throw new Error(`revoke: "${refreshTokenOrEmail}" is neither a simrt. refresh token nor an email`);
     this.revokedUsers.add(email);
     for (const [tok, rec] of this.accessTokens) if (rec.user === email) this.accessTokens.delete(tok);
+  }
+
+  countRefusal(reason: string): void {
+    inc(this.oauthRefused, reason);
+  }
+
+  countIssued(grantType: string): void {
+    inc(this.oauthIssued, grantType);
   }
 
   countTokenRequest(user: string | undefined): void {
@@ -256,6 +296,9 @@ export class SimState {
     this.connectionLimitRejections = this.rateLimitRejections = 0;
     this.fail4xx = this.fail5xx = this.drops = this.rejected421 = 0;
     this.rcptAccepted = this.rcptRejected = this.rcptTempfailed = 0;
+    this.oauthRefused = new Map();
+    this.oauthIssued = new Map();
+    this.consentsAllowed = this.consentsDenied = 0;
     // Peaks restart from what is open now, so they stay truthful about the connections still there.
     this.authConnections.peak.clear();
     for (const [u, n] of this.authConnections.current) this.authConnections.peak.set(u, n);
@@ -294,6 +337,11 @@ export class SimState {
         rejected: this.rcptRejected,
         tempfailed: this.rcptTempfailed,
       },
+      oauth: {
+        issued: Object.fromEntries(this.oauthIssued),
+        refused: Object.fromEntries(this.oauthRefused),
+        consents: { allowed: this.consentsAllowed, denied: this.consentsDenied },
+      },
     };
   }
 
@@ -303,6 +351,13 @@ export class SimState {
     const n = this.faults.dropEvery;
     if (n <= 0 || this.transactions % n !== 0) return undefined;
     return (['mail', 'rcpt', 'data'] as const)[this.dropCycle++ % 3];
+  }
+
+  /** true when this device-code poll must get the slow_down of the slowDownNext fault */
+  takeSlowDown(): boolean {
+    if (this.faults.slowDownNext <= 0) return false;
+    this.faults = { ...this.faults, slowDownNext: this.faults.slowDownNext - 1 };
+    return true;
   }
 
   /** true when this MAIL FROM must get the 421 of the reject421Next fault */

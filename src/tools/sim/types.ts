@@ -1,4 +1,5 @@
 import type { HostPort } from '../../config/types.js';
+import type { ServiceAccountKeyFile } from './keys.js';
 
 export type SimStyle = 'google' | 'microsoft';
 
@@ -27,6 +28,85 @@ export interface SimFaults {
   dropEvery: number;
   /** the next N MAIL FROM commands get `421 4.7.0 Try again later, closing connection.` (counts down) */
   reject421Next: number;
+  /** the next N device-code polls get slow_down, however patient they were (counts down) */
+  slowDownNext: number;
+}
+
+/** Timings of the interactive flows (authorization code, device code). */
+export interface SimFlowSettings {
+  /** authorization codes expire this long after issue; default 60 */
+  codeLifetimeSec: number;
+  /** device codes expire this long after issue (`expires_in`); default 900 */
+  deviceCodeLifetimeSec: number;
+  /** the device polling interval (`interval` = this / 1000) and the slow_down step; default 5000 */
+  deviceIntervalMs: number;
+}
+
+/**
+ * A registered OAuth client / Azure app registration. A client with a secret or a certificate is
+ * confidential and must authenticate at the token endpoint.
+ */
+export interface SimClientInput {
+  clientId: string;
+  clientSecret?: string;
+  /** microsoft: the tenant the app is registered in; omitted = multi-tenant (known in every tenant) */
+  tenant?: string;
+  /** exact redirect URIs allowed besides loopback ones (any port, RFC 8252 section 7.3) */
+  redirectUris?: string[];
+  /** PEM certificate (or public key) for private_key_jwt client assertions */
+  certificate?: string;
+  /** generate a certificate and key pair; registerClient returns them */
+  generateCertificate?: boolean;
+  /** mailboxes its app-only (client_credentials) tokens may use: addresses, `@domain`, `*`; default none */
+  mailboxes?: string[];
+}
+
+export interface SimRegisteredClient {
+  clientId: string;
+  tenant: string | null;
+  /** the certificate's SHA-1 thumbprint, base64url (the `x5t` a client assertion may carry) */
+  x5t?: string;
+  /** with generateCertificate: the certificate and its private key (PEM) */
+  certificate?: string;
+  privateKey?: string;
+}
+
+/** A Google service account with domain-wide delegation. */
+export interface SimServiceAccountInput {
+  /** default `svc-<n>@sim-project.iam.gserviceaccount.com` */
+  clientEmail?: string;
+  /** mailboxes the delegation covers: addresses, `@domain`, `*`; default `*` */
+  mailboxes?: string[];
+  /** scopes the delegation covers; default https://mail.google.com/ */
+  scopes?: string[];
+  /** register this PEM public key (or certificate) instead of generating a key file */
+  publicKey?: string;
+  privateKeyId?: string;
+}
+
+export interface SimRegisteredServiceAccount {
+  clientEmail: string;
+  clientId: string;
+  privateKeyId: string;
+  /** the Google-format JSON key file, when the simulator generated the key */
+  keyFile?: ServiceAccountKeyFile;
+}
+
+/** Grant (or with allow=false withdraw) a mailbox to an app or a service account. */
+export interface SimPermission {
+  clientId?: string;
+  serviceAccount?: string;
+  mailbox: string;
+  allow?: boolean;
+}
+
+/** The provider-shaped URLs; microsoft ones have `{tenant}` in the path like the real ones. */
+export interface SimEndpoints {
+  authorize: string;
+  token: string;
+  deviceAuthorization: string;
+  /** the page where a user enters a device flow's user code */
+  verification: string;
 }
 
 export interface SimOptions {
@@ -55,6 +135,11 @@ export interface SimOptions {
   /** use this certificate instead of generating one */
   tls?: { key: string; cert: string };
   faults?: Partial<SimFaults>;
+  /** registered clients; none = any client_id is taken for a public client */
+  clients?: SimClientInput[];
+  /** redirect URIs allowed for every client, besides loopback ones */
+  redirectUris?: string[];
+  flows?: Partial<SimFlowSettings>;
 }
 
 export interface SimStats {
@@ -87,6 +172,14 @@ export interface SimStats {
   limitRejections: { connections: number; rate: number };
   faults: { fail4xx: number; fail5xx: number; drops: number; rejected421: number };
   recipients: { accepted: number; rejected: number; tempfailed: number };
+  oauth: {
+    /** successful token responses by grant_type */
+    issued: Record<string, number>;
+    /** refused token, authorization and device requests by reason (e.g. code_replayed, pkce_mismatch) */
+    refused: Record<string, number>;
+    /** answers on the consent and device verification pages */
+    consents: { allowed: number; denied: number };
+  };
 }
 
 export interface Simulator {
@@ -94,6 +187,7 @@ export interface Simulator {
   smtpTls?: HostPort;
   http: HostPort;
   tokenUrl: string;
+  endpoints: SimEndpoints;
   /** the certificate served on both SMTP listeners (clients pass it as `ca`) */
   caPem: string;
   style: SimStyle;
@@ -109,6 +203,14 @@ export interface Simulator {
    */
   revokeGrants(email: string): void;
   stats(): SimStats;
+  /** register (or replace) a client; throws naming the field */
+  registerClient(c: SimClientInput): Promise<SimRegisteredClient>;
+  /** register a service account; without publicKey the simulator generates the key and returns the key file */
+  registerServiceAccount(sa?: SimServiceAccountInput): Promise<SimRegisteredServiceAccount>;
+  setPermission(p: SimPermission): void;
+  addRedirectUri(uri: string): void;
+  flows(): SimFlowSettings;
+  setFlows(f: Partial<SimFlowSettings>): void;
   /** clear counters, message ids and rate-limit windows (not tokens, revocations or open connections) */
   reset(): void;
   close(): Promise<void>;
