@@ -154,7 +154,6 @@ export class Proxy {
   }
 
   private buildContext(config: Config, registry: AccountRegistry): SmtpContext {
-    this.updateAccountGauge(registry);
     const unusable = unusableSourceAddresses(config.accounts);
     for (const [email, why] of unusable) {
       if (this.unusableWarned.get(email) === why) continue;
@@ -162,10 +161,6 @@ export class Proxy {
     }
     this.unusableWarned = new Map(unusable);
     return { config, registry, trusted: new TrustedNetworks(config.smtp.trustedNetworks) };
-  }
-
-  private updateAccountGauge(_registry: AccountRegistry): void {
-    // the token manager owns the accounts{state} gauge; nothing to do here yet
   }
 
   /** Load config and accounts again and swap the snapshot; a bad file keeps the old snapshot. */

@@ -4,10 +4,12 @@ import type { AdminResult } from '../shared/admin-result.js';
 import type { LiveSnapshot } from '../metrics/live.js';
 
 /**
- * `ok` | `refreshing` | `needs_reauth` (refresh token revoked: invalid_grant) | `limited` (rate
- * limit or the provider's throttling) | `error` (last refresh failed for another reason).
+ * `unknown` (no token fetched yet) | `ok` | `refreshing` | `needs_reauth` (refresh token revoked:
+ * invalid_grant) | `error` (the last refresh failed for another reason, or the account cannot send,
+ * e.g. an unusable sourceAddress). A mailbox at its connection limit is still `ok`: its pool
+ * counts show it (busy at the limit, messages waiting).
  */
-export type AccountState = 'ok' | 'refreshing' | 'needs_reauth' | 'limited' | 'error' | (string & {});
+export type AccountState = 'unknown' | 'ok' | 'refreshing' | 'needs_reauth' | 'error';
 
 export interface AccountView {
   email: string;

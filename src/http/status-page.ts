@@ -9,7 +9,7 @@
 // `Referrer-Policy: no-referrer` and `Cache-Control: no-store`; put the page behind loopback or a
 // VPN, or let a reverse proxy add the header, when that matters.
 
-import type { AccountView } from './backend.js';
+import type { AccountState, AccountView } from './backend.js';
 import type { LiveSnapshot } from '../metrics/live.js';
 
 const HTML_ESCAPES: Record<string, string> = {
@@ -34,15 +34,15 @@ function scriptJson(value: unknown): string {
     .replace(/\u2029/g, '\\u2029');
 }
 
-export const STATE_LABELS: Readonly<Record<string, string>> = {
+export const STATE_LABELS: Readonly<Record<AccountState, string>> = {
+  unknown: 'unknown',
   ok: 'ok',
   refreshing: 'refreshing',
   needs_reauth: 'needs re-authorization',
-  limited: 'limited',
   error: 'error',
 };
 
-const stateLabel = (s: string) => STATE_LABELS[s] ?? s;
+const stateLabel = (s: AccountState) => STATE_LABELS[s] ?? s;
 
 function poolText(a: AccountView): [string, string, string] {
   if (!a.pool) return ['-', '-', '-'];
@@ -75,7 +75,7 @@ table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right}
 tr.state-needs_reauth td:nth-child(3){color:#b00020;font-weight:600}
-tr.state-error td:nth-child(3),tr.state-limited td:nth-child(3){color:#a15c00;font-weight:600}
+tr.state-error td:nth-child(3){color:#a15c00;font-weight:600}
 tr.state-ok td:nth-child(3){color:#17702d}
 #chart{background:#fff;border:1px solid #ddd} .muted{color:#777} #problem{color:#b00020}
 .legend span{margin-right:1rem} .tp{color:#1f6feb} .lat{color:#d1495b}

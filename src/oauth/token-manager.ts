@@ -90,8 +90,6 @@ interface Entry {
   failure?: SmtpError;
   lastError?: string;
   refreshes: number;
-  /** last state and error written to the store, to skip redundant writes */
-  persisted?: string;
   dropped: boolean;
 }
 
@@ -321,16 +319,6 @@ export class TokenManager {
     entry.state = state;
   }
 
-  /** Writes ok/error/needs_reauth to the store when it changed (transient states stay in memory). */
-  private persistState(entry: Entry): void {
-    const key = `${entry.state}\0${entry.lastError ?? ''}`;
-    if (entry.persisted === key) return;
-    entry.persisted = key;
-    this.storeWrite('save account state', () =>
-      this.store.setAccountState(entry.email, entry.state, entry.lastError),
-    );
-  }
-
   private storeWrite(what: string, fn: () => void): void {
     if (this.closed) return;
     try {
@@ -404,7 +392,6 @@ export class TokenManager {
     entry.refreshes++;
     this.metrics.tokenRefreshTotal.inc({ provider, result: 'success' });
     this.setState(entry, 'ok');
-    this.persistState(entry);
     this.storeWrite('save access token', () =>
       this.store.putAccessToken(entry.email, res.accessToken, expiresAt, entry.credentialKey),
     );
@@ -471,7 +458,6 @@ export class TokenManager {
         'access token refresh failed',
       );
     }
-    this.persistState(entry);
     return failure;
   }
 

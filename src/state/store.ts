@@ -1,5 +1,6 @@
-// The embedded state store (DESIGN "State"): cached access tokens, rotated refresh tokens and account
-// health in <dir>/state.db. Secrets are sealed with AES-256-GCM under a key derived once at open.
+// The embedded state store (docs/design.md, "State"): cached access tokens and rotated refresh
+// tokens in <dir>/state.db, one row per account. Secrets are sealed with AES-256-GCM under a key
+// derived once at open. Emails are given normalised (shared/email.ts).
 //
 // better-sqlite3 is synchronous and runs on the event loop. That is acceptable here because writes
 // are tiny and rare (about one per account per token lifetime, i.e. per hour) and reads happen at
@@ -17,13 +18,6 @@ export interface StoredAccessToken {
   expiresAt: number;
 }
 
-export interface StoredAccountState {
-  state: string;
-  lastError?: string;
-  /** epoch ms of the last state change */
-  updatedAt: number;
-}
-
 export interface StateStore {
   /**
    * `lineage` (optional): an opaque fingerprint of the credentials the token was issued for; when
@@ -39,8 +33,7 @@ export interface StateStore {
    */
   getRotatedRefreshToken(email: string, configuredRefreshToken: string): string | undefined;
   putRotatedRefreshToken(email: string, configuredRefreshToken: string, newRefreshToken: string): void;
-  setAccountState(email: string, state: string, lastError?: string): void;
-  getAccountState(email: string): StoredAccountState | undefined;
+  /** forget everything stored for the account */
   deleteAccount(email: string): void;
   close(): void;
 }
@@ -55,7 +48,9 @@ export interface OpenStateStoreOptions {
 const KEY_FILE = 'secret.key';
 const DB_FILE = 'state.db';
 const KEY_CHECK_PLAINTEXT = 'xoauth2-proxy key check';
-const SCHEMA_VERSION = 1;
+/** 2: the account state columns of version 1 (written, never read) are gone */
+const SCHEMA_VERSION = 2;
+const DROPPED_COLUMNS = ['state', 'last_error', 'state_updated_at'];
 
 interface AccountRow {
   access_token: Buffer | null;
@@ -63,9 +58,6 @@ interface AccountRow {
   access_origin: string | null;
   refresh_token: Buffer | null;
   refresh_origin: string | null;
-  state: string | null;
-  last_error: string | null;
-  state_updated_at: number | null;
 }
 
 function readOrCreateKeyFile(dir: string, log: Logger): string {
@@ -92,6 +84,27 @@ function readOrCreateKeyFile(dir: string, log: Logger): string {
   const key = fs.readFileSync(file, 'utf8').trim();
   if (!key) throw new Error(`${file} is empty; delete it to generate a new key or set state.secretKey`);
   return key;
+}
+
+/**
+ * Version 1 kept each account's token state (ok, error, needs_reauth) beside its secrets; nothing
+ * read it. Drop those columns, and the rows that held nothing else.
+ */
+function migrate(db: Database.Database): void {
+  const columns = new Set(
+    db
+      .prepare<[], { name: string }>('PRAGMA table_info(accounts)')
+      .all()
+      .map((c) => c.name),
+  );
+  const drop = DROPPED_COLUMNS.filter((c) => columns.has(c));
+  if (drop.length) {
+    db.transaction(() => {
+      for (const c of drop) db.exec(`ALTER TABLE accounts DROP COLUMN ${c}`);
+      db.exec('DELETE FROM accounts WHERE access_token IS NULL AND refresh_token IS NULL');
+    })();
+  }
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }
 
 export function openStateStore(opts: OpenStateStoreOptions): StateStore {
@@ -121,13 +134,10 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
       access_expires_at INTEGER,
       access_origin TEXT,
       refresh_token BLOB,
-      refresh_origin TEXT,
-      state TEXT,
-      last_error TEXT,
-      state_updated_at INTEGER
+      refresh_origin TEXT
     );
   `);
-  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  migrate(db);
 
   const getMeta = db.prepare<[string], { value: Buffer }>('SELECT value FROM meta WHERE key = ?');
   const putMeta = db.prepare<[string, Buffer]>(
@@ -186,10 +196,6 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
   const putRefresh = db.prepare<[string, Buffer, string]>(`
     INSERT INTO accounts (email, refresh_token, refresh_origin) VALUES (?, ?, ?)
     ON CONFLICT(email) DO UPDATE SET refresh_token = excluded.refresh_token, refresh_origin = excluded.refresh_origin`);
-  const putState = db.prepare<[string, string, string | null, number]>(`
-    INSERT INTO accounts (email, state, last_error, state_updated_at) VALUES (?, ?, ?, ?)
-    ON CONFLICT(email) DO UPDATE SET state = excluded.state, last_error = excluded.last_error,
-      state_updated_at = excluded.state_updated_at`);
   const deleteRow = db.prepare<[string]>('DELETE FROM accounts WHERE email = ?');
 
   let closed = false;
@@ -228,18 +234,6 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
       } finally {
         db.pragma('synchronous = NORMAL');
       }
-    },
-    setAccountState(email, state, lastError) {
-      putState.run(email, state, lastError ?? null, Date.now());
-    },
-    getAccountState(email) {
-      const row = getRow.get(email);
-      if (!row?.state) return undefined;
-      return {
-        state: row.state,
-        ...(row.last_error != null ? { lastError: row.last_error } : {}),
-        updatedAt: row.state_updated_at ?? 0,
-      };
     },
     deleteAccount(email) {
       deleteRow.run(email);

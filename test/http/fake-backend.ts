@@ -50,7 +50,11 @@ export async function fakeBackend(initial: AccountView[] = []): Promise<FakeBack
       const entries = await editor.entries();
       b.views = [
         ...initial.filter((v) => !entries.some((e) => e.email === v.email)),
-        ...entries.map((e) => ({ email: String(e.email), provider: String(e.provider), state: 'ok' })),
+        ...entries.map((e) => ({
+          email: String(e.email),
+          provider: String(e.provider),
+          state: 'ok' as const,
+        })),
       ];
     },
   });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { openStateStore, type StateStore } from '../../src/state/store.js';
 import { silentLogger } from '../../src/shared/log.js';
@@ -34,6 +35,19 @@ function open(dir: string, secretKey: string | null = SECRET, log = silentLogger
   return s;
 }
 
+/** the emails with a row in state.db, read by a connection of the test's own */
+function rowEmails(dir: string): string[] {
+  const db = new Database(path.join(dir, 'state.db'), { readonly: true });
+  try {
+    return db
+      .prepare<[], { email: string }>('SELECT email FROM accounts ORDER BY email')
+      .all()
+      .map((r) => r.email);
+  } finally {
+    db.close();
+  }
+}
+
 function rawDbBytes(dir: string): Buffer {
   return Buffer.concat(
     ['state.db', 'state.db-wal']
@@ -43,22 +57,64 @@ function rawDbBytes(dir: string): Buffer {
 }
 
 describe('state store', () => {
-  it('stores access tokens, states and deletes accounts; creates the dir 0700', () => {
+  it('stores access tokens and deletes accounts; creates the dir 0700', () => {
     const dir = tmpDir();
     const s = open(dir);
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(s.getAccessToken('a@x.com')).toBeUndefined();
     s.putAccessToken('a@x.com', 'tok-1', 1234);
     expect(s.getAccessToken('a@x.com')).toEqual({ token: 'tok-1', expiresAt: 1234 });
-    s.setAccountState('a@x.com', 'needs_reauth', 'invalid_grant');
-    expect(s.getAccountState('a@x.com')).toMatchObject({ state: 'needs_reauth', lastError: 'invalid_grant' });
-    s.setAccountState('a@x.com', 'ok');
-    expect(s.getAccountState('a@x.com')?.lastError).toBeUndefined();
-    expect(s.getAccessToken('a@x.com')?.token).toBe('tok-1'); // state writes leave the token alone
     s.deleteAccessToken('a@x.com');
     expect(s.getAccessToken('a@x.com')).toBeUndefined();
+    s.putAccessToken('a@x.com', 'tok-2', 1234);
+    s.putRotatedRefreshToken('a@x.com', 'rt-1', 'rt-2');
     s.deleteAccount('a@x.com');
-    expect(s.getAccountState('a@x.com')).toBeUndefined();
+    expect(s.getAccessToken('a@x.com')).toBeUndefined();
+    expect(s.getRotatedRefreshToken('a@x.com', 'rt-1')).toBeUndefined();
+    expect(rowEmails(dir)).toEqual([]);
+  });
+
+  it('opens a version 1 state.db: keeps its secrets, drops the account state it kept', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.putAccessToken('a@x.com', 'tok-a', 5, 'lineage-a');
+    s.putRotatedRefreshToken('a@x.com', 'rt-a', 'rotated-a');
+    s.putAccessToken('b@x.com', 'tok-b', 6);
+    s.close();
+    // what version 1 wrote: state columns beside the secrets, and rows holding only a state
+    const raw = new Database(path.join(dir, 'state.db'));
+    raw.exec(`
+      ALTER TABLE accounts ADD COLUMN state TEXT;
+      ALTER TABLE accounts ADD COLUMN last_error TEXT;
+      ALTER TABLE accounts ADD COLUMN state_updated_at INTEGER;
+      UPDATE accounts SET state = 'ok', state_updated_at = 1 WHERE email = 'a@x.com';
+      INSERT INTO accounts (email, state, last_error, state_updated_at)
+        VALUES ('dead@x.com', 'needs_reauth', 'invalid_grant', 2);
+    `);
+    raw.pragma('user_version = 1');
+    raw.close();
+
+    const s2 = open(dir);
+    expect(s2.getAccessToken('a@x.com', 'lineage-a')).toEqual({ token: 'tok-a', expiresAt: 5 });
+    expect(s2.getRotatedRefreshToken('a@x.com', 'rt-a')).toBe('rotated-a');
+    expect(s2.getAccessToken('b@x.com')?.token).toBe('tok-b');
+    s2.close();
+    const db = new Database(path.join(dir, 'state.db'), { readonly: true });
+    try {
+      const columns = db
+        .prepare<[], { name: string }>('PRAGMA table_info(accounts)')
+        .all()
+        .map((c) => c.name);
+      expect(columns).not.toContain('state');
+      expect(columns).not.toContain('last_error');
+      expect(columns).not.toContain('state_updated_at');
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
+    } finally {
+      db.close();
+    }
+    expect(rowEmails(dir)).toEqual(['a@x.com', 'b@x.com']);
+    // and it opens again as it is
+    expect(open(dir).getAccessToken('b@x.com')?.token).toBe('tok-b');
   });
 
   it('persists across reopen and keeps secrets encrypted at rest', () => {
