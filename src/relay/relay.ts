@@ -12,7 +12,6 @@ import type { Account } from '../accounts/registry.js';
 // The upstream side's types are the contract between relay and pools: one definition of each.
 import type { DeliveryResult, Envelope } from '../upstream/types.js';
 export type { DeliveryResult, Envelope };
-export { Reservation };
 
 export interface Deliverer {
   deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult>;

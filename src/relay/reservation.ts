@@ -29,10 +29,6 @@ export class Reservation {
     this.state = refusedAtStart ? 'refused' : 'receiving';
   }
 
-  get current(): ReservationState {
-    return this.state;
-  }
-
   /** true when the message must get `452 4.3.1` instead of being relayed */
   get refused(): boolean {
     return this.state === 'refused';

@@ -13,6 +13,7 @@ import type { SmtpReply } from '../shared/smtp-reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
 import { installReplyPatch } from './reply-patch.js';
+import { checkSmtpServerInternals, connectionsOf, sendReply, sessionOf } from './smtp-server-internals.js';
 import { enforceRequestDeadlines } from './request-deadline.js';
 
 /** What the listeners read on every command; reload swaps it as a whole. */
@@ -35,11 +36,6 @@ function serverError(r: SmtpReply): Error & { responseCode: number } {
   return e;
 }
 
-/** Write `r` on a connection outside any command (drain); a 421 also closes it. */
-function sendReply(conn: unknown, r: SmtpReply): void {
-  (conn as any).send(r.code, `${r.enhanced} ${r.text}`);
-}
-
 function state(session: Session): SessionState {
   return (session.xo ??= { inTransaction: false });
 }
@@ -60,6 +56,7 @@ export class SmtpListeners {
   private readonly throttle: AuthThrottle;
 
   constructor(private readonly opts: SmtpListenersOptions) {
+    checkSmtpServerInternals(); // fails loudly now, not under load, if smtp-server changed
     installReplyPatch();
     this.throttle = opts.throttle ?? new AuthThrottle();
   }
@@ -96,7 +93,7 @@ export class SmtpListeners {
       allowInsecureAuth: !requireTls,
       disableReverseLookup: true,
       hideDSN: true,
-      hideENHANCEDSTATUSCODES: false, // smtp-server hides them by default; SPEC 3 advertises them
+      hideENHANCEDSTATUSCODES: false, // smtp-server hides them by default; we advertise them
       hideREQUIRETLS: true,
       logger: false,
       disabledCommands: [],
@@ -230,14 +227,15 @@ export class SmtpListeners {
   private async start(hp: HostPort, implicitTls: boolean): Promise<void> {
     const server = new SMTPServer(this.serverOptions(hp, implicitTls));
     server.on('error', (err) => this.opts.log.warn({ err: String(err) }, 'smtp connection error'));
+    const listening = server.listen(hp.port, hp.host);
     await new Promise<void>((resolve, reject) => {
-      server.server.once('error', reject);
-      server.listen(hp.port, hp.host, () => {
-        server.server.off('error', reject);
+      listening.once('error', reject);
+      listening.once('listening', () => {
+        listening.off('error', reject);
         resolve();
       });
     });
-    const addr = server.server.address();
+    const addr = listening.address();
     const bound = typeof addr === 'object' && addr ? { host: hp.host, port: addr.port } : hp;
     this.servers.push(server);
     this.addresses.push({ address: bound, tls: implicitTls });
@@ -246,8 +244,8 @@ export class SmtpListeners {
 
   private closeSession(session: SMTPServerSession): void {
     for (const server of this.servers) {
-      for (const conn of server.connections) {
-        if ((conn as any).id === session.id) sendReply(conn, smtpReply('SHUTTING_DOWN'));
+      for (const conn of connectionsOf(server)) {
+        if (sessionOf(conn).id === session.id) sendReply(conn, smtpReply('SHUTTING_DOWN'));
       }
     }
   }
@@ -261,8 +259,8 @@ export class SmtpListeners {
     this.stopDeadline?.();
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const server of this.servers) {
-      for (const conn of server.connections) {
-        const st = ((conn as any).session as Session | undefined)?.xo;
+      for (const conn of connectionsOf(server)) {
+        const st = (sessionOf(conn) as Session).xo;
         if (!st?.inTransaction) sendReply(conn, smtpReply('SHUTTING_DOWN'));
       }
     }
@@ -271,7 +269,7 @@ export class SmtpListeners {
 
   get connectionCount(): number {
     let n = 0;
-    for (const s of this.servers) n += s.connections.size;
+    for (const s of this.servers) n += connectionsOf(s).size;
     return n;
   }
 }

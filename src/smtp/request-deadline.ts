@@ -13,9 +13,18 @@
 // A client waiting for our reply (an AUTH check, the upstream's answer) is never timed out here.
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { smtpReply } from '../shared/replies.js';
 import type { SmtpReply } from '../shared/smtp-reply.js';
+import {
+  connectionsOf,
+  dataBytesOf,
+  isClosing,
+  onCommandLine,
+  pendingSocketsOf,
+  phaseOf,
+  sendReply,
+  type Connection,
+} from './smtp-server-internals.js';
 
 export interface DeadlineSettings {
   idleTimeoutMs: number;
@@ -23,60 +32,51 @@ export interface DeadlineSettings {
   minDataRate: number;
 }
 
-interface ConnLike {
+interface Deadline {
   /** when the current request started: the last complete command line, or the start of DATA */
-  __xoRequestAt?: number;
-  __xoInData?: boolean;
-  __xoTimedOut?: boolean;
-  _handlerPending?: boolean;
-  _dataStream?: { byteLength?: number } | false | null;
-  _parser?: { _dataMode?: boolean } | false;
-  _closing?: boolean;
-  _closed?: boolean;
-  send(code: number, text: string): void;
+  requestAt?: number;
+  inData: boolean;
+  timedOut: boolean;
 }
 
+const deadlines = new WeakMap<Connection, Deadline>();
 let installed = false;
 
-/** Stamp every complete command line (once per process: it patches smtp-server's prototype). */
+function deadlineOf(c: Connection): Deadline {
+  let d = deadlines.get(c);
+  if (!d) deadlines.set(c, (d = { inData: false, timedOut: false }));
+  return d;
+}
+
+/** Stamp every complete command line (once per process: it patches smtp-server). */
 function install(): void {
   if (installed) return;
   installed = true;
-  const proto = (SMTPConnection as any).prototype;
-  const original = proto._onCommand as (this: ConnLike, ...args: unknown[]) => unknown;
-  proto._onCommand = function (this: ConnLike, ...args: unknown[]) {
-    this.__xoRequestAt = Date.now();
-    return original.apply(this, args);
-  };
-}
-
-/** What a connection is doing, as far as deadlines go. */
-function phase(c: ConnLike): 'command' | 'data' | 'waiting' {
-  if (c._dataStream) return c._parser && c._parser._dataMode ? 'data' : 'waiting';
-  return c._handlerPending ? 'waiting' : 'command';
+  onCommandLine((c) => {
+    deadlineOf(c).requestAt = Date.now();
+  });
 }
 
 /** The reply for a connection past its deadline at `t`, or undefined. */
-function overdue(c: ConnLike, t: number, s: DeadlineSettings): SmtpReply | undefined {
-  const p = phase(c);
-  if (p === 'waiting' || c.__xoRequestAt === undefined) {
-    c.__xoRequestAt = t; // a reply just went out, or the connection's first sight (at most a second late)
-    c.__xoInData = false;
+function overdue(c: Connection, d: Deadline, t: number, s: DeadlineSettings): SmtpReply | undefined {
+  const p = phaseOf(c);
+  if (p === 'waiting' || d.requestAt === undefined) {
+    d.requestAt = t; // a reply just went out, or the connection's first sight (at most a second late)
+    d.inData = false;
     return undefined;
   }
   if (p === 'data') {
-    if (!c.__xoInData) {
-      c.__xoInData = true;
-      c.__xoRequestAt = t;
+    if (!d.inData) {
+      d.inData = true;
+      d.requestAt = t;
       return undefined;
     }
     if (s.minDataRate <= 0) return undefined;
-    const bytes = (c._dataStream && c._dataStream.byteLength) || 0;
-    const limit = s.idleTimeoutMs + (bytes * 1000) / s.minDataRate;
-    return t - c.__xoRequestAt > limit ? smtpReply('DATA_TIMEOUT') : undefined;
+    const limit = s.idleTimeoutMs + (dataBytesOf(c) * 1000) / s.minDataRate;
+    return t - d.requestAt > limit ? smtpReply('DATA_TIMEOUT') : undefined;
   }
-  c.__xoInData = false;
-  return t - c.__xoRequestAt > s.idleTimeoutMs ? smtpReply('COMMAND_TIMEOUT') : undefined;
+  d.inData = false;
+  return t - d.requestAt > s.idleTimeoutMs ? smtpReply('COMMAND_TIMEOUT') : undefined;
 }
 
 /** Check the connections of `servers` every second; returns the stop function. */
@@ -91,23 +91,19 @@ export function enforceRequestDeadlines(
     const t = now();
     const s = settings();
     for (const server of servers) {
-      const inner = server as unknown as {
-        connections?: Set<ConnLike>;
-        _pendingSockets?: Map<Socket, Socket>;
-      };
-      for (const socket of inner._pendingSockets?.keys() ?? []) {
+      for (const socket of pendingSocketsOf(server)) {
         const since = pendingSince.get(socket);
         if (since === undefined) pendingSince.set(socket, t);
         else if (t - since > s.idleTimeoutMs) socket.destroy();
       }
-      const conns = inner.connections;
-      if (!conns) continue;
-      for (const c of conns) {
-        if (c._closing || c._closed || c.__xoTimedOut) continue;
-        const r = overdue(c, t, s);
+      for (const c of connectionsOf(server)) {
+        if (isClosing(c)) continue;
+        const d = deadlineOf(c);
+        if (d.timedOut) continue;
+        const r = overdue(c, d, t, s);
         if (r) {
-          c.__xoTimedOut = true;
-          c.send(r.code, `${r.enhanced} ${r.text}`); // a 421 also closes
+          d.timedOut = true;
+          sendReply(c, r); // a 421 also closes
         }
       }
     }
