@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { OptionValues } from 'commander';
 import { startBenchEnv } from '../harness/env.js';
 import {
   renderBenchmarksMarkdown,
@@ -28,6 +29,7 @@ import {
 import { BENCH_DEFAULTS, type BenchOptions } from './options.js';
 import { formatSummary } from './report.js';
 import { runBench } from './run.js';
+import { parseToolArgs, runTool, toolCommand, type Tool } from '../harness/tool-cli.js';
 
 export const LOADS_PER_MINUTE = [1_000, 5_000, 10_000, 20_000, 50_000] as const;
 
@@ -75,70 +77,55 @@ export function loadSteps(o: Pick<MatrixOptions, 'durationSec' | 'minMessages'>)
   ];
 }
 
-export function parseMatrixArgs(argv: string[]): MatrixOptions {
-  const quick = argv.includes('--quick');
-  const o: MatrixOptions = {
-    quick,
-    durationSec: quick ? 2 : 3,
-    minMessages: quick ? 50 : 100,
-    warmupSec: 1,
-    outDir: fileURLToPath(new URL('../../../docs/', import.meta.url)),
-    quiet: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a}: missing value`);
-      return v;
+const matrixTool: Tool<MatrixOptions> = {
+  program: () =>
+    toolCommand(
+      'npm run bench --',
+      'the standard benchmark matrix: every scenario at 1k..50k msg/min and max; writes docs/benchmarks.md and its charts',
+    )
+      .option('--quick', 'two scenarios, 2 s steps (>= 50 messages): a smoke test of the whole pipeline')
+      .option('--duration <sec>', 'seconds per step, at least (default 3, 2 with --quick)')
+      .option('--warmup <sec>', 'warm-up before each measured run', '1')
+      .option('--only <ids>', 'comma-separated scenario ids, e.g. m100-2k-plain')
+      .option('--out-dir <dir>', 'where benchmarks.md and the charts go (default docs/)')
+      .option('--json <file>', 'also write the JSON report here')
+      .option('--cli <file>', 'the dist/cli.js to run (default: the one of this build)')
+      .option('--note <text>', 'shown in benchmarks.md under the header')
+      .option('--quiet', 'no progress lines of the load generator'),
+  check(v: OptionValues): MatrixOptions {
+    const quick = v.quick === true;
+    const seconds = (name: string, raw: unknown, ok: (n: number) => boolean, want: string) => {
+      const n = Number(raw);
+      if (typeof raw !== 'string' || raw.trim() === '' || !ok(n))
+        throw new Error(`--${name}: expected seconds ${want}`);
+      return n;
     };
-    switch (a) {
-      case '--quick':
-        break;
-      case '--quiet':
-        o.quiet = true;
-        break;
-      case '--duration': {
-        const v = Number(value());
-        if (!(v > 0)) throw new Error(`--duration: expected seconds > 0`);
-        o.durationSec = v;
-        break;
-      }
-      case '--warmup': {
-        const v = Number(value());
-        if (!(v >= 0)) throw new Error(`--warmup: expected seconds >= 0`);
-        o.warmupSec = v;
-        break;
-      }
-      case '--only':
-        o.only = value().split(',');
-        break;
-      case '--out-dir':
-        o.outDir = path.resolve(value());
-        break;
-      case '--json':
-        o.json = path.resolve(value());
-        break;
-      case '--cli':
-        o.cli = path.resolve(value());
-        break;
-      case '--note':
-        o.note = value();
-        break;
-      default:
-        throw new Error(
-          `unknown option ${a} (options: --quick --duration SEC --warmup SEC --only ID,ID --out-dir DIR --json FILE --cli FILE --note TEXT --quiet)`,
-        );
+    const o: MatrixOptions = {
+      quick,
+      durationSec:
+        v.duration === undefined ? (quick ? 2 : 3) : seconds('duration', v.duration, (n) => n > 0, '> 0'),
+      minMessages: quick ? 50 : 100,
+      warmupSec: seconds('warmup', v.warmup, (n) => n >= 0, '>= 0'),
+      outDir: v.outDir
+        ? path.resolve(v.outDir as string)
+        : fileURLToPath(new URL('../../../docs/', import.meta.url)),
+      quiet: v.quiet === true,
+      ...(v.only !== undefined ? { only: (v.only as string).split(',') } : {}),
+      ...(v.json !== undefined ? { json: path.resolve(v.json as string) } : {}),
+      ...(v.cli !== undefined ? { cli: path.resolve(v.cli as string) } : {}),
+      ...(v.note !== undefined ? { note: v.note as string } : {}),
+    };
+    if (o.only) {
+      const known = scenarios(false).map((s) => s.id);
+      for (const id of o.only)
+        if (!known.includes(id))
+          throw new Error(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
     }
-  }
-  if (o.only) {
-    const known = scenarios(false).map((s) => s.id);
-    for (const id of o.only)
-      if (!known.includes(id))
-        throw new Error(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
-  }
-  return o;
-}
+    return o;
+  },
+};
+
+export const parseMatrixArgs = (argv: string[]): MatrixOptions => parseToolArgs(matrixTool, argv);
 
 export async function runMatrix(o: MatrixOptions, command: string): Promise<MatrixReport> {
   const started = Date.now();
@@ -234,16 +221,8 @@ export function writeMatrixOutputs(report: MatrixReport, outDir: string): string
   return written;
 }
 
-async function main(): Promise<void> {
-  let o: MatrixOptions;
-  try {
-    o = parseMatrixArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`bench matrix: ${(err as Error).message}\n`);
-    process.exitCode = 2;
-    return;
-  }
-  const args = process.argv.slice(2).join(' ');
+runTool(import.meta.url, 'bench matrix', matrixTool, async (o, argv) => {
+  const args = argv.join(' ');
   const command =
     process.env.npm_lifecycle_event === 'bench'
       ? `npm run bench${args ? ` -- ${args}` : ''}`
@@ -254,13 +233,7 @@ async function main(): Promise<void> {
   const lost = report.runs.flatMap((r) => r.steps).reduce((n, s) => n + (s.result?.lost ?? 0), 0);
   if (lost > 0) {
     process.stderr.write(`bench matrix: ${lost} messages lost\n`);
-    process.exitCode = 1;
+    return 1;
   }
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`bench matrix: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+  return 0;
+});

@@ -2,53 +2,66 @@
 // `npm run chaos [-- --quick] [--only a,b] [--rate N] [--mailboxes N] [--out FILE.md] [--json FILE]`
 // Exit 0 when every scenario passes, 1 when one fails, 2 on bad options.
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
+import type { OptionValues } from 'commander';
 import { renderChaosMarkdown } from './report.js';
 import { runChaos, type ChaosOptions } from './run.js';
 import { SCENARIOS } from './scenarios.js';
 import { STYLES } from '../harness/env.js';
-import { choiceOption, numberOption, runTool } from '../harness/tool-cli.js';
+import {
+  choiceOption,
+  numberOption,
+  parseToolArgs,
+  runTool,
+  toolCommand,
+  type Tool,
+} from '../harness/tool-cli.js';
 
-const USAGE = `usage: npm run chaos -- [--quick] [--only ${SCENARIOS.map((s) => s.name).join(',')}]
-  [--rate 200] [--mailboxes 20] [--upstream-tls] [--style google|microsoft] [--out FILE.md] [--json FILE]`;
+type ChaosCliOptions = ChaosOptions & { out?: string; json?: string };
 
-export function parseChaosArgs(argv: string[]): ChaosOptions & { out?: string; json?: string } {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      quick: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      rate: { type: 'string' },
-      mailboxes: { type: 'string' },
-      'upstream-tls': { type: 'boolean', default: false },
-      style: { type: 'string' },
-      out: { type: 'string' },
-      json: { type: 'string' },
-    },
-  });
-  const int = (name: 'rate' | 'mailboxes', dflt: number, min: number) =>
-    values[name] === undefined ? dflt : numberOption(name, values[name], min, true);
-  const only = values.only
-    ?.split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const unknown = (only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
-  if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')}`);
-  const style = values.style === undefined ? undefined : choiceOption('style', values.style, STYLES);
-  return {
-    quick: values.quick ?? false,
-    rate: int('rate', values.quick ? 100 : 200, 1),
-    mailboxes: int('mailboxes', values.quick ? 10 : 20, 4),
-    ...(values['upstream-tls'] ? { upstreamTls: true } : {}),
-    ...(style ? { style } : {}),
-    ...(only ? { only } : {}),
-    ...(values.out ? { out: values.out } : {}),
-    ...(values.json ? { json: values.json } : {}),
-  };
-}
+const chaosTool: Tool<ChaosCliOptions> = {
+  program: () =>
+    toolCommand(
+      'npm run chaos --',
+      'every chaos scenario under a fixed-rate load against a simulator and a proxy; exit 0 when all pass',
+    )
+      .option('--quick', 'short lead-in, faults and tail (CI), lower rate and fewer mailboxes')
+      .option('--only <names>', `comma-separated scenarios: ${SCENARIOS.map((s) => s.name).join(',')}`)
+      .option('--rate <msg/s>', 'background load (default 200, 100 with --quick)')
+      .option('--mailboxes <n>', 'mailboxes, one client connection each (default 20, 10 with --quick)')
+      .option('--upstream-tls', "the proxy's upstream leg over STARTTLS")
+      .option(
+        '--style <style>',
+        'the provider the simulator plays: google or microsoft (rotating refresh tokens)',
+      )
+      .option('--out <file.md>', 'also write the markdown report here')
+      .option('--json <file>', 'also write the JSON report here'),
+  check(v: OptionValues): ChaosCliOptions {
+    const quick = v.quick === true;
+    const int = (name: 'rate' | 'mailboxes', dflt: number, min: number) =>
+      v[name] === undefined ? dflt : numberOption(name, v[name], min, true);
+    const only = (v.only as string | undefined)
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const unknown = (only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
+    if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')}`);
+    const style = v.style === undefined ? undefined : choiceOption('style', v.style as string, STYLES);
+    return {
+      quick,
+      rate: int('rate', quick ? 100 : 200, 1),
+      mailboxes: int('mailboxes', quick ? 10 : 20, 4),
+      ...(v.upstreamTls ? { upstreamTls: true } : {}),
+      ...(style ? { style } : {}),
+      ...(only ? { only } : {}),
+      ...(v.out ? { out: v.out as string } : {}),
+      ...(v.json ? { json: v.json as string } : {}),
+    };
+  },
+};
 
-runTool(import.meta.url, 'chaos', USAGE, parseChaosArgs, async (opts, argv) => {
+export const parseChaosArgs = (argv: string[]): ChaosCliOptions => parseToolArgs(chaosTool, argv);
+
+runTool(import.meta.url, 'chaos', chaosTool, async (opts, argv) => {
   const { out, json, ...chaos } = opts;
   const report = await runChaos(chaos);
   const md = renderChaosMarkdown(report, `npm run chaos -- ${argv.join(' ')}`.trim());

@@ -2,49 +2,50 @@
 // `npm run fuzz -- [--cases N | --minutes M] [--seed S] [--concurrency C] [--only family,...]
 //   [--no-connection-attacks] [--json FILE]`. Exit 0 without findings, 1 with, 2 on bad options.
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
+import type { OptionValues } from 'commander';
 import { FAMILIES, type Family } from './cases.js';
 import { runFuzz, type FuzzOptions } from './run.js';
-import { numberOption, runTool } from '../harness/tool-cli.js';
+import { numberOption, parseToolArgs, runTool, toolCommand, type Tool } from '../harness/tool-cli.js';
 
-const USAGE = `usage: npm run fuzz -- [--cases 2000 | --minutes M] [--seed S] [--concurrency 8]
-  [--only ${FAMILIES.join(',')}] [--no-connection-attacks] [--json FILE]`;
+type FuzzCliOptions = FuzzOptions & { json?: string };
 
-export function parseFuzzArgs(argv: string[]): FuzzOptions & { json?: string } {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      cases: { type: 'string', default: '2000' },
-      minutes: { type: 'string' },
-      seed: { type: 'string' },
-      concurrency: { type: 'string', default: '8' },
-      only: { type: 'string' },
-      'no-connection-attacks': { type: 'boolean', default: false },
-      json: { type: 'string' },
-    },
-  });
-  const num = (name: string, raw: string | undefined, min: number, integer: boolean) =>
-    numberOption(name, raw, min, integer);
-  const only = values.only
-    ?.split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const unknown = (only ?? []).filter((f) => !(FAMILIES as readonly string[]).includes(f));
-  if (unknown.length)
-    throw new Error(`--only: unknown family ${unknown.join(', ')} (known: ${FAMILIES.join(', ')})`);
-  return {
-    cases: num('cases', values.cases, 1, true),
-    ...(values.minutes !== undefined ? { minutes: num('minutes', values.minutes, 0.01, false) } : {}),
-    seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : num('seed', values.seed, 0, true),
-    concurrency: num('concurrency', values.concurrency, 1, true),
-    ...(only ? { only: only as Family[] } : {}),
-    connectionAttacks: !values['no-connection-attacks'],
-    ...(values.json ? { json: values.json } : {}),
-  };
-}
+const fuzzTool: Tool<FuzzCliOptions> = {
+  program: () =>
+    toolCommand(
+      'npm run fuzz --',
+      'seeded malformed and hostile SMTP sessions against a real proxy; exit 0 without findings',
+    )
+      .option('--cases <n>', 'how many cases', '2000')
+      .option('--minutes <m>', 'run for this long instead of a number of cases')
+      .option('--seed <s>', 'replay the cases of this seed (default: a random one, printed)')
+      .option('--concurrency <n>', 'cases at once', '8')
+      .option('--only <families>', `comma-separated case families: ${FAMILIES.join(',')}`)
+      .option('--no-connection-attacks', 'skip slowloris and the idle-connection flood')
+      .option('--json <file>', 'also write the JSON report here'),
+  check(v: OptionValues): FuzzCliOptions {
+    const only = (v.only as string | undefined)
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const unknown = (only ?? []).filter((f) => !(FAMILIES as readonly string[]).includes(f));
+    if (unknown.length)
+      throw new Error(`--only: unknown family ${unknown.join(', ')} (known: ${FAMILIES.join(', ')})`);
+    return {
+      cases: numberOption('cases', v.cases, 1, true),
+      ...(v.minutes !== undefined ? { minutes: numberOption('minutes', v.minutes, 0.01, false) } : {}),
+      seed:
+        v.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : numberOption('seed', v.seed, 0, true),
+      concurrency: numberOption('concurrency', v.concurrency, 1, true),
+      ...(only ? { only: only as Family[] } : {}),
+      connectionAttacks: v.connectionAttacks !== false,
+      ...(v.json ? { json: v.json as string } : {}),
+    };
+  },
+};
 
-runTool(import.meta.url, 'fuzz', USAGE, parseFuzzArgs, async (opts) => {
+export const parseFuzzArgs = (argv: string[]): FuzzCliOptions => parseToolArgs(fuzzTool, argv);
+
+runTool(import.meta.url, 'fuzz', fuzzTool, async (opts) => {
   const { json, ...fuzz } = opts;
   process.stderr.write(`fuzz: seed ${fuzz.seed} (--seed ${fuzz.seed} replays these cases)\n`);
   const r = await runFuzz(fuzz);

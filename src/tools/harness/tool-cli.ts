@@ -1,5 +1,48 @@
-// The shared frame of the test tools' command lines (npm run chaos / fuzz / soak): option numbers
-// checked with a message naming the option, exit 2 on bad options, 1 on failure or a crash.
+// The one frame of the tools' command lines (npm run chaos / fuzz / soak / bench, the simulator's
+// throughput check): commander parses them, as it does the product's (src/cli.ts), and each tool
+// checks its values with a message naming the option. Exit 2 on a bad option, 1 on a failure or a
+// crash, 0 after --help.
+import fs from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, type OptionValues } from 'commander';
+
+/** A bad command line: the message names the option. */
+export class UsageError extends Error {}
+
+/** --help was asked for and printed. */
+export class HelpShown extends Error {}
+
+export interface Tool<O> {
+  /** the tool's command with its options; a fresh one per call (a command keeps what it parsed) */
+  program(): Command;
+  /** commander's values -> the tool's options; throws an Error naming the option */
+  check(values: OptionValues): O;
+}
+
+/** A tool's command: `usage` is how it is run, e.g. `npm run chaos --`. */
+export function toolCommand(usage: string, description: string): Command {
+  return new Command(usage).description(description).allowExcessArguments(false);
+}
+
+/** Parse `argv` (the arguments only) into the tool's options, or throw UsageError / HelpShown. */
+export function parseToolArgs<O>(tool: Tool<O>, argv: readonly string[]): O {
+  const program = tool
+    .program()
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined });
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.exitCode === 0) throw new HelpShown(err.message);
+    throw new UsageError(err.message.replace(/^error: /, ''));
+  }
+  try {
+    return tool.check(program.opts());
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 /** Parse `raw` as a number >= min (a whole one when `integer`), or throw naming `--name`. */
 export function numberOption(name: string, raw: unknown, min: number, integer = false): number {
@@ -24,24 +67,35 @@ export function choiceOption<T extends string>(name: string, raw: string, choice
   return raw as T;
 }
 
+/** The file:// URL of the program node was started with (symlinks resolved, as import.meta.url has them). */
+function mainUrl(): string | undefined {
+  try {
+    return process.argv[1] ? pathToFileURL(fs.realpathSync(process.argv[1])).href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Run a tool when its module is the program (`metaUrl` = its import.meta.url): parse argv (a throw
- * is a usage error: exit 2), then `run`, whose result is the exit code.
+ * Run a tool when its module is the program (`metaUrl` = its import.meta.url): parse the command
+ * line (a bad one: the error and the help on stderr, exit 2), then `run`, whose result is the exit
+ * code (a crash: exit 1).
  */
 export function runTool<O>(
   metaUrl: string,
   name: string,
-  usage: string,
-  parse: (argv: string[]) => O,
+  tool: Tool<O>,
   run: (opts: O, argv: string[]) => Promise<number>,
 ): void {
-  if (metaUrl !== `file://${process.argv[1]}`) return;
+  if (metaUrl !== mainUrl()) return;
   const argv = process.argv.slice(2);
   let opts: O;
   try {
-    opts = parse(argv);
+    opts = parseToolArgs(tool, argv);
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${usage}\n`);
+    if (err instanceof HelpShown) process.exit(0);
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`error: ${err.message}\n\n${tool.program().helpInformation()}`);
     process.exit(2);
   }
   run(opts, argv).then(

@@ -8,9 +8,11 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { OptionValues } from 'commander';
 import type { HostPort } from '../../config/types.js';
 import { startSimulator } from './simulator.js';
 import { simRefreshToken } from './state.js';
+import { numberOption, parseToolArgs, runTool, toolCommand, type Tool } from '../harness/tool-cli.js';
 
 export interface ThroughputOptions {
   messages: number;
@@ -204,55 +206,40 @@ export async function measureThroughput(opts: ThroughputOptions): Promise<Throug
   }
 }
 
-function parseArgs(argv: string[]): ThroughputOptions {
-  const opts: ThroughputOptions = {
-    messages: 100_000,
-    connections: 16,
-    size: 2048,
-    clientThreads: 1,
-    pipelineNext: false,
-  };
-  const names: Record<string, 'messages' | 'connections' | 'size' | 'clientThreads'> = {
-    '--messages': 'messages',
-    '--connections': 'connections',
-    '--size': 'size',
-    '--client-threads': 'clientThreads',
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    if (argv[i] === '--pipeline-next') {
-      opts.pipelineNext = true;
-      i--;
-      continue;
-    }
-    const key = names[argv[i]!];
-    const value = Number(argv[i + 1]);
-    if (!key)
-      throw new Error(`unknown option ${argv[i]} (known: ${Object.keys(names).join(', ')}, --pipeline-next)`);
-    if (!Number.isInteger(value) || value < 1) throw new Error(`${argv[i]}: must be an integer >= 1`);
-    opts[key] = value;
-  }
-  return opts;
-}
+const throughputTool: Tool<ThroughputOptions> = {
+  program: () =>
+    toolCommand('node dist/tools/sim/throughput.js', 'how many messages per second the simulator accepts')
+      .option('--messages <n>', 'messages to send', '100000')
+      .option('--connections <n>', 'client connections', '16')
+      .option('--size <bytes>', 'approximate message size', '2048')
+      .option('--client-threads <n>', 'worker threads running the client', '1')
+      .option('--pipeline-next', "send the next envelope right after the dot (the simulator's own ceiling)"),
+  check: (v: OptionValues): ThroughputOptions => ({
+    messages: numberOption('messages', v.messages, 1, true),
+    connections: numberOption('connections', v.connections, 1, true),
+    size: numberOption('size', v.size, 1, true),
+    clientThreads: numberOption('client-threads', v.clientThreads, 1, true),
+    pipelineNext: v.pipelineNext === true,
+  }),
+};
+
+export const parseThroughputArgs = (argv: string[]): ThroughputOptions => parseToolArgs(throughputTool, argv);
 
 if (!isMainThread && parentPort) {
   runClient(workerData as ClientJob).then(
     (sent) => parentPort!.postMessage({ sent }),
     (err: Error) => parentPort!.postMessage({ error: err.message }),
   );
-} else if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  try {
-    const r = await measureThroughput(parseArgs(process.argv.slice(2)));
+} else {
+  runTool(import.meta.url, 'throughput', throughputTool, async (opts) => {
+    const r = await measureThroughput(opts);
     console.log(
       `${r.stored} messages (${r.size} B) over ${r.connections} connections in ${r.seconds.toFixed(2)} s: ` +
         `${Math.round(r.messagesPerSec)} msg/s${r.pipelineNext ? ' (next envelope pipelined after the dot)' : ''}; simulator event-loop utilization ${(r.simulatorUtilization * 100).toFixed(0)}%`,
     );
     console.log(JSON.stringify(r));
-    if (r.stored !== r.messages) {
-      console.error(`expected ${r.messages} stored messages, the simulator has ${r.stored}`);
-      process.exitCode = 1;
-    }
-  } catch (err) {
-    console.error(`throughput: ${(err as Error).message}`);
-    process.exitCode = 1;
-  }
+    if (r.stored === r.messages) return 0;
+    console.error(`expected ${r.messages} stored messages, the simulator has ${r.stored}`);
+    return 1;
+  });
 }

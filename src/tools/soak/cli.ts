@@ -2,72 +2,80 @@
 // `npm run soak -- --minutes M`: see run.ts. Exit 0 on pass, 1 on a failed invariant or trend, 2 on
 // bad options.
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
+import type { OptionValues } from 'commander';
 import { renderSoakMarkdown } from './report.js';
 import { runSoak, type SoakOptions } from './run.js';
 import { MAX_MESSAGE_IDS } from '../sim/types.js';
 import { STYLES } from '../harness/env.js';
-import { choiceOption, numberOption, runTool } from '../harness/tool-cli.js';
+import {
+  choiceOption,
+  numberOption,
+  parseToolArgs,
+  runTool,
+  toolCommand,
+  type Tool,
+} from '../harness/tool-cli.js';
 
-const USAGE = `usage: npm run soak -- [--minutes 60] [--rate 833] [--mailboxes 100] [--connections 50]
-  [--sample-sec 10] [--fault-every-sec 60 (0 = none)] [--segment-sec 60] [--seed N]
-  [--token-lifetime-sec 120] [--size 2048] [--warmup-sec S] [--upstream-tls] [--style google|microsoft] [--json FILE] [--out FILE.md]`;
+type SoakCliOptions = SoakOptions & { json?: string; out?: string };
 
-export function parseSoakArgs(argv: string[]): SoakOptions & { json?: string; out?: string } {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      minutes: { type: 'string', default: '60' },
-      rate: { type: 'string', default: '833' },
-      mailboxes: { type: 'string', default: '100' },
-      connections: { type: 'string', default: '50' },
-      'sample-sec': { type: 'string', default: '10' },
-      'fault-every-sec': { type: 'string', default: '60' },
-      'segment-sec': { type: 'string', default: '60' },
-      seed: { type: 'string' },
-      'token-lifetime-sec': { type: 'string', default: '120' },
-      size: { type: 'string', default: '2048' },
-      'warmup-sec': { type: 'string' },
-      'upstream-tls': { type: 'boolean', default: false },
-      style: { type: 'string' },
-      json: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    process.exit(0);
-  }
-  const n = (name: keyof typeof values, min: number, integer = false) =>
-    numberOption(name, values[name], min, integer);
-  const opts = {
-    minutes: n('minutes', 0.05),
-    rate: n('rate', 1),
-    mailboxes: n('mailboxes', 1, true),
-    connections: n('connections', 1, true),
-    sampleSec: n('sample-sec', 1),
-    faultEverySec: n('fault-every-sec', 0),
-    segmentSec: n('segment-sec', 5),
-    seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : n('seed', 0, true),
-    tokenLifetimeSec: n('token-lifetime-sec', 10, true),
-    size: n('size', 256, true),
-    ...(values['warmup-sec'] !== undefined ? { warmupSec: n('warmup-sec', 0) } : {}),
-    ...(values['upstream-tls'] ? { upstreamTls: true } : {}),
-    ...(values.style !== undefined ? { style: choiceOption('style', values.style, STYLES) } : {}),
-    ...(values.json ? { json: values.json } : {}),
-    ...(values.out ? { out: values.out } : {}),
-  };
-  // A segment's ids must fit in the simulator's list, or its accepted messages would look lost.
-  if (opts.rate * opts.segmentSec > MAX_MESSAGE_IDS)
-    throw new Error(
-      `--segment-sec: ${opts.segmentSec} s at ${opts.rate} msg/s exceeds the simulator's ${MAX_MESSAGE_IDS} stored ids`,
-    );
-  return opts;
-}
+const soakTool: Tool<SoakCliOptions> = {
+  program: () =>
+    toolCommand(
+      'npm run soak --',
+      'hours of steady load with random faults against a simulator and a proxy: loss, leaks and trends',
+    )
+      .option('--minutes <m>', 'how long', '60')
+      .option('--rate <msg/s>', 'offered load', '833')
+      .option('--mailboxes <n>', 'mailboxes', '100')
+      .option('--connections <n>', 'client connections', '50')
+      .option('--sample-sec <s>', 'seconds between samples of the proxy', '10')
+      .option('--fault-every-sec <s>', 'a random fault this often (0 = none)', '60')
+      .option('--segment-sec <s>', 'seconds per loss-check segment', '60')
+      .option('--seed <n>', 'replay the fault schedule of this seed (default: a random one, printed)')
+      .option('--token-lifetime-sec <s>', "the simulator's access-token lifetime", '120')
+      .option('--size <bytes>', 'message size', '2048')
+      .option('--warmup-sec <s>', 'unmeasured warm-up before the first sample')
+      .option('--upstream-tls', "the proxy's upstream leg over STARTTLS")
+      .option(
+        '--style <style>',
+        'the provider the simulator plays: google or microsoft (rotating refresh tokens)',
+      )
+      .option('--json <file>', 'also write the JSON result here')
+      .option('--out <file.md>', 'also write the markdown report here'),
+  check(v: OptionValues): SoakCliOptions {
+    const n = (name: string, min: number, integer = false) => {
+      const key = name.replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
+      return numberOption(name, v[key], min, integer);
+    };
+    const opts = {
+      minutes: n('minutes', 0.05),
+      rate: n('rate', 1),
+      mailboxes: n('mailboxes', 1, true),
+      connections: n('connections', 1, true),
+      sampleSec: n('sample-sec', 1),
+      faultEverySec: n('fault-every-sec', 0),
+      segmentSec: n('segment-sec', 5),
+      seed: v.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : n('seed', 0, true),
+      tokenLifetimeSec: n('token-lifetime-sec', 10, true),
+      size: n('size', 256, true),
+      ...(v.warmupSec !== undefined ? { warmupSec: n('warmup-sec', 0) } : {}),
+      ...(v.upstreamTls ? { upstreamTls: true } : {}),
+      ...(v.style !== undefined ? { style: choiceOption('style', v.style as string, STYLES) } : {}),
+      ...(v.json ? { json: v.json as string } : {}),
+      ...(v.out ? { out: v.out as string } : {}),
+    };
+    // A segment's ids must fit in the simulator's list, or its accepted messages would look lost.
+    if (opts.rate * opts.segmentSec > MAX_MESSAGE_IDS)
+      throw new Error(
+        `--segment-sec: ${opts.segmentSec} s at ${opts.rate} msg/s exceeds the simulator's ${MAX_MESSAGE_IDS} stored ids`,
+      );
+    return opts;
+  },
+};
 
-runTool(import.meta.url, 'soak', USAGE, parseSoakArgs, async (opts, argv) => {
+export const parseSoakArgs = (argv: string[]): SoakCliOptions => parseToolArgs(soakTool, argv);
+
+runTool(import.meta.url, 'soak', soakTool, async (opts, argv) => {
   const { json, out, ...soak } = opts;
   const command = `npm run soak -- ${argv.join(' ')}`.trim();
   process.stderr.write(`soak: seed ${soak.seed} (pass --seed ${soak.seed} to replay the fault schedule)\n`);
