@@ -4,7 +4,7 @@
 import crypto from 'node:crypto';
 import type { TokenClient } from '../token-client.js';
 import { localGrantError, oauthGrantError, type GrantContext } from './errors.js';
-import { providerFlavor, type ProviderFlavor } from './providers.js';
+import { providerFlavor, withOfflineAccess, type ProviderFlavor } from './providers.js';
 import { authorizedTokensOf, tokenRequest, type AuthorizedTokens } from './request.js';
 
 export interface AuthorizationUrlParams {
@@ -33,10 +33,7 @@ export interface AuthorizationUrlParams {
 export function buildAuthorizationUrl(p: AuthorizationUrlParams): string {
   const flavor = p.flavor ?? providerFlavor(p.authorizeUrl);
   const url = new URL(p.authorizeUrl);
-  let scope = p.scope.trim();
-  if (flavor === 'microsoft' && !scope.split(/\s+/).includes('offline_access')) {
-    scope = scope ? `${scope} offline_access` : 'offline_access';
-  }
+  const scope = withOfflineAccess(flavor, p.scope);
   const q = url.searchParams;
   q.set('response_type', 'code');
   q.set('client_id', p.clientId);

@@ -3,7 +3,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { TokenGrantError, oauthErrorDetails, type TokenClient } from '../token-client.js';
 import { GrantError, localGrantError, oauthGrantError, toGrantError, type GrantContext } from './errors.js';
-import { providerFlavor, type ProviderFlavor } from './providers.js';
+import { providerFlavor, withOfflineAccess, type ProviderFlavor } from './providers.js';
 import { authorizedTokensOf, tokenRequest, type AuthorizedTokens } from './request.js';
 
 export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
@@ -37,14 +37,15 @@ export interface DeviceAuthorization {
   intervalSec: number;
 }
 
-/** RFC 8628 sections 3.1 and 3.2. */
+/** RFC 8628 sections 3.1 and 3.2 (Microsoft: offline_access added to the scope when missing). */
 export async function requestDeviceAuthorization(
   client: TokenClient,
   req: DeviceAuthorizationRequest,
 ): Promise<DeviceAuthorization> {
   const ctx = deviceContext(req.deviceAuthorizationUrl, req);
   const form = new URLSearchParams({ client_id: req.clientId });
-  if (req.scope) form.set('scope', req.scope);
+  const scope = withOfflineAccess(ctx.flavor, req.scope);
+  if (scope) form.set('scope', scope);
   if (req.clientSecret) form.set('client_secret', req.clientSecret);
   let answer: { status: number; json?: Record<string, unknown> };
   try {

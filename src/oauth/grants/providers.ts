@@ -22,6 +22,13 @@ export const MICROSOFT_ENDPOINTS = {
 /** The scope of Microsoft app-only (client credentials) tokens for SMTP: the resource's `.default`. */
 export const MICROSOFT_APP_ONLY_SCOPE = 'https://outlook.office365.com/.default';
 
+/** Microsoft issues refresh tokens only when the scope includes offline_access; it is added when missing. */
+export function withOfflineAccess(flavor: ProviderFlavor, scope: string): string {
+  const s = scope.trim();
+  if (flavor !== 'microsoft' || s.split(/\s+/).includes('offline_access')) return s;
+  return s ? `${s} offline_access` : 'offline_access';
+}
+
 const GOOGLE_HOSTS = /(^|\.)(google\.com|googleapis\.com)$/i;
 const MICROSOFT_HOSTS =
   /(^|\.)(microsoftonline\.com|microsoft\.com|windows\.net|live\.com|microsoftonline\.us|chinacloudapi\.cn|microsoftonline\.cn)$/i;

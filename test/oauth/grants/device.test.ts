@@ -173,6 +173,24 @@ describe('device authorization grant', () => {
     expect(s.tooEarlyPolls).toBe(0);
   });
 
+  it('Microsoft: offline_access is added to the scope (no refresh token without it)', async () => {
+    srv = await startOAuthServer({ clients: [{ clientId: CLIENT_ID }] });
+    client = new TokenClient({ timeoutMs: 5000 });
+    const seen: (string | null)[] = [];
+    srv.override = (path, params) =>
+      void (path === '/device_authorization' && seen.push(params.get('scope')));
+    const ask = (scope: string) =>
+      requestDeviceAuthorization(client!, {
+        deviceAuthorizationUrl: srv!.deviceAuthorizationUrl,
+        clientId: CLIENT_ID,
+        scope,
+        flavor: 'microsoft',
+      });
+    await ask('https://outlook.office.com/SMTP.Send');
+    await ask(SCOPE);
+    expect(seen).toEqual([SCOPE, SCOPE]);
+  });
+
   it("Google's device endpoint refuses Gmail scopes: a check before, and the error after", async () => {
     expect(deviceFlowRefusal('google', 'https://mail.google.com/')).toBe(GOOGLE_DEVICE_FLOW_REFUSES_GMAIL);
     expect(deviceFlowRefusal('google', 'openid https://www.googleapis.com/auth/gmail.send')).toBe(
