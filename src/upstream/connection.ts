@@ -56,10 +56,12 @@ export class ConnectError extends Error {
  * - connecting: being set up (token, connect, TLS, EHLO, AUTH); not yet usable
  * - idle: authenticated, on the pool's idle stack
  * - busy: carrying a transaction (or handed straight to the next waiter)
+ * - retiring: at its message count or age, waiting to learn whether a replacement can authenticate;
+ *   then closing, or back to work within its grace (pool.ts, RETIRE_GRACE_MS)
  * - closing: QUIT sent (or the socket cut); its slot counts until the socket has closed
  * - closed: the socket is gone; final
  */
-export type ConnectionState = 'connecting' | 'idle' | 'busy' | 'closing' | 'closed';
+export type ConnectionState = 'connecting' | 'idle' | 'busy' | 'retiring' | 'closing' | 'closed';
 
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
 
@@ -68,6 +70,8 @@ export class UpstreamConnection {
   readonly createdAt = Date.now();
   /** transactions started on this connection (counts toward maxMessagesPerConnection) */
   messages = 0;
+  /** set by the pool: when a connection kept in service past its limits must retire (0 = not kept) */
+  keptUntil = 0;
   caps: Capabilities = emptyCaps();
   /** set by the pool */
   onClose: (() => void) | null = null;

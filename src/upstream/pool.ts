@@ -3,7 +3,8 @@
 // change of a connection's state goes through transition(), which keeps the counters and the gauges
 // right. Acquire and release never scan: entries of connections that died while idle, and waiters
 // that timed out, are skipped lazily when reached. Never more than maxConnections connections open,
-// connecting or closing for the account.
+// connecting or closing for the account. A spent connection retires once a replacement can
+// authenticate, within a bounded grace (RETIRE_GRACE_MS).
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
@@ -23,6 +24,16 @@ interface Waiter {
   timer: NodeJS.Timeout | undefined;
   settled: boolean;
 }
+
+/**
+ * How long a connection due for retirement (it reached maxMessagesPerConnection or maxAge) keeps
+ * serving while no replacement can authenticate because the access token cannot be had, the token
+ * endpoint being down: closing it then would only make the next messages defer on the token error.
+ * 5 minutes is the token manager's default backoff ceiling, so at least one more refresh attempt
+ * falls inside the grace. Hard bounds, whatever the grace: a connection carries at most
+ * 2 x maxMessagesPerConnection messages and lives at most 2 x maxAge.
+ */
+export const RETIRE_GRACE_MS = 5 * 60_000;
 
 /** Exact sliding window: the last `limit` accepted timestamps in a ring; O(1) per check. */
 export class RateWindow {
@@ -48,6 +59,7 @@ export class AccountPool {
     connecting: 0,
     idle: 0,
     busy: 0,
+    retiring: 0,
     closing: 0,
   };
   private waiters: (Waiter | undefined)[] = [];
@@ -159,7 +171,11 @@ export class AccountPool {
     this.killed = true;
     let w: Waiter | null;
     while ((w = this.shiftWaiter()) !== null) w.reject(smtpError('SHUTTING_DOWN'));
-    for (const c of this.all) c.destroy();
+    for (const c of this.all) {
+      c.destroy();
+      // do not wait for the token answer that would decide its fate
+      if (c.state === 'retiring') this.retire(c);
+    }
     this.checkDrained();
   }
 
@@ -184,8 +200,9 @@ export class AccountPool {
       const c = this.popIdle();
       if (c) this.retire(c);
     }
-    // a replacement is already on its way: take it rather than open one more
-    if (this.spareConnecting && !fresh) return this.enqueue();
+    // a replacement is already on its way, or a spent connection may be kept: wait for it rather
+    // than open one more
+    if ((this.spareConnecting || this.count.retiring > 0) && !fresh) return this.enqueue();
     if (this.total() < this.max) return this.connectFor();
     return this.enqueue();
   }
@@ -204,32 +221,27 @@ export class AccountPool {
   private takeIdle(): UpstreamConnection | null {
     let c: UpstreamConnection | null;
     while ((c = this.popIdle()) !== null) {
-      if (c.reusable && !this.tooOld(c)) {
+      if (!c.reusable) this.retire(c);
+      else if (this.spent(c)) this.retireSpent(c);
+      else {
         this.transition(c, 'busy');
         return c;
       }
-      this.retire(c);
     }
     return null;
   }
 
   private release(c: UpstreamConnection): void {
-    const spent =
-      (this.account.maxMessagesPerConnection > 0 && c.messages >= this.account.maxMessagesPerConnection) ||
-      this.tooOld(c);
-    if (!c.reusable || spent || (this.draining && this.waitingCount === 0)) {
-      const healthy = spent && c.reusable;
-      this.retire(c);
-      if (healthy) this.replaceSpent();
-      return;
-    }
+    if (!c.reusable || (this.draining && this.waitingCount === 0)) this.retire(c);
+    else if (this.spent(c)) this.retireSpent(c);
+    else this.putBack(c);
+  }
+
+  /** back to work: straight to the first waiter (it stays busy; FIFO among waiters), else idle */
+  private putBack(c: UpstreamConnection): void {
     const w = this.shiftWaiter();
-    if (w) {
-      // hand over directly: the connection stays busy, FIFO order among waiters
-      w.resolve(c);
-      return;
-    }
-    this.transition(c, 'idle');
+    if (w) w.resolve(c);
+    else this.transition(c, 'idle');
   }
 
   /**
@@ -262,13 +274,18 @@ export class AccountPool {
     }
   }
 
-  private tooOld(c: UpstreamConnection): boolean {
-    return this.account.maxAgeMs > 0 && Date.now() - c.createdAt > this.account.maxAgeMs;
+  /** reached maxMessagesPerConnection or maxAge */
+  private spent(c: UpstreamConnection): boolean {
+    const a = this.account;
+    return (
+      (a.maxMessagesPerConnection > 0 && c.messages >= a.maxMessagesPerConnection) ||
+      (a.maxAgeMs > 0 && Date.now() - c.createdAt > a.maxAgeMs)
+    );
   }
 
   private total(): number {
     const n = this.count;
-    return n.connecting + n.idle + n.busy + n.closing;
+    return n.connecting + n.idle + n.busy + n.retiring + n.closing;
   }
 
   /** QUIT (or cut) a connection; its slot counts until the socket is closed */
@@ -343,6 +360,59 @@ export class AccountPool {
     for (const w of ws) w();
   }
 
+  // -- retirement -----------------------------------------------------------------------------------
+
+  /**
+   * A healthy connection is spent. It retires once a replacement can authenticate, which is known
+   * when the replacement's access token is in hand: normally at once (a cached token). The
+   * replacement is not connected first: in a full pool it could only take this connection's slot,
+   * and alongside it would make maxMessagesPerConnection inexact whenever tokens are fine. Without
+   * a token the connection goes back to work within its grace (RETIRE_GRACE_MS) and asks again
+   * when it is next released or taken; during an outage the token manager answers that at once.
+   */
+  private retireSpent(c: UpstreamConnection): void {
+    if (!this.mayKeep(c)) return this.retireSpentNow(c, 'its grace is over');
+    this.transition(c, 'retiring');
+    this.deps.tokens.getToken(this.account.email).then(
+      () => this.retiringDecided(c, null),
+      (err: unknown) => this.retiringDecided(c, err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  private retiringDecided(c: UpstreamConnection, tokenError: Error | null): void {
+    if (c.state !== 'retiring') return; // cut by forceClose meanwhile
+    if (!c.reusable) return this.retire(c);
+    if (tokenError === null) return this.retireSpentNow(c, 'a replacement can authenticate');
+    if (!this.mayKeep(c)) return this.retireSpentNow(c, 'its grace is over');
+    if (c.keptUntil === 0) {
+      c.keptUntil = Date.now() + (this.account.retireGraceMs ?? RETIRE_GRACE_MS);
+      this.log.warn(
+        { reason: tokenError.message, messages: c.messages, ageMs: Date.now() - c.createdAt },
+        'upstream connection kept in service past its limits: no replacement can authenticate',
+      );
+    }
+    this.putBack(c);
+  }
+
+  /** within the bounds of keeping a spent connection (RETIRE_GRACE_MS), and the pool is not closing */
+  private mayKeep(c: UpstreamConnection): boolean {
+    const a = this.account;
+    const now = Date.now();
+    return !(
+      this.draining ||
+      this.killed ||
+      (c.keptUntil > 0 && now >= c.keptUntil) ||
+      (a.maxMessagesPerConnection > 0 && c.messages >= 2 * a.maxMessagesPerConnection) ||
+      (a.maxAgeMs > 0 && now - c.createdAt >= 2 * a.maxAgeMs)
+    );
+  }
+
+  private retireSpentNow(c: UpstreamConnection, why: string): void {
+    if (c.keptUntil > 0) this.log.info({ messages: c.messages }, `kept upstream connection retires: ${why}`);
+    this.retire(c);
+    this.replaceSpent();
+  }
+
   // -- connection setup -----------------------------------------------------------------------------
 
   /**
@@ -352,8 +422,9 @@ export class AccountPool {
    * that wait was the proxy's p99: docs/performance.md).
    */
   private replaceSpent(): void {
-    if (this.spareConnecting || this.draining || this.killed || this.count.idle > 0 || this.waitingCount > 0)
-      return;
+    // messages that waited to see whether the spent connection stays get new ones, if slots are free
+    if (this.waitingCount > 0) return this.slotFreed();
+    if (this.spareConnecting || this.draining || this.killed || this.count.idle > 0) return;
     if (this.total() >= this.max) return;
     this.spareConnecting = true;
     this.connectFor().then(

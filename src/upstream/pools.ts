@@ -95,6 +95,7 @@ function settingsKey(a: UpstreamAccount): string {
     a.messagesPerMinute,
     a.idleTimeoutMs,
     a.maxAgeMs,
+    a.retireGraceMs ?? null,
     a.acquireTimeoutMs,
     a.commandTimeoutMs,
   ]);

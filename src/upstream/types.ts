@@ -15,6 +15,11 @@ export interface UpstreamAccount {
   messagesPerMinute: number;
   idleTimeoutMs: number;
   maxAgeMs: number;
+  /**
+   * how long a connection due for retirement keeps serving while no replacement can authenticate
+   * (default RETIRE_GRACE_MS in pool.ts, which also states the hard bounds)
+   */
+  retireGraceMs?: number;
   acquireTimeoutMs: number;
   commandTimeoutMs: number;
 }
