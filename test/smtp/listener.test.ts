@@ -8,7 +8,8 @@ import { silentLogger } from '../../src/shared/log.js';
 import { AuthThrottle } from '../../src/smtp/auth-throttle.js';
 import { SmtpListeners } from '../../src/smtp/listener.js';
 import { TrustedNetworks } from '../../src/smtp/trusted-networks.js';
-import { RawSmtp, rawInData, until } from '../tools/sim/helpers.js';
+import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
+import { until } from '../helpers/wait.js';
 import { ALICE, PASSWORD, metric, testConfig, testRelay } from '../relay/helpers.js';
 
 const open: SmtpListeners[] = [];
