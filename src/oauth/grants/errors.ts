@@ -1,7 +1,6 @@
 // Grant failures as an operator needs them: the provider's error code and description, whether
 // retrying can help (docs/design.md, principle 5), and one sentence on what to fix. GrantError is a
 // TokenGrantError, so the token manager treats a permanent one as it treats invalid_grant.
-import { formatReply, reply, type SmtpReply } from '../../shared/smtp-reply.js';
 import { TokenGrantError, type GrantErrorKind, type OAuthErrorDetails } from '../token-client.js';
 import { GOOGLE_DEVICE_FLOW_REFUSES_GMAIL, type ProviderFlavor } from './providers.js';
 
@@ -357,27 +356,24 @@ function localHint(failure: GrantFailure, c: GrantContext): string {
   }
 }
 
-// -- the SMTP reply --------------------------------------------------------------------------------
+// -- the SMTP reply text ---------------------------------------------------------------------------
 
-/** RFC 5321 section 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
+/** RFC 5321 section 4.5.3.1.5: a reply line is at most 512 octets with its CRLF and "451 4.7.0 ". */
 const MAX_REPLY_TEXT = 480;
 
 /**
- * The reply a client gets when a mailbox cannot get a token: `451 4.7.0` when an operator must fix
- * something (permanent), `451 4.4.3` when it is temporary. Names the mailbox, the provider's error
- * (with AADSTS codes) and the hint; never a secret.
+ * The text of the reply a client gets when a mailbox cannot get a token: the mailbox, the provider's
+ * error (with AADSTS codes) and the hint, on one line of at most 480 octets, never a secret. The
+ * codes come from the reply catalogue (src/shared/replies.ts): `451 4.7.0` for a permanent failure
+ * (an operator must fix something), `451 4.4.3` for a temporary one.
  */
-export function grantFailureReply(err: GrantError, email: string): SmtpReply {
-  const permanent = err.kind === 'permanent';
-  let text = `Mailbox ${email} cannot get an access token (${err.reason}): ${err.hint}`.replace(
+export function grantFailureText(err: GrantError, email: string): string {
+  const text = `Mailbox ${email} cannot get an access token (${err.reason}): ${err.hint}`.replace(
     /[\r\n]+/g,
     ' ',
   );
-  if (text.length > MAX_REPLY_TEXT) text = `${text.slice(0, MAX_REPLY_TEXT - 3)}...`;
-  return reply(451, permanent ? '4.7.0' : '4.4.3', text);
-}
-
-/** grantFailureReply as one reply line, e.g. "451 4.7.0 Mailbox ... cannot get an access token ...". */
-export function grantFailureText(err: GrantError, email: string): string {
-  return formatReply(grantFailureReply(err, email));
+  if (Buffer.byteLength(text) <= MAX_REPLY_TEXT) return text;
+  let cut = text.slice(0, MAX_REPLY_TEXT - 3);
+  while (Buffer.byteLength(cut) > MAX_REPLY_TEXT - 3) cut = cut.slice(0, -1); // octets, not characters
+  return `${cut}...`;
 }
