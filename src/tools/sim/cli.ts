@@ -1,8 +1,8 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatHostPort, parseHostPort } from '../../shared/net.js';
 import { SIM_DEFAULTS, startSimulator } from './simulator.js';
-import type { SimFaults, SimOptions, SimStyle, Simulator } from './types.js';
+import type { SimClientInput, SimFaults, SimFlowSettings, SimOptions, SimStyle, Simulator } from './types.js';
 
 // Parsers throw InvalidArgumentError, which commander reports naming the option:
 //   error: option '--drop <rate>' argument '2' is invalid. must be a probability between 0 and 1
@@ -26,6 +26,31 @@ const number =
     return n;
   };
 const rate = number(0, 1);
+/** A repeatable option: every occurrence parsed and collected. */
+const many =
+  <T>(parse: (v: string) => T) =>
+  (v: string, prev: T[] = []): T[] => [...prev, parse(v)];
+
+/** `ID[:SECRET]` (client ids have no colon) */
+const clientSpec = (v: string): SimClientInput => {
+  const colon = v.indexOf(':');
+  const clientId = colon < 0 ? v : v.slice(0, colon);
+  if (clientId === '' || colon === v.length - 1) throw new InvalidArgumentError('must be ID or ID:SECRET');
+  return colon < 0 ? { clientId } : { clientId, clientSecret: v.slice(colon + 1) };
+};
+/** `TENANT/ID[:SECRET]` */
+const appSpec = (v: string): SimClientInput => {
+  const slash = v.indexOf('/');
+  if (slash <= 0) throw new InvalidArgumentError('must be TENANT/ID or TENANT/ID:SECRET');
+  return { ...clientSpec(v.slice(slash + 1)), tenant: v.slice(0, slash) };
+};
+/** `KEY=VALUE` where KEY has no `=` */
+const pair = (what: string) => (v: string) => {
+  const eq = v.indexOf('=');
+  if (eq <= 0 || eq === v.length - 1) throw new InvalidArgumentError(`must be ${what}`);
+  return { key: v.slice(0, eq), value: v.slice(eq + 1) };
+};
+
 const style = (v: string): SimStyle => {
   if (v !== 'google' && v !== 'microsoft') throw new InvalidArgumentError('must be google or microsoft');
   return v;
@@ -51,6 +76,15 @@ interface SimulateFlags {
   tokenLatency?: number;
   expireEarly?: number;
   caOut?: string;
+  client?: SimClientInput[];
+  app?: SimClientInput[];
+  appCertificate?: { key: string; value: string }[];
+  permission?: { key: string; value: string }[];
+  redirectUri?: string[];
+  serviceAccount?: { key: string; value: string }[];
+  codeLifetime?: number;
+  deviceCodeLifetime?: number;
+  deviceInterval?: number;
 }
 
 export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
@@ -63,6 +97,10 @@ export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
   if (f.tokenResetRate !== undefined) faults.tokenResetRate = f.tokenResetRate;
   if (f.tokenLatency !== undefined) faults.tokenLatencyMs = f.tokenLatency;
   if (f.expireEarly !== undefined) faults.expireEarlySec = f.expireEarly;
+  const flows: Partial<SimFlowSettings> = {};
+  if (f.codeLifetime !== undefined) flows.codeLifetimeSec = f.codeLifetime;
+  if (f.deviceCodeLifetime !== undefined) flows.deviceCodeLifetimeSec = f.deviceCodeLifetime;
+  if (f.deviceInterval !== undefined) flows.deviceIntervalMs = f.deviceInterval;
   return {
     smtp: f.smtp,
     smtpTls: f.smtpTls,
@@ -75,7 +113,61 @@ export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
     requireTls: f.requireTls,
     hostname: f.hostname,
     faults,
+    clients: [...(f.client ?? []), ...(f.app ?? [])],
+    redirectUris: f.redirectUri,
+    flows,
   };
+}
+
+/**
+ * What the options register beyond SimOptions, once the simulator runs: app certificates, mailbox
+ * permissions, and service accounts whose generated key files are written where asked.
+ * Returns the lines to print.
+ */
+export async function applyRegistrations(sim: Simulator, f: SimulateFlags): Promise<string[]> {
+  const lines: string[] = [];
+  const declared = new Map([...(f.client ?? []), ...(f.app ?? [])].map((c) => [c.clientId, c]));
+  for (const { key: clientId, value: file } of f.appCertificate ?? []) {
+    const c = declared.get(clientId);
+    if (!c) throw new Error(`--app-certificate: "${clientId}" is not given by --client or --app`);
+    const certificate = await readFile(file, 'utf8').catch((err: Error) => {
+      throw new Error(`--app-certificate: ${err.message}`);
+    });
+    const reg = await sim.registerClient({ ...c, certificate }).catch((err: Error) => {
+      throw new Error(`--app-certificate ${clientId}: ${err.message}`);
+    });
+    lines.push(`simulator: app ${clientId} certificate registered${reg.x5t ? ` (x5t ${reg.x5t})` : ''}`);
+  }
+  const keyFiles: { email: string; file: string }[] = [];
+  for (const { key: email, value: file } of f.serviceAccount ?? []) {
+    // Delegation: every mailbox unless --permission names some for this account.
+    const mailboxes = (f.permission ?? []).filter((p) => p.key.toLowerCase() === email.toLowerCase());
+    const reg = await sim
+      .registerServiceAccount({
+        clientEmail: email,
+        ...(mailboxes.length ? { mailboxes: mailboxes.map((p) => p.value) } : {}),
+      })
+      .catch((err: Error) => {
+        throw new Error(`--service-account ${email}: ${err.message}`);
+      });
+    keyFiles.push({ email: reg.clientEmail, file });
+    await writeFile(file, JSON.stringify(reg.keyFile, null, 2) + '\n', { mode: 0o600 }).catch(
+      (err: Error) => {
+        throw new Error(`--service-account: ${err.message}`);
+      },
+    );
+    lines.push(`simulator: service account ${reg.clientEmail} key file written to ${file}`);
+  }
+  const accounts = new Set(keyFiles.map((k) => k.email.toLowerCase()));
+  for (const { key, value } of f.permission ?? []) {
+    if (accounts.has(key.toLowerCase())) continue;
+    try {
+      sim.setPermission({ clientId: key, mailbox: value });
+    } catch (err) {
+      throw new Error(`--permission ${key}=${value}: ${(err as Error).message}`);
+    }
+  }
+  return lines;
 }
 
 /** The one line other tools parse to find the simulator. */
@@ -86,6 +178,7 @@ export function listeningEvent(sim: Simulator): string {
     smtpTls: sim.smtpTls ? formatHostPort(sim.smtpTls) : null,
     http: formatHostPort(sim.http),
     tokenUrl: sim.tokenUrl,
+    endpoints: sim.endpoints,
   });
 }
 
@@ -124,6 +217,31 @@ export function registerSimulateCommand(program: Command): void {
     .option('--token-latency <ms>', 'delay before every token endpoint answer', number(0))
     .option('--expire-early <sec>', 'access tokens stop validating this many seconds after issue', number(0))
     .option('--ca-out <file>', 'write the generated certificate (PEM) here, for clients to trust')
+    .option(
+      '--client <id[:secret]>',
+      'register an OAuth client (repeatable; none = any client_id)',
+      many(clientSpec),
+    )
+    .option('--app <tenant/id[:secret]>', 'register an app in a tenant (repeatable)', many(appSpec))
+    .option(
+      '--app-certificate <id=file>',
+      'register a PEM certificate (or public key) for private_key_jwt (repeatable)',
+      many(pair('ID=FILE')),
+    )
+    .option(
+      '--permission <id=mailbox>',
+      'app or service account may use this mailbox: address, @domain or * (repeatable)',
+      many(pair('ID=MAILBOX')),
+    )
+    .option('--redirect-uri <uri>', 'allowed redirect URI besides loopback ones (repeatable)', many(String))
+    .option(
+      '--service-account <email=file>',
+      'register a service account and write its generated JSON key file (repeatable)',
+      many(pair('EMAIL=FILE')),
+    )
+    .option('--code-lifetime <sec>', 'authorization codes expire after this (default 60)', number(0.001))
+    .option('--device-code-lifetime <sec>', 'device codes expire after this (default 900)', number(0.001))
+    .option('--device-interval <ms>', 'device polling interval and slow_down step (default 5000)', number(1))
     .action(async (flags: SimulateFlags, cmd: Command) => {
       let sim: Simulator;
       try {
@@ -139,6 +257,13 @@ export function registerSimulateCommand(program: Command): void {
           return cmd.error(`error: --ca-out: ${(err as Error).message}`);
         }
       }
+      let registered: string[];
+      try {
+        registered = await applyRegistrations(sim, flags);
+      } catch (err) {
+        await sim.close();
+        return cmd.error(`error: ${(err as Error).message}`);
+      }
       const out = (line: string) => process.stdout.write(line + '\n');
       out(`simulator (${sim.style}): SMTP with STARTTLS on ${formatHostPort(sim.smtp)}`);
       if (sim.smtpTls)
@@ -147,6 +272,7 @@ export function registerSimulateCommand(program: Command): void {
         `simulator (${sim.style}): token endpoint ${sim.tokenUrl}, stats http://${formatHostPort(sim.http)}/stats`,
       );
       if (flags.caOut) out(`simulator: certificate written to ${flags.caOut}`);
+      registered.forEach(out);
       out(listeningEvent(sim));
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => {
