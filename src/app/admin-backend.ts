@@ -81,14 +81,8 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
     listAccounts: () => listAccounts(proxy),
     addAccount: (raw, verify) => accountOps()?.addAccount(raw, verify) ?? inline(),
     updateAccount: (email, raw, verify) => accountOps()?.updateAccount(email, raw, verify) ?? inline(),
-    async deleteAccount(email) {
-      const o = accountOps();
-      if (!o) return inline();
-      const r = await o.deleteAccount(email);
-      // a deleted mailbox's cached token and state must not outlive it
-      if (r.ok) proxy.store.deleteAccount(email.toLowerCase());
-      return r;
-    },
+    // the reload that applies the change deletes the account's stored tokens (TokenManager.setAccounts)
+    deleteAccount: (email) => accountOps()?.deleteAccount(email) ?? inline(),
     async reload() {
       const r = await proxy.reload('admin API');
       return r.ok

@@ -67,7 +67,7 @@ export class Proxy {
   readonly metrics: Metrics;
   readonly live = new LiveStats();
   private ctx: SmtpContext;
-  readonly store: StateStore;
+  private readonly store: StateStore;
   readonly tokens: TokenManager;
   readonly pools: UpstreamPools;
   readonly relay: Relay;

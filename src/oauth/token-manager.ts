@@ -145,7 +145,11 @@ export class TokenManager {
     this.client = new TokenClient({ timeoutMs: opts.requestTimeoutMs });
   }
 
-  /** Start-up and every reload: add new accounts, drop removed ones, reset only changed ones. */
+  /**
+   * Start-up and every reload: add new accounts, drop removed ones, reset only changed ones. The
+   * store keeps nothing of an account no longer configured, however it went (admin API, `accounts
+   * remove`, an edit of the file, or while the proxy was stopped): every path ends here.
+   */
   setAccounts(accounts: readonly TokenAccount[]): void {
     const next = new Map<string, TokenAccount>();
     for (const a of accounts) next.set(a.email, a);
@@ -165,6 +169,11 @@ export class TokenManager {
     for (const [email, a] of next) {
       if (!this.entries.has(email)) this.entries.set(email, this.createEntry(email, a));
     }
+    this.storeWrite('delete the tokens of removed accounts', () => {
+      const gone = this.store.retainAccounts(next.keys());
+      if (gone.length)
+        this.log.info({ accounts: gone.length }, 'deleted the stored tokens of removed accounts');
+    });
   }
 
   getToken(email: string): Promise<string> {
@@ -378,6 +387,11 @@ export class TokenManager {
         );
       }
       this.adoptRotated(entry.email, configured, res.refreshToken);
+      // removed while this refresh was in flight: setAccounts already deleted the rest of its row
+      if (!this.entries.has(entry.email))
+        this.storeWrite('delete the tokens of a removed account', () =>
+          this.store.deleteAccount(entry.email),
+        );
     }
 
     if (entry.dropped || this.closed) return res.accessToken; // reset meanwhile: serve who asked, cache nothing

@@ -35,6 +35,8 @@ export interface StateStore {
   putRotatedRefreshToken(email: string, configuredRefreshToken: string, newRefreshToken: string): void;
   /** forget everything stored for the account */
   deleteAccount(email: string): void;
+  /** delete the rows of every account not in `emails` (the configured ones); returns those deleted */
+  retainAccounts(emails: Iterable<string>): string[];
   close(): void;
 }
 
@@ -197,6 +199,15 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
     INSERT INTO accounts (email, refresh_token, refresh_origin) VALUES (?, ?, ?)
     ON CONFLICT(email) DO UPDATE SET refresh_token = excluded.refresh_token, refresh_origin = excluded.refresh_origin`);
   const deleteRow = db.prepare<[string]>('DELETE FROM accounts WHERE email = ?');
+  const allEmails = db.prepare<[], { email: string }>('SELECT email FROM accounts');
+  const retain = db.transaction((keep: ReadonlySet<string>): string[] => {
+    const gone = allEmails
+      .all()
+      .map((r) => r.email)
+      .filter((e) => !keep.has(e));
+    for (const e of gone) deleteRow.run(e);
+    return gone;
+  });
 
   let closed = false;
   return {
@@ -237,6 +248,9 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
     },
     deleteAccount(email) {
       deleteRow.run(email);
+    },
+    retainAccounts(emails) {
+      return retain(new Set(emails));
     },
     close() {
       if (closed) return;

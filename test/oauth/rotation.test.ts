@@ -135,4 +135,23 @@ describe('refresh token rotation', () => {
     expect(srv.requests.at(-1)!.params.get('refresh_token')).toBe('rt-newer');
     expect(tm.status('a@x.com').state).toBe('ok');
   });
+
+  it('an account removed while its refresh is in flight leaves no rotated token behind', async () => {
+    const rotate = rotatingProvider(new Set(['rt-a', 'rt-b']));
+    srv = await startTokenServer(async (req, n) => ({ ...(await rotate(req, n)), delayMs: 100 }));
+    const store = h.store();
+    const { tm } = h.manager({ store });
+    const p = provider(srv.url);
+    const b = account('b@x.com', p, { refreshToken: 'rt-b' });
+    tm.setAccounts([account('a@x.com', p, { refreshToken: 'rt-a' }), b]);
+    await tm.getToken('b@x.com');
+    const inFlight = tm.getToken('a@x.com');
+    await new Promise((r) => setTimeout(r, 20)); // the request is at the server
+    tm.setAccounts([b]);
+    expect(await inFlight).toMatch(/^at-/); // whoever asked is served
+    expect(store.getRotatedRefreshToken('a@x.com', 'rt-a')).toBeUndefined();
+    expect(store.getAccessToken('a@x.com')).toBeUndefined();
+    expect(store.retainAccounts(['a@x.com', 'b@x.com'])).toEqual([]); // no row for it, b's intact
+    expect(store.getRotatedRefreshToken('b@x.com', 'rt-b')).toMatch(/^rt-b~/);
+  });
 });

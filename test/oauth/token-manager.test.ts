@@ -127,6 +127,30 @@ describe('TokenManager: caching and single flight', () => {
     expect(srv.requests[4]!.params.get('scope')).toBe('other');
   });
 
+  it('the store keeps nothing of an account no longer configured: on reload and at start-up', async () => {
+    srv = await startTokenServer(okHandler());
+    const p = provider(srv.url);
+    const dir = h.tmpDir();
+    const s1 = h.store(dir);
+    const m1 = h.manager({ store: s1 });
+    m1.tm.setAccounts(['a@x.com', 'b@x.com', 'c@x.com'].map((e) => account(e, p)));
+    await m1.tm.warmup();
+    expect(s1.getAccessToken('c@x.com')).toBeDefined();
+    m1.tm.setAccounts([account('a@x.com', p), account('b@x.com', p)]); // a reload without c
+    expect(s1.getAccessToken('c@x.com')).toBeUndefined();
+    expect(s1.getAccessToken('b@x.com')).toBeDefined();
+    m1.tm.close();
+    s1.close();
+
+    // b removed while the proxy was stopped: gone when the next start sets the accounts
+    const s2 = h.store(dir);
+    const { tm } = h.manager({ store: s2 });
+    tm.setAccounts([account('a@x.com', p)]);
+    expect(s2.getAccessToken('b@x.com')).toBeUndefined();
+    expect(await tm.getToken('a@x.com')).toBe(s2.getAccessToken('a@x.com')?.token);
+    expect(srv.requests).toHaveLength(3); // a's stored token was kept and used
+  });
+
   it('warmup runs at most warmupConcurrency requests at once and reports ok/failed', async () => {
     srv = await startTokenServer((req) =>
       req.params.get('refresh_token') === 'rt.bad@x.com'

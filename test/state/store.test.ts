@@ -74,6 +74,21 @@ describe('state store', () => {
     expect(rowEmails(dir)).toEqual([]);
   });
 
+  it('retainAccounts deletes every row of an account not kept, and says which', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    for (const e of ['a@x.com', 'b@x.com', 'c@x.com']) {
+      s.putAccessToken(e, `tok-${e}`, 5);
+      s.putRotatedRefreshToken(e, `rt-${e}`, `rotated-${e}`);
+    }
+    expect(s.retainAccounts(['a@x.com', 'c@x.com', 'never-stored@x.com'])).toEqual(['b@x.com']);
+    expect(rowEmails(dir)).toEqual(['a@x.com', 'c@x.com']);
+    expect(s.getRotatedRefreshToken('a@x.com', 'rt-a@x.com')).toBe('rotated-a@x.com');
+    expect(s.retainAccounts(['a@x.com', 'c@x.com'])).toEqual([]);
+    expect(s.retainAccounts([]).sort()).toEqual(['a@x.com', 'c@x.com']);
+    expect(rowEmails(dir)).toEqual([]);
+  });
+
   it('opens a version 1 state.db: keeps its secrets, drops the account state it kept', () => {
     const dir = tmpDir();
     const s = open(dir);
