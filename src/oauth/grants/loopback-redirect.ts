@@ -59,7 +59,12 @@ export async function startLoopbackRedirect(opts: LoopbackRedirectOptions): Prom
   });
 
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    } catch {
+      return answer(res, 400, 'Bad request.');
+    }
     if (url.pathname !== path) return answer(res, 404, 'Not found.');
     if (req.method !== 'GET') return answer(res, 405, 'Method not allowed.');
     if (settled)

@@ -375,6 +375,22 @@ describe('loopback redirect listener', () => {
     );
   });
 
+  it('survives a request line that is not a URL, and still takes the callback', async () => {
+    const state = newState();
+    const r = await startLoopbackRedirect({ expectedState: state });
+    cleanups.push(() => r.close());
+    const raw = await new Promise<string>((ok, fail) => {
+      const s = net.connect(r.port, '127.0.0.1', () => s.write('GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n'));
+      let got = '';
+      s.on('data', (d) => (got += d.toString()));
+      s.on('end', () => ok(got));
+      s.on('error', fail);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400/);
+    expect((await fetch(`${r.redirectUri}?code=c&state=${state}`)).status).toBe(200);
+    expect(await r.code).toBe('c');
+  });
+
   it('escapes what it echoes into the page', async () => {
     const state = newState();
     const r = await startLoopbackRedirect({ expectedState: state });
