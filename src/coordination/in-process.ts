@@ -1,0 +1,402 @@
+// The default coordinator: one process, today's behaviour. Tokens and rotated refresh tokens
+// persist in the embedded StateStore; account state, leases, rate windows and refresh locks live in
+// memory (a restart tries a needs_reauth account once more, as before). The rate check is synchronous and allocation-free (an exact sliding window).
+//
+// A hub holds the state and hands out members that share it: the proxy without workers uses one
+// member; with workers, the primary keeps the hub and gives each worker a member that the worker
+// drives over the cluster IPC channel, so the same state is global across the processes.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../shared/log.js';
+import type { StateStore } from '../state/store.js';
+import { HealthState } from './health.js';
+import { HeldLease, LeaseBook } from './lease.js';
+import { Listeners } from './listeners.js';
+import { SlidingWindow } from './sliding-window.js';
+import type {
+  Coordinator,
+  Health,
+  Lease,
+  RateGate,
+  RefreshLock,
+  RotationResult,
+  RotationWrite,
+  StoredAccessToken,
+  StoredAccountState,
+  Unsubscribe,
+} from './types.js';
+
+export interface InProcessOptions {
+  store: StateStore;
+  log: Logger;
+  /** a member's leases expire this long after its last heartbeat (a worker that died) */
+  leaseTtlMs?: number;
+  /** default: a third of the TTL */
+  heartbeatMs?: number;
+  /** wall clock, ms (tests) */
+  now?: () => number;
+}
+
+const DEFAULT_LEASE_TTL_MS = 30_000;
+
+class InProcessRateGate implements RateGate {
+  private readonly window: SlidingWindow;
+  constructor(
+    readonly mailbox: string,
+    readonly limit: number,
+    private readonly now: () => number,
+  ) {
+    this.window = new SlidingWindow(limit);
+  }
+  take(): boolean {
+    return this.window.take(this.now());
+  }
+}
+
+interface LeaseRecord {
+  owner: InProcessCoordinator;
+  expiresAt: number;
+}
+
+interface LockRecord {
+  owner: string;
+  fence: number;
+  expiresAt: number;
+  waiters: (() => void)[];
+}
+
+export class InProcessHub {
+  readonly store: StateStore;
+  readonly log: Logger;
+  readonly leaseTtlMs: number;
+  readonly heartbeatMs: number;
+  readonly now: () => number;
+  private readonly members = new Set<InProcessCoordinator>();
+  private readonly leases = new Map<string, Map<string, LeaseRecord>>();
+  private readonly locks = new Map<string, LockRecord>();
+  private readonly fences = new Map<string, number>();
+  private readonly gates = new Map<string, InProcessRateGate>();
+  /** @internal */ readonly states = new Map<string, StoredAccountState>();
+
+  constructor(opts: InProcessOptions) {
+    this.store = opts.store;
+    this.log = opts.log;
+    this.leaseTtlMs = opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.heartbeatMs = opts.heartbeatMs ?? Math.max(10, Math.floor(this.leaseTtlMs / 3));
+    this.now = opts.now ?? Date.now;
+  }
+
+  member(instanceId = `in-process:${process.pid}:${randomBytes(3).toString('hex')}`): InProcessCoordinator {
+    const m = new InProcessCoordinator(this, instanceId);
+    this.members.add(m);
+    return m;
+  }
+
+  /** @internal */ detach(m: InProcessCoordinator): void {
+    this.members.delete(m);
+  }
+
+  /** @internal */ broadcast(from: InProcessCoordinator, deliver: (m: InProcessCoordinator) => void): void {
+    for (const m of this.members) if (m !== from) deliver(m);
+  }
+
+  // --- leases ---
+
+  /** @internal */ liveLeases(mailbox: string): Map<string, LeaseRecord> {
+    let map = this.leases.get(mailbox);
+    if (!map) this.leases.set(mailbox, (map = new Map()));
+    const now = this.now();
+    for (const [id, r] of map) if (r.expiresAt <= now) map.delete(id);
+    return map;
+  }
+
+  /** @internal */ acquireLease(
+    owner: InProcessCoordinator,
+    mailbox: string,
+    id: string,
+    max: number,
+  ): boolean {
+    const map = this.liveLeases(mailbox);
+    if (map.size >= max) return false;
+    map.set(id, { owner, expiresAt: this.now() + this.leaseTtlMs });
+    return true;
+  }
+
+  /** @internal */ releaseLease(owner: InProcessCoordinator, mailbox: string, id: string): void {
+    const map = this.leases.get(mailbox);
+    if (!map?.delete(id)) return;
+    if (map.size === 0) this.leases.delete(mailbox);
+    this.broadcast(owner, (m) => m.leaseFreed(mailbox));
+    owner.leaseFreed(mailbox);
+  }
+
+  /** @internal renew, or re-add when it expired meanwhile and there is room; false: lost */
+  renewLease(owner: InProcessCoordinator, mailbox: string, id: string, max: number): boolean {
+    const map = this.liveLeases(mailbox);
+    const r = map.get(id);
+    if (r) {
+      r.expiresAt = this.now() + this.leaseTtlMs;
+      return true;
+    }
+    return this.acquireLease(owner, mailbox, id, max);
+  }
+
+  // --- rate ---
+
+  /** @internal */ rateGate(mailbox: string, limit: number): RateGate {
+    const g = this.gates.get(mailbox);
+    if (g && g.limit === limit) return g;
+    const fresh = new InProcessRateGate(mailbox, limit, this.now);
+    this.gates.set(mailbox, fresh);
+    return fresh;
+  }
+
+  /** @internal */ forgetMailbox(mailbox: string): void {
+    this.gates.delete(mailbox);
+    this.states.delete(mailbox);
+  }
+
+  // --- refresh locks ---
+
+  private liveLock(mailbox: string): LockRecord | undefined {
+    const l = this.locks.get(mailbox);
+    if (!l) return undefined;
+    if (l.expiresAt > this.now()) return l;
+    this.endLock(mailbox, l);
+    return undefined;
+  }
+
+  private endLock(mailbox: string, l: LockRecord): void {
+    if (this.locks.get(mailbox) === l) this.locks.delete(mailbox);
+    const ws = l.waiters;
+    l.waiters = [];
+    for (const w of ws) w();
+  }
+
+  /** @internal */ acquireLock(owner: string, mailbox: string, ttlMs: number): number | undefined {
+    if (this.liveLock(mailbox)) return undefined;
+    const fence = (this.fences.get(mailbox) ?? 0) + 1;
+    this.fences.set(mailbox, fence);
+    this.locks.set(mailbox, { owner, fence, expiresAt: this.now() + ttlMs, waiters: [] });
+    return fence;
+  }
+
+  /** @internal */ releaseLock(owner: string, mailbox: string, fence: number): void {
+    const l = this.locks.get(mailbox);
+    if (l && l.owner === owner && l.fence === fence) this.endLock(mailbox, l);
+  }
+
+  /** @internal */ releaseLocksOf(owner: string): void {
+    for (const [mailbox, l] of this.locks) if (l.owner === owner) this.endLock(mailbox, l);
+  }
+
+  /** @internal */ waitForLock(mailbox: string, timeoutMs: number): Promise<void> {
+    const l = this.liveLock(mailbox);
+    if (!l) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, Math.min(timeoutMs, l.expiresAt - this.now())));
+      timer.unref();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      l.waiters.push(done);
+    });
+  }
+
+  /** @internal */ currentFence(mailbox: string): number {
+    return this.fences.get(mailbox) ?? 0;
+  }
+}
+
+export class InProcessCoordinator implements Coordinator {
+  readonly kind = 'in-process';
+  private readonly book = new LeaseBook();
+  private readonly health_: HealthState;
+  private readonly freed: Listeners<[string]>;
+  private readonly accountState: Listeners<[string, string]>;
+  private readonly accountsChanged: Listeners<[]>;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private closed = false;
+
+  constructor(
+    private readonly hub: InProcessHub,
+    readonly instanceId: string,
+  ) {
+    const onError = (err: unknown) =>
+      hub.log.warn({ err: (err as Error)?.message }, 'coordination: a listener threw');
+    this.health_ = new HealthState(onError);
+    this.freed = new Listeners(onError);
+    this.accountState = new Listeners(onError);
+    this.accountsChanged = new Listeners(onError);
+  }
+
+  async start(): Promise<void> {}
+
+  async close(opts: { release?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopHeartbeat();
+    if (opts.release !== false) {
+      for (const l of this.book.all()) l.release();
+      this.hub.releaseLocksOf(this.instanceId);
+    }
+    this.hub.detach(this);
+  }
+
+  health(): Health {
+    return this.health_.get();
+  }
+
+  onHealth(listener: (health: Health) => void): Unsubscribe {
+    return this.health_.onChange(listener);
+  }
+
+  // --- leases ---
+
+  async acquireLease(
+    mailbox: string,
+    max: number,
+    onLost?: (lease: Lease) => void,
+  ): Promise<Lease | undefined> {
+    if (this.closed) return undefined;
+    const id = `${this.instanceId}:${++this.seq}`;
+    if (!this.hub.acquireLease(this, mailbox, id, max)) return undefined;
+    const lease = new HeldLease(
+      mailbox,
+      id,
+      max,
+      (l) => {
+        this.book.delete(l);
+        this.hub.releaseLease(this, mailbox, id);
+      },
+      onLost,
+    );
+    this.book.add(lease);
+    this.startHeartbeat();
+    return lease;
+  }
+
+  onLeaseFreed(listener: (mailbox: string) => void): Unsubscribe {
+    return this.freed.add(listener);
+  }
+
+  /** @internal */ leaseFreed(mailbox: string): void {
+    this.freed.emit(mailbox);
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat || this.closed) return;
+    this.heartbeat = setInterval(() => this.renew(), this.hub.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  private renew(): void {
+    const all = this.book.all();
+    if (all.length === 0) return this.stopHeartbeat();
+    for (const l of all) {
+      if (this.hub.renewLease(this, l.mailbox, l.id, l.max)) continue;
+      this.book.delete(l);
+      l.lose();
+    }
+  }
+
+  // --- rate ---
+
+  rateGate(mailbox: string, limit: number): RateGate {
+    return this.hub.rateGate(mailbox, limit);
+  }
+
+  // --- access tokens (the store's calls are synchronous; async here so a failure rejects) ---
+
+  async getAccessToken(mailbox: string, lineage?: string): Promise<StoredAccessToken | undefined> {
+    return this.hub.store.getAccessToken(mailbox, lineage);
+  }
+
+  async putAccessToken(mailbox: string, token: string, expiresAt: number, lineage?: string): Promise<void> {
+    this.hub.store.putAccessToken(mailbox, token, expiresAt, lineage);
+  }
+
+  async invalidateAccessToken(mailbox: string, token?: string): Promise<void> {
+    const store = this.hub.store;
+    if (token !== undefined && store.getAccessToken(mailbox)?.token !== token) return;
+    store.deleteAccessToken(mailbox);
+  }
+
+  // --- refresh ---
+
+  async acquireRefreshLock(mailbox: string, ttlMs: number): Promise<RefreshLock | undefined> {
+    const fence = this.hub.acquireLock(this.instanceId, mailbox, ttlMs);
+    if (fence === undefined) return undefined;
+    const hub = this.hub;
+    const owner = this.instanceId;
+    return {
+      mailbox,
+      fence,
+      async release() {
+        hub.releaseLock(owner, mailbox, fence);
+      },
+    };
+  }
+
+  waitForRefresh(mailbox: string, timeoutMs: number): Promise<void> {
+    return this.hub.waitForLock(mailbox, timeoutMs);
+  }
+
+  async getRefreshToken(mailbox: string, configured: string): Promise<string | undefined> {
+    return this.hub.store.getRotatedRefreshToken(mailbox, configured);
+  }
+
+  async rotateRefreshToken(mailbox: string, w: RotationWrite): Promise<RotationResult> {
+    if (this.hub.currentFence(mailbox) !== w.fence) return 'fenced';
+    const stored = this.hub.store.getRotatedRefreshToken(mailbox, w.configured);
+    // absent: the first rotation of this lineage (or the state was lost): the fence alone decides
+    if (stored !== undefined && stored !== w.used) return 'stale';
+    this.hub.store.putRotatedRefreshToken(mailbox, w.configured, w.next);
+    return 'ok';
+  }
+
+  // --- account state ---
+
+  async getAccountState(mailbox: string): Promise<StoredAccountState | undefined> {
+    return this.hub.states.get(mailbox);
+  }
+
+  async setAccountState(mailbox: string, state: string, lastError?: string): Promise<void> {
+    this.hub.states.set(mailbox, {
+      state,
+      ...(lastError !== undefined ? { lastError } : {}),
+      updatedAt: this.hub.now(),
+    });
+    this.hub.broadcast(this, (m) => m.accountState.emit(mailbox, state));
+  }
+
+  onAccountState(listener: (mailbox: string, state: string) => void): Unsubscribe {
+    return this.accountState.add(listener);
+  }
+
+  async deleteAccount(mailbox: string): Promise<void> {
+    this.hub.store.deleteAccount(mailbox);
+    this.hub.forgetMailbox(mailbox);
+  }
+
+  // --- admin changes ---
+
+  announceAccountsChanged(): void {
+    this.hub.broadcast(this, (m) => m.accountsChanged.emit());
+  }
+
+  onAccountsChanged(listener: () => void): Unsubscribe {
+    return this.accountsChanged.add(listener);
+  }
+}
+
+/** The proxy's default: a hub with one member. */
+export function createInProcessCoordinator(opts: InProcessOptions): InProcessCoordinator {
+  return new InProcessHub(opts).member();
+}
