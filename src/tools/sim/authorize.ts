@@ -5,6 +5,7 @@ import type { AuthorizationRequest } from './authorization-codes.js';
 import { isEmail, type Client } from './directory.js';
 import { errorPage, escapeHtml, page, withQuery, type PageReply } from './html.js';
 import { findClient, type Endpoint, type OAuthContext } from './oauth-context.js';
+import { duplicateParameter } from './oauth-errors.js';
 
 /** RFC 7636 section 4.2: code_challenge = 43*128unreserved. */
 const CHALLENGE = /^[A-Za-z0-9._~-]{43,128}$/;
@@ -42,6 +43,16 @@ export function authorizeGet(
   path: string,
 ): PageReply {
   const ms = ctx.style === 'microsoft';
+  const repeated = duplicateParameter(q);
+  if (repeated === 'client_id' || repeated === 'redirect_uri')
+    return refusePage(
+      ctx,
+      400,
+      'invalid_request',
+      `AADSTS9002313: Invalid request. The parameter '${repeated}' is included more than once.`,
+      `The parameter ${repeated} is included more than once.`,
+      'authorize_invalid_request',
+    );
   const clientId = q.get('client_id');
   if (!clientId)
     return refusePage(
@@ -91,6 +102,12 @@ export function authorizeGet(
       location: withQuery(redirectUri, { error, error_description: description, state }),
     };
   };
+  if (repeated)
+    return back(
+      'invalid_request',
+      `The parameter ${repeated} is included more than once.`,
+      'authorize_invalid_request',
+    );
   const responseType = q.get('response_type');
   if (!responseType)
     return back('invalid_request', 'Missing required parameter: response_type', 'authorize_invalid_request');

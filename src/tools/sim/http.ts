@@ -57,6 +57,7 @@ function sendJson(
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
+    pragma: 'no-cache', // RFC 6749 section 5.1
   });
   res.end(text);
 }

@@ -160,3 +160,27 @@ export function badClientAssertion(style: SimStyle, code: number, text: string, 
   if (style === 'microsoft') return aadError(401, 'invalid_client', code, text, undefined, reason);
   return oauthError(401, 'invalid_client', text, undefined, reason);
 }
+
+/** RFC 6749 section 3.1 and 3.2: parameters must not be included more than once. */
+export function duplicateParameter(form: URLSearchParams): string | undefined {
+  const seen = new Set<string>();
+  for (const key of form.keys()) {
+    if (seen.has(key)) return key;
+    seen.add(key);
+  }
+  return undefined;
+}
+
+export function repeatedParameter(style: SimStyle, param: string): TokenReply {
+  const text = `The parameter '${param}' is included more than once.`;
+  return style === 'microsoft'
+    ? aadError(
+        400,
+        'invalid_request',
+        9002313,
+        `Invalid request. Request is malformed or invalid. ${text}`,
+        undefined,
+        'repeated_parameter',
+      )
+    : oauthError(400, 'invalid_request', text, undefined, 'repeated_parameter');
+}

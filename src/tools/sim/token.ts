@@ -5,7 +5,15 @@ import { authorizationCodeGrant, deviceCodeGrant, DEVICE_CODE_GRANT } from './gr
 import { JWT_BEARER_GRANT, jwtBearerGrant } from './grant-jwt-bearer.js';
 import type { Binding } from './bindings.js';
 import { scopeCoversSmtp, scopeList, type Endpoint, type OAuthContext } from './oauth-context.js';
-import { aadError, invalidGrant, missing, oauthError, type TokenReply } from './oauth-errors.js';
+import {
+  aadError,
+  duplicateParameter,
+  invalidGrant,
+  missing,
+  oauthError,
+  repeatedParameter,
+  type TokenReply,
+} from './oauth-errors.js';
 import type { SimStyle } from './types.js';
 
 export const DEFAULT_SCOPE: Record<SimStyle, string> = {
@@ -25,7 +33,8 @@ const IMPLIED_SCOPES = new Set(['offline_access', 'openid', 'profile', 'email'])
 
 export function handleTokenRequest(ctx: OAuthContext, req: TokenRequest): TokenReply {
   const grant = req.form.get('grant_type') ?? '';
-  const reply = dispatch(ctx, req, grant);
+  const repeated = duplicateParameter(req.form);
+  const reply = repeated ? repeatedParameter(ctx.style, repeated) : dispatch(ctx, req, grant);
   if (reply.status === 200) ctx.state.countIssued(grant);
   else ctx.state.countRefusal(reply.reason ?? String(reply.body.error));
   return reply;

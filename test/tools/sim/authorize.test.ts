@@ -258,6 +258,36 @@ describe('authorization code flow with PKCE (google style)', () => {
       expect((await page({ redirectUri: uri })).status, uri).toBe(200);
   });
 
+  it('refuses parameters given twice (RFC 6749 section 3.1 and 3.2)', async () => {
+    const twice = (param: string, value: string) =>
+      `${sim.endpoints.authorize}?${authorizeQuery(desktop)}&${param}=${value}`;
+    const page = await get(twice('client_id', 'public.apps.example'));
+    expect(page.status).toBe(400);
+    expect(page.location).toBeUndefined();
+    const back = await get(twice('scope', 'openid'));
+    expect(new URL(back.location!).searchParams.get('error')).toBe('invalid_request');
+    const code = await codeFor('leo@example.com');
+    const body = new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: LOOPBACK,
+      client_id: 'desktop.apps.example',
+      client_secret: 'fake-desktop-secret',
+      code_verifier: RFC7636_VERIFIER,
+    });
+    body.append('code', code);
+    const res = await fetch(sim.tokenUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: body.toString(),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({
+      error: 'invalid_request',
+      error_description: "The parameter 'code' is included more than once.",
+    });
+  });
+
   it('counts refusals by reason in /stats', async () => {
     sim.reset();
     const code = await codeFor('jay@example.com');
