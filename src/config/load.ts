@@ -206,6 +206,7 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
     http: {
       ...(http!.listen ? { listen: http!.listen } : {}),
       ...(http!.adminToken !== undefined ? { adminToken: http!.adminToken } : {}),
+      ...(http!.publicUrl !== undefined ? { publicUrl: http!.publicUrl } : {}),
     },
     state: {
       dir: resolvePath(baseDir, state!.dir!),

@@ -27,6 +27,9 @@
 //                                                 must be >= smtp.maxMessageSize
 //   http.listen               "127.0.0.1:9090"    "" or null disables the HTTP server
 //   http.adminToken           (none)              empty = /admin/* disabled
+//   http.publicUrl            (none)              EXTENSION: the external base URL of http.listen (http or
+//                                                 https, no query); the web onboarding flow's redirect URI
+//                                                 is <publicUrl>/oauth/callback; absent = web flow off
 //   state.dir                 ./data              relative to the config file
 //   state.secretKey           (none)              if set, at least 32 characters
 //   shutdownTimeout           30s
@@ -348,6 +351,25 @@ export const httpSchema = section({
     return toHostPort(v, bad);
   }),
   adminToken: optionalSecret(),
+  publicUrl: leaf((v, bad): string | undefined => {
+    if (absent(v) || v === '') return undefined;
+    const s = asString(v, bad, 'an http(s) URL');
+    if (s === undefined) return undefined;
+    let url: URL | undefined;
+    try {
+      url = new URL(s.trim());
+    } catch {}
+    if (!url || !['http:', 'https:'].includes(url.protocol)) {
+      bad(`expected an http(s) URL such as "https://relay.example.com", got ${describeValue(s)}`);
+      return undefined;
+    }
+    if (url.search || url.hash || url.username || url.password) {
+      bad('expected a base URL without query, fragment or credentials');
+      return undefined;
+    }
+    // no trailing slash: paths are appended to it (`/oauth/callback`)
+    return url.origin + url.pathname.replace(/\/+$/, '');
+  }),
 });
 
 export const stateSchema = section({

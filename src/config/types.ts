@@ -79,7 +79,12 @@ export interface Config {
   /** absolute path of the file this snapshot was loaded from (undefined when built in memory) */
   file?: string;
   smtp: SmtpListenConfig;
-  http: { listen?: HostPort; adminToken?: string };
+  http: {
+    listen?: HostPort;
+    adminToken?: string;
+    /** external base URL of `listen`, no trailing slash: the web onboarding flow's redirect URI base */
+    publicUrl?: string;
+  };
   state: { dir: string; secretKey?: string };
   shutdownTimeoutMs: number;
   oauth: {
