@@ -167,6 +167,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
       userDomain: BENCH_DEFAULTS.userDomain,
       recipients: 1,
       cli: o.cli,
+      logAsServed: true, // as bench measures it: the proxy as a user runs it
     });
     try {
       for (const step of loadSteps(o)) {

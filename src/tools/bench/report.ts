@@ -20,6 +20,11 @@ export interface BenchParameters {
   /** seconds of unmeasured load before each measured run */
   warmupSec: number;
   runId: string;
+  /**
+   * how the proxy under test was started, so a report says whether it ran as `serve` runs for a
+   * user: GLIBC_TUNABLES and extra node flags it inherited (null = none), the log as served
+   */
+  proxyRun: { glibcTunables: string | null; nodeArgs: string | null; log: string } | null;
 }
 
 export interface DirectResult extends RunCounts {
@@ -38,9 +43,20 @@ interface RunCounts {
   latencyMs: LatencyMs;
 }
 
+/** A process under test over the measured window (utime + stime from /proc, VmRSS sampled). */
+export interface ProcessUsage {
+  /** 100 = one core */
+  cpuPercent: number;
+  /** CPU seconds (all threads) in the measured window */
+  cpuSeconds: number;
+  /** cpuSeconds / messages answered in the window (accepted + deferred + rejected), µs */
+  cpuUsPerMessage: number | null;
+  rssMaxBytes: number;
+}
+
 export interface BenchResult extends RunCounts {
   /** null when the proxy's pid is unknown (--target without --proxy-pid) */
-  proxy: { cpuPercent: number; cpuPercentMax: number; rssMaxBytes: number } | null;
+  proxy: (ProcessUsage & { cpuPercentMax: number }) | null;
   /** messages of the measured proxy run the simulator stored (compare with accepted); null with --target */
   upstreamReceived: number | null;
   /** accepted through the proxy (warm-up messages included) but not among the simulator's message ids; null with --target */
@@ -54,7 +70,7 @@ export interface BenchResult extends RunCounts {
   /** the generator's own event-loop delay during the proxy run */
   eventLoopDelayMs: EventLoopDelayMs;
   /** the simulator process during the proxy run */
-  simulator: { cpuPercent: number; rssMaxBytes: number } | null;
+  simulator: ProcessUsage | null;
   unsent: number;
   warmupAccepted: number;
   failures: Record<string, number>;
@@ -68,6 +84,14 @@ export interface BenchResult extends RunCounts {
 
 const fmt = (n: number, d = 2) => n.toFixed(d);
 const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
+
+const perMessage = (u: ProcessUsage) =>
+  `${u.cpuUsPerMessage === null ? '-' : fmt(u.cpuUsPerMessage, 0)} µs CPU per message`;
+
+/** CPU µs per answered message, null when nothing was answered. */
+export function cpuUsPerMessage(cpuSeconds: number, messages: number): number | null {
+  return messages > 0 ? Math.round((cpuSeconds * 1e6) / messages) : null;
+}
 
 export function formatLatency(l: LatencyMs): string {
   return `p50 ${fmt(l.p50)} / p95 ${fmt(l.p95)} / p99 ${fmt(l.p99)} / max ${fmt(l.max)} ms`;
@@ -91,11 +115,17 @@ export function formatSummary(r: BenchResult): string {
     );
   if (r.proxy)
     lines.push(
-      `proxy process: CPU ${fmt(r.proxy.cpuPercent, 1)} % (peak ${fmt(r.proxy.cpuPercentMax, 0)} %), RSS max ${mb(r.proxy.rssMaxBytes)}`,
+      `proxy process: CPU ${fmt(r.proxy.cpuPercent, 1)} % (peak ${fmt(r.proxy.cpuPercentMax, 0)} %), ` +
+        `${perMessage(r.proxy)}, RSS max ${mb(r.proxy.rssMaxBytes)}`,
+    );
+  const run = p.proxyRun;
+  if (run)
+    lines.push(
+      `        run as: GLIBC_TUNABLES ${run.glibcTunables ?? 'unset'}, node flags ${run.nodeArgs ?? 'none'}, log ${run.log}`,
     );
   if (r.simulator)
     lines.push(
-      `simulator process: CPU ${fmt(r.simulator.cpuPercent, 1)} %, RSS max ${mb(r.simulator.rssMaxBytes)}`,
+      `simulator process: CPU ${fmt(r.simulator.cpuPercent, 1)} %, ${perMessage(r.simulator)}, RSS max ${mb(r.simulator.rssMaxBytes)}`,
     );
   lines.push(
     `generator: CPU ${fmt(r.generatorCpuPercent, 1)} %, event-loop delay: p50 ${fmt(r.eventLoopDelayMs.p50)} / p99 ${fmt(r.eventLoopDelayMs.p99)} / max ${fmt(r.eventLoopDelayMs.max)} ms`,

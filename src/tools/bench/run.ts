@@ -8,7 +8,7 @@ import { fetchTokens, startBenchEnv, type BenchEnv } from '../harness/env.js';
 import { runGenerator, type GeneratorOptions, type GeneratorResult } from '../harness/generator.js';
 import { benchUser, type BenchOptions } from './options.js';
 import { sampleProcess, type ProcMetrics, type ProcSampler } from '../harness/proc.js';
-import type { BenchResult, DirectResult } from './report.js';
+import { cpuUsPerMessage, type BenchResult, type DirectResult, type ProcessUsage } from './report.js';
 
 /** Warm-up messages per connection before measuring (token fetch, upstream connect, JIT). */
 export const WARMUP_PER_CONNECTION = 1;
@@ -68,6 +68,7 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
     warmupPerConnection: WARMUP_PER_CONNECTION,
     warmupSec: opts.warmupSec,
     runId,
+    proxyRun: null as BenchResult['parameters']['proxyRun'],
   };
 
   const measure = async (
@@ -136,7 +137,9 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
       userDomain: opts.userDomain,
       recipients: opts.recipients,
       cli: deps.cli,
+      logAsServed: true,
     }));
+  parameters.proxyRun = env.proxyRun;
   try {
     let direct: GeneratorResult | null = null;
     if (opts.direct) {
@@ -197,6 +200,13 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
     upstreamReceived: number | null,
     lost: number | null,
   ): BenchResult {
+    const answered = p.accepted + p.deferred + p.rejected;
+    const usage = (m: ProcMetrics): ProcessUsage => ({
+      cpuPercent: m.cpuPercent,
+      cpuSeconds: m.cpuSeconds,
+      cpuUsPerMessage: cpuUsPerMessage(m.cpuSeconds, answered),
+      rssMaxBytes: m.rssMaxBytes,
+    });
     return {
       sent: p.sent,
       accepted: p.accepted,
@@ -206,9 +216,7 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
       durationSec: p.durationSec,
       throughputPerSec: p.throughputPerSec,
       latencyMs: p.latencyMs,
-      proxy: proxy
-        ? { cpuPercent: proxy.cpuPercent, cpuPercentMax: proxy.cpuPercentMax, rssMaxBytes: proxy.rssMaxBytes }
-        : null,
+      proxy: proxy ? { ...usage(proxy), cpuPercentMax: proxy.cpuPercentMax } : null,
       upstreamReceived,
       lost,
       direct: direct ? directOf(direct) : null,
@@ -216,7 +224,7 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
         direct && direct.throughputPerSec > 0 ? round3(p.throughputPerSec / direct.throughputPerSec) : null,
       addedP99Ms: direct ? round3(p.latencyMs.p99 - direct.latencyMs.p99) : null,
       eventLoopDelayMs: p.eventLoopDelayMs,
-      simulator: sim ? { cpuPercent: sim.cpuPercent, rssMaxBytes: sim.rssMaxBytes } : null,
+      simulator: sim ? usage(sim) : null,
       unsent: p.unsent,
       generatorCpuPercent: p.cpuPercent,
       loadAverage: loadAverage,

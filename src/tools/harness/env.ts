@@ -11,9 +11,6 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { freePort } from './ports.js';
 
-/** The allocator setting of deploy/xoauth2-proxy.service, used for the proxy under test too. */
-export const PROXY_GLIBC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304';
-
 /** dist/cli.js next to this file's dist/bench/ */
 export const CLI_PATH = fileURLToPath(new URL('../../cli.js', import.meta.url));
 
@@ -46,6 +43,11 @@ export interface EnvOptions {
   style?: Style;
   /** log level of the proxy (default warn) */
   proxyLogLevel?: string;
+  /**
+   * the proxy logs as `serve` does for a user (the config's defaults: info, one line per message),
+   * as `bench` measures it; proxyLogLevel is then ignored. Default: warn, no message lines.
+   */
+  logAsServed?: boolean;
   /** merged into the proxy's `smtp:` config section (e.g. a short idleTimeout, a small maxClients) */
   smtpOverrides?: Record<string, unknown>;
 }
@@ -77,6 +79,8 @@ export interface BenchEnv {
   upstreamConnectionsPerAccount: number;
   /** the simulator's --max-connections-per-user */
   simConnectionsPerUser: number;
+  /** how the proxy was started: what it inherited beyond `serve -c FILE`, and its log settings */
+  proxyRun: { glibcTunables: string | null; nodeArgs: string | null; log: string };
   configFile: string;
   /** GET the simulator's /stats */
   simStats(ids?: boolean): Promise<SimStatsLike>;
@@ -236,7 +240,7 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
       },
       http: { listen: `127.0.0.1:${httpPort}` },
       state: { dir: path.join(dir, 'data'), secretKey: randomBytes(32).toString('base64url') },
-      log: { level: o.proxyLogLevel ?? 'warn', messages: false },
+      ...(o.logAsServed ? {} : { log: { level: o.proxyLogLevel ?? 'warn', messages: false } }),
       providers: {
         sim: {
           tokenUrl: sim.info.tokenUrl,
@@ -267,10 +271,10 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     fs.writeFileSync(configFile, YAML.stringify(config), { mode: 0o600 });
     // XO_BENCH_PROXY_NODE_ARGS: extra node flags for the proxy, e.g. `--cpu-prof` (docs/performance.md)
     const nodeArgs = (process.env.XO_BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    // As a user starts it: nothing added to the environment (a GLIBC_TUNABLES of the caller's is
+    // inherited, and reported, so the two can be compared)
     const proxy = spawn(process.execPath, [...nodeArgs, cli, 'serve', '-c', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      // as the shipped systemd unit runs it (deploy/xoauth2-proxy.service); set it to '' to compare
-      env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? PROXY_GLIBC_TUNABLES },
     });
     track(proxy);
     started.push(proxy);
@@ -309,6 +313,13 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
       users,
       upstreamConnectionsPerAccount: upstream,
       simConnectionsPerUser: simPerUser,
+      proxyRun: {
+        glibcTunables: process.env.GLIBC_TUNABLES || null,
+        nodeArgs: nodeArgs.length ? nodeArgs.join(' ') : null,
+        log: o.logAsServed
+          ? 'as served (info, a line per message)'
+          : `${o.proxyLogLevel ?? 'warn'}, no message lines`,
+      },
       configFile,
       async simStats(ids = true) {
         const r = await fetch(`${simHttp}/stats${ids ? '' : '?ids=0'}`);

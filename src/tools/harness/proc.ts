@@ -12,6 +12,10 @@ export interface ProcMetrics {
   /** highest CPU of any one sampling interval */
   cpuPercentMax: number;
   rssMaxBytes: number;
+  /** utime + stime spent in the sampled window, seconds (all threads: main, GC, libuv pool) */
+  cpuSeconds: number;
+  /** length of the sampled window, seconds */
+  elapsedSec: number;
   samples: number;
 }
 
@@ -79,14 +83,14 @@ export function sampleProcess(pid: number, intervalMs = 250): ProcSampler {
     sample();
     await busy;
     const elapsedSec = first && last ? (last.at - first.at) / 1000 : 0;
-    const cpu =
-      first && last && elapsedSec > 0
-        ? ((last.ticks - first.ticks) / CLOCK_TICKS_PER_SEC / elapsedSec) * 100
-        : 0;
+    const cpuSeconds = first && last ? (last.ticks - first.ticks) / CLOCK_TICKS_PER_SEC : 0;
+    const cpu = elapsedSec > 0 ? (cpuSeconds / elapsedSec) * 100 : 0;
     return {
       cpuPercent: Math.round(cpu * 10) / 10,
       cpuPercentMax: Math.round(cpuMax * 10) / 10,
       rssMaxBytes: rssMax,
+      cpuSeconds,
+      elapsedSec: Math.round(elapsedSec * 1000) / 1000,
       samples,
     };
   }

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LatencyRecorder } from '../../../src/tools/harness/latency.js';
 import { parseBenchOptions } from '../../../src/tools/bench/options.js';
 import { parseStatTicks, parseStatusRss, sampleProcess } from '../../../src/tools/harness/proc.js';
-import { formatSummary } from '../../../src/tools/bench/report.js';
+import { cpuUsPerMessage, formatSummary } from '../../../src/tools/bench/report.js';
 import { runBench } from '../../../src/tools/bench/run.js';
 import { FakeSmtpServer } from '../../helpers/fake-smtp-server.js';
 
@@ -38,13 +38,24 @@ describe('proc parsing', () => {
 
   it('samples this process', async () => {
     const s = sampleProcess(process.pid, 20);
-    const end = Date.now() + 100;
-    while (Date.now() < end); // burn a little CPU
+    await new Promise((r) => setTimeout(r, 60)); // the first samples are in
+    const end = Date.now() + 200;
+    while (Date.now() < end); // burn 200 ms of CPU inside the window
     const m = await s.stop();
     expect(m.samples).toBeGreaterThanOrEqual(2);
     expect(m.rssMaxBytes).toBeGreaterThan(1024 * 1024);
     expect(m.cpuPercent).toBeGreaterThanOrEqual(0);
+    expect(m.cpuSeconds).toBeGreaterThanOrEqual(0.15);
+    expect(m.elapsedSec).toBeGreaterThanOrEqual(0.2);
     expect(await s.stop()).toBe(m); // idempotent
+  });
+});
+
+describe('CPU per message', () => {
+  it('is the CPU time over the messages answered, in µs; none without messages', () => {
+    expect(cpuUsPerMessage(0.42, 1000)).toBe(420);
+    expect(cpuUsPerMessage(1.5, 3)).toBe(500_000);
+    expect(cpuUsPerMessage(0.3, 0)).toBeNull();
   });
 });
 
@@ -90,8 +101,11 @@ describe('runBench report', () => {
     expect(r.proxy).toEqual({
       cpuPercent: expect.any(Number),
       cpuPercentMax: expect.any(Number),
+      cpuSeconds: expect.any(Number),
+      cpuUsPerMessage: Math.round((r.proxy!.cpuSeconds * 1e6) / 40),
       rssMaxBytes: expect.any(Number),
     });
+    expect(r.parameters.proxyRun).toBeNull(); // not started by bench: unknown
     expect(sink.auths.map((a) => a.user).sort()).toEqual([
       'bench0@example.com',
       'bench0@example.com',

@@ -83,7 +83,13 @@ const fakeResult = (tput: number, p99: number): BenchResult => ({
   durationSec: 1,
   throughputPerSec: tput,
   latencyMs: { p50: 1, p95: 2, p99, max: 9, mean: 1 },
-  proxy: { cpuPercent: 50, cpuPercentMax: 60, rssMaxBytes: 100 * 1024 * 1024 },
+  proxy: {
+    cpuPercent: 50,
+    cpuPercentMax: 60,
+    cpuSeconds: 0.5,
+    cpuUsPerMessage: 5000,
+    rssMaxBytes: 100 * 1024 * 1024,
+  },
   upstreamReceived: 101,
   lost: 0,
   direct: {
@@ -100,7 +106,7 @@ const fakeResult = (tput: number, p99: number): BenchResult => ({
   ratio: 1,
   addedP99Ms: p99 - 1,
   eventLoopDelayMs: { p50: 0, p99: 0.5, max: 1 },
-  simulator: { cpuPercent: 20, rssMaxBytes: 1 },
+  simulator: { cpuPercent: 20, cpuSeconds: 0.2, cpuUsPerMessage: 2000, rssMaxBytes: 1 },
   generatorCpuPercent: 30,
   loadAverage: 0.5,
   unsent: 0,
