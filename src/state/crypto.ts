@@ -1,6 +1,6 @@
 // Secrets at rest: AES-256-GCM with a random 12-byte IV per value. The AAD binds each ciphertext to
 // its row and column, so a value copied into another account's row does not decrypt.
-import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, scryptSync } from 'node:crypto';
 
 const VERSION = 1;
 const IV_LEN = 12;
@@ -24,6 +24,15 @@ export class DecryptError extends Error {
  */
 export function deriveKey(secret: string, salt: Buffer): Buffer {
   return scryptSync(secret, salt, KEY_LEN, { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 });
+}
+
+/**
+ * A key for another purpose (e.g. signing onboarding links), derived from the data key with HKDF-SHA256
+ * and a label of its own: the data key itself is only ever used to seal, and keys for different
+ * labels are independent.
+ */
+export function subkey(key: Buffer, label: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), `xoauth2-proxy ${label}`, KEY_LEN));
 }
 
 /** Layout: version (1) | iv (12) | tag (16) | ciphertext. */

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Logger } from '../shared/log.js';
-import { DecryptError, SALT_LEN, deriveKey, fingerprint, open, seal } from './crypto.js';
+import { DecryptError, SALT_LEN, deriveKey, fingerprint, open, seal, subkey } from './crypto.js';
+import { onboardingLinkStore, type OnboardingLinkStore } from './onboarding-links.js';
 
 export interface StoredAccessToken {
   token: string;
@@ -37,6 +38,8 @@ export interface StateStore {
   deleteAccount(email: string): void;
   /** delete the rows of every account not in `emails` (the configured ones); returns those deleted */
   retainAccounts(emails: Iterable<string>): string[];
+  /** the web onboarding links (state/onboarding-links.ts); kept whatever the configured accounts */
+  readonly onboardingLinks: OnboardingLinkStore;
   close(): void;
 }
 
@@ -209,8 +212,11 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
     return gone;
   });
 
+  const onboardingLinks = onboardingLinkStore(db, subkey(key, 'onboarding-link'));
+
   let closed = false;
   return {
+    onboardingLinks,
     getAccessToken(email, lineage) {
       const row = getRow.get(email);
       if (!row?.access_token || row.access_expires_at == null) return undefined;
