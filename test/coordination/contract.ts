@@ -218,7 +218,7 @@ export function coordinatorContract(name: string, newFixture: () => Promise<Fixt
         (h) => h.length === 2,
         3000,
       );
-      expect(heardB).toEqual(['changed', `${MB}=needs_reauth`]);
+      expect(heardB.sort()).toEqual(['changed', `${MB}=needs_reauth`]);
       expect(await b.getAccountState(MB)).toMatchObject({
         state: 'needs_reauth',
         lastError: 'invalid_grant',

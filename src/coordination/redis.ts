@@ -1,0 +1,713 @@
+// The coordinator for instances on several hosts: the shared state lives in Redis (state.redis).
+// Guarantees and their limits during a partition: src/coordination/README.md.
+//
+// - Leases: a sorted set per mailbox scored by expiry; the heartbeat renews this instance's leases
+//   in one script per mailbox, so a dead instance's slots return after the TTL.
+// - Rates: permits taken in batches ahead (batched-rate.ts); no round trip per message.
+// - Tokens: access tokens and rotated refresh tokens sealed as in the embedded store; one refresh
+//   lock per mailbox with a fence that rises with every grant; a rotation is a compare-and-set that
+//   checks both the token used and the fence, so it never forks.
+// - Unreachable: degraded at once; leases and rates fall back to this instance's share, tokens to
+//   the ones cached here; refreshes and rotations wait (SharedStateUnavailable). When Redis answers
+//   again the heartbeat re-registers the leases held, writes what was kept back, and tells the proxy
+//   to reload (events of the outage were missed).
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../shared/log.js';
+import { fingerprint } from '../state/crypto.js';
+import type { StateStore } from '../state/store.js';
+import { BatchedRateGate, type QuotaGrant, type QuotaSource } from './batched-rate.js';
+import { HeldLease, LeaseBook } from './lease.js';
+import { Listeners } from './listeners.js';
+import { localShare } from './local-share.js';
+import { RedisKeys } from './redis-keys.js';
+import { RedisLink } from './redis-link.js';
+import { Sealer, newSalt } from './sealing.js';
+import { WINDOW_MS } from './sliding-window.js';
+import {
+  SharedStateUnavailable,
+  type Coordinator,
+  type Health,
+  type Lease,
+  type RateGate,
+  type RefreshLock,
+  type RotationResult,
+  type RotationWrite,
+  type StoredAccessToken,
+  type StoredAccountState,
+  type Unsubscribe,
+} from './types.js';
+
+export interface RedisCoordinatorOptions {
+  /** redis://[user:pass@]host:port/db */
+  url: string;
+  /** state.secretKey: the same on every instance (secrets are sealed with a key derived from it) */
+  secretKey: string;
+  /** how many instances share the mailboxes: each one's share of a limit while Redis is unreachable */
+  instances: number;
+  log: Logger;
+  /** default 'xoauth2-proxy:' */
+  keyPrefix?: string;
+  /** rotated refresh tokens are also written here, and read from here when Redis has lost them */
+  local?: StateStore;
+  /** default 30 s: a dead instance's connection slots return within this */
+  leaseTtlMs?: number;
+  /** default a third of the lease TTL */
+  heartbeatMs?: number;
+  /** how often to try Redis again while degraded; default 1 s */
+  probeMs?: number;
+  /** default 2 s: a Redis that does not answer within this counts as unreachable */
+  commandTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** how long a batch of rate permits may be spent; default 1 s */
+  rateValidityMs?: number;
+  /** the most permits one batch takes; default 64 */
+  rateMaxBatch?: number;
+  instanceId?: string;
+}
+
+/** the key check in Redis does not open under this instance's state.secretKey */
+export class SecretKeyMismatch extends Error {
+  readonly code = 'SECRET_KEY_MISMATCH';
+  constructor() {
+    super(
+      'state.secretKey differs from the key the other instances use with this Redis (state.redis); ' +
+        'every instance must have the same state.secretKey',
+    );
+    this.name = 'SecretKeyMismatch';
+  }
+}
+
+type Event =
+  | { kind: 'lease-freed'; from: string; mailbox: string }
+  | { kind: 'refresh-done'; from: string; mailbox: string }
+  | { kind: 'account-state'; from: string; mailbox: string; state: string }
+  | { kind: 'accounts-changed'; from: string };
+
+interface LocalToken {
+  token: string;
+  expiresAt: number;
+  lineage: string | undefined;
+}
+
+export class RedisCoordinator implements Coordinator, QuotaSource {
+  readonly kind = 'redis';
+  readonly instanceId: string;
+  private readonly opts: RedisCoordinatorOptions;
+  private readonly log: Logger;
+  private readonly keys: RedisKeys;
+  private readonly link: RedisLink;
+  private readonly leaseTtlMs: number;
+  private readonly heartbeatMs: number;
+  private readonly probeMs: number;
+  private readonly rateValidityMs: number;
+  private readonly rateMaxBatch: number;
+  private sealer: Sealer | undefined;
+  private readonly book = new LeaseBook();
+  private readonly gates = new Map<string, BatchedRateGate>();
+  private readonly tokens = new Map<string, LocalToken>();
+  private readonly states = new Map<string, StoredAccountState>();
+  /** written while Redis was unreachable: sent on recovery */
+  private readonly pendingStates = new Set<string>();
+  private readonly pendingDeletes = new Set<string>();
+  private pendingAnnounce = false;
+  private readonly refreshWaiters = new Map<string, Set<() => void>>();
+  private readonly freed: Listeners<[string]>;
+  private readonly accountState: Listeners<[string, string]>;
+  private readonly accountsChanged: Listeners<[]>;
+  /** monotonic ms when the last successful renewal was sent: our leases in Redis last until this + TTL */
+  private renewedAt = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+  private unusable = false;
+  private seq = 0;
+  private closed = false;
+
+  constructor(opts: RedisCoordinatorOptions) {
+    if (!(opts.instances >= 1)) throw new Error('coordination: instances must be at least 1');
+    this.opts = opts;
+    this.log = opts.log;
+    this.instanceId = opts.instanceId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.keys = new RedisKeys(opts.keyPrefix ?? 'xoauth2-proxy:');
+    this.leaseTtlMs = opts.leaseTtlMs ?? 30_000;
+    this.heartbeatMs = opts.heartbeatMs ?? Math.max(10, Math.floor(this.leaseTtlMs / 3));
+    this.probeMs = opts.probeMs ?? 1_000;
+    this.rateValidityMs = opts.rateValidityMs ?? 1_000;
+    this.rateMaxBatch = opts.rateMaxBatch ?? 64;
+    const onError = (err: unknown) =>
+      this.log.warn({ err: (err as Error)?.message }, 'coordination: a listener threw');
+    this.freed = new Listeners(onError);
+    this.accountState = new Listeners(onError);
+    this.accountsChanged = new Listeners(onError);
+    this.link = new RedisLink({
+      url: opts.url,
+      commandTimeoutMs: opts.commandTimeoutMs ?? 2_000,
+      connectTimeoutMs: opts.connectTimeoutMs ?? opts.commandTimeoutMs ?? 2_000,
+      channel: this.keys.events,
+      log: this.log,
+      onMessage: (m) => this.onEvent(m),
+      onReady: () => void this.beat(),
+    });
+    this.link.health.onChange((h) => {
+      if (h.state === 'degraded') this.schedule();
+    });
+  }
+
+  /** Connects; when Redis cannot be reached the coordinator starts degraded and keeps trying. */
+  async start(): Promise<void> {
+    if (await this.link.connect()) await this.beat();
+    if (this.unusable) throw new SecretKeyMismatch();
+    this.schedule();
+  }
+
+  async close(opts: { release?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    if (opts.release !== false) {
+      for (const g of this.gates.values()) g.close();
+      const releases = this.book.all().map((l) => this.releaseInRedis(l));
+      await Promise.allSettled(releases);
+    }
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.beating?.catch(() => undefined);
+    await this.link.close();
+  }
+
+  health(): Health {
+    return this.link.health.get();
+  }
+
+  onHealth(listener: (health: Health) => void): Unsubscribe {
+    return this.link.health.onChange(listener);
+  }
+
+  private get ok(): boolean {
+    return this.link.health.ok && !this.closed;
+  }
+
+  // --- heartbeat -------------------------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.closed) return;
+    this.timer = setTimeout(() => void this.beat(), this.ok ? this.heartbeatMs : this.probeMs);
+    this.timer.unref();
+  }
+
+  /** renew the leases (and check Redis is there); recover from degraded when it answers */
+  private beat(): Promise<void> {
+    if (this.beating || this.closed) return this.beating ?? Promise.resolve();
+    const run = async () => {
+      try {
+        const wasDegraded = !this.link.health.ok;
+        if (wasDegraded || !this.sealer) await this.ensureMeta();
+        const sentAt = performance.now();
+        await this.renewAll();
+        this.renewedAt = sentAt;
+        this.link.health.recover();
+        if (wasDegraded) await this.recovered();
+      } catch (err) {
+        if (err instanceof SecretKeyMismatch) {
+          this.unusable = true;
+          this.log.error({ err: err.message }, 'shared state unusable');
+          this.link.health.degrade('shared state unusable: state.secretKey differs from the other instances');
+        } else if (!(err instanceof SharedStateUnavailable)) {
+          this.log.error({ err: (err as Error).message }, 'coordination heartbeat failed');
+        }
+        this.shrinkToShare();
+      }
+    };
+    this.beating = run().finally(() => {
+      this.beating = undefined;
+      this.schedule();
+    });
+    return this.beating;
+  }
+
+  /** the salt and key check beside the data (again after a Redis that lost its data) */
+  private async ensureMeta(): Promise<void> {
+    const meta = this.keys.meta;
+    const salt = this.sealer?.salt ?? newSalt();
+    const stored = await this.link.run('read the key salt', async (r) => {
+      await r.hsetnx(meta, 'kdf_salt', salt);
+      return r.hgetBuffer(meta, 'kdf_salt');
+    });
+    if (!stored) throw new SharedStateUnavailable('read the key salt');
+    // deriving the key takes about 0.1 s (synchronous): at start and when the salt changed only
+    if (!this.sealer || !this.sealer.salt.equals(stored))
+      this.sealer = new Sealer(this.opts.secretKey, stored);
+    const sealer = this.sealer;
+    const check = await this.link.run('read the key check', async (r) => {
+      await r.hsetnx(meta, 'key_check', sealer.keyCheck());
+      return r.hgetBuffer(meta, 'key_check');
+    });
+    if (!check || !sealer.verifies(check)) throw new SecretKeyMismatch();
+    this.unusable = false;
+  }
+
+  private async renewAll(): Promise<void> {
+    const groups = this.book.groups();
+    if (groups.length === 0) {
+      await this.link.run('ping', (r) => r.ping());
+      return;
+    }
+    let readded = 0;
+    await Promise.all(
+      groups.map(async ([mailbox, leases]) => {
+        const max = leases[leases.length - 1]!.max;
+        const out = await this.link.script<(number | string)[]>(
+          'xoLeaseRenew',
+          [this.keys.mailbox(mailbox).leases],
+          [max, this.leaseTtlMs, ...leases.map((l) => l.id)],
+        );
+        readded += Number(out[0]);
+        const lost = new Set(out.slice(1).map(String));
+        for (const l of leases) if (lost.has(l.id)) this.lose(l, 'its slot went to another instance');
+      }),
+    );
+    if (readded > 0) this.log.info({ leases: readded }, 'connection leases re-established in shared state');
+  }
+
+  /**
+   * Degraded past the lease TTL: Redis (or the other instances) no longer count our leases, so
+   * hold no more than this instance's share; the newest go first.
+   */
+  private shrinkToShare(): void {
+    if (this.ok || performance.now() - this.renewedAt < this.leaseTtlMs) return;
+    for (const [, leases] of this.book.groups()) {
+      const share = localShare(leases[leases.length - 1]!.max, this.opts.instances);
+      for (let i = leases.length - 1; i >= share; i--) this.lose(leases[i]!, 'over the local share');
+    }
+  }
+
+  private lose(l: HeldLease, why: string): void {
+    this.book.delete(l);
+    this.log.warn({ mailbox: l.mailbox, why }, 'connection lease lost: its connection retires');
+    l.lose();
+  }
+
+  /** Redis answers again: send what was kept back, and have the proxy reload what it missed */
+  private async recovered(): Promise<void> {
+    this.log.info('shared state reachable: sharing resumed');
+    for (const mailbox of [...this.pendingDeletes]) {
+      this.pendingDeletes.delete(mailbox);
+      await this.deleteInRedis(mailbox).catch(() => this.pendingDeletes.add(mailbox));
+    }
+    for (const mailbox of [...this.pendingStates]) {
+      const s = this.states.get(mailbox);
+      this.pendingStates.delete(mailbox);
+      if (s) await this.writeState(mailbox, s).catch(() => this.pendingStates.add(mailbox));
+    }
+    if (this.pendingAnnounce) {
+      this.pendingAnnounce = false;
+      this.announceAccountsChanged();
+    }
+    this.accountsChanged.emit();
+  }
+
+  // --- events ----------------------------------------------------------------------------------
+
+  private publish(e: Event): Promise<unknown> {
+    return this.link.run('publish', (r) => r.publish(this.keys.events, JSON.stringify(e)));
+  }
+
+  private onEvent(message: string): void {
+    let e: Event;
+    try {
+      e = JSON.parse(message) as Event;
+    } catch {
+      return;
+    }
+    const mine = e.from === this.instanceId;
+    switch (e.kind) {
+      case 'lease-freed':
+        if (!mine) this.freed.emit(e.mailbox);
+        break;
+      case 'refresh-done':
+        this.wakeRefreshWaiters(e.mailbox);
+        break;
+      case 'account-state':
+        if (!mine) this.accountState.emit(e.mailbox, e.state);
+        break;
+      case 'accounts-changed':
+        if (!mine) this.accountsChanged.emit();
+        break;
+    }
+  }
+
+  // --- leases ----------------------------------------------------------------------------------
+
+  async acquireLease(
+    mailbox: string,
+    max: number,
+    onLost?: (lease: Lease) => void,
+  ): Promise<Lease | undefined> {
+    if (this.closed) return undefined;
+    const id = `${this.instanceId}:${++this.seq}`;
+    if (this.ok) {
+      try {
+        const got = await this.link.script<number>(
+          'xoLeaseAcquire',
+          [this.keys.mailbox(mailbox).leases],
+          [id, max, this.leaseTtlMs],
+        );
+        return got === 1 ? this.issue(mailbox, id, max, onLost) : undefined;
+      } catch (err) {
+        if (!(err instanceof SharedStateUnavailable)) throw err;
+      }
+    }
+    // unreachable: this instance's share; the heartbeat registers it in Redis when it is back
+    if (this.book.count(mailbox) >= localShare(max, this.opts.instances)) return undefined;
+    return this.issue(mailbox, id, max, onLost);
+  }
+
+  private issue(mailbox: string, id: string, max: number, onLost?: (lease: Lease) => void): Lease {
+    const lease = new HeldLease(mailbox, id, max, (l) => this.release(l), onLost);
+    this.book.add(lease);
+    return lease;
+  }
+
+  private release(l: HeldLease): void {
+    this.book.delete(l);
+    this.freed.emit(l.mailbox);
+    // unreachable: the slot returns when its TTL ends
+    if (this.ok) void this.releaseInRedis(l).catch(() => undefined);
+  }
+
+  private releaseInRedis(l: HeldLease): Promise<unknown> {
+    const event: Event = { kind: 'lease-freed', from: this.instanceId, mailbox: l.mailbox };
+    return this.link.script(
+      'xoLeaseRelease',
+      [this.keys.mailbox(l.mailbox).leases],
+      [l.id, this.keys.events, JSON.stringify(event)],
+    );
+  }
+
+  onLeaseFreed(listener: (mailbox: string) => void): Unsubscribe {
+    return this.freed.add(listener);
+  }
+
+  // --- rates -----------------------------------------------------------------------------------
+
+  rateGate(mailbox: string, limit: number): RateGate {
+    const g = this.gates.get(mailbox);
+    if (g && g.limit === limit) return g;
+    g?.close();
+    const fresh = new BatchedRateGate(mailbox, limit, this, {
+      share: localShare(limit, this.opts.instances),
+      validityMs: this.rateValidityMs,
+      maxBatch: this.rateMaxBatch,
+      now: () => performance.now(),
+    });
+    this.gates.set(mailbox, fresh);
+    return fresh;
+  }
+
+  get reachable(): boolean {
+    return this.ok;
+  }
+
+  async grant(mailbox: string, limit: number, want: number, validityMs: number): Promise<QuotaGrant> {
+    const k = this.keys.mailbox(mailbox);
+    const id = `${this.instanceId}:${++this.seq}`;
+    const [granted, retryAfterMs] = await this.link.script<[number, number]>(
+      'xoRateGrant',
+      [k.rate, k.rateSum],
+      [limit, want, WINDOW_MS + validityMs, id],
+    );
+    return { granted, grantId: `${id}|${granted}`, retryAfterMs };
+  }
+
+  giveBack(mailbox: string, grantId: string, unused: number): void {
+    if (!this.ok) return;
+    const k = this.keys.mailbox(mailbox);
+    void this.link.script('xoRateGiveBack', [k.rate, k.rateSum], [grantId, unused]).catch(() => undefined);
+  }
+
+  // --- access tokens ---------------------------------------------------------------------------
+
+  async getAccessToken(mailbox: string, lineage?: string): Promise<StoredAccessToken | undefined> {
+    if (this.ok && this.sealer) {
+      const sealer = this.sealer;
+      try {
+        const [v, exp, lin] = await this.link.run('read the access token', (r) =>
+          r.hmgetBuffer(this.keys.mailbox(mailbox).token, 'v', 'exp', 'lin'),
+        );
+        if (!v || !exp) {
+          this.tokens.delete(mailbox);
+          return undefined;
+        }
+        const storedLineage = lin && lin.length > 0 ? lin.toString() : undefined;
+        const token = sealer.open(mailbox, 'access_token', v);
+        if (token === undefined) return undefined;
+        const expiresAt = Number(exp.toString());
+        this.tokens.set(mailbox, { token, expiresAt, lineage: storedLineage });
+        if (lineage !== undefined && storedLineage !== lineage) return undefined;
+        return { token, expiresAt };
+      } catch (err) {
+        if (!(err instanceof SharedStateUnavailable)) throw err;
+      }
+    }
+    const t = this.tokens.get(mailbox);
+    if (!t || (lineage !== undefined && t.lineage !== lineage)) return undefined;
+    return { token: t.token, expiresAt: t.expiresAt };
+  }
+
+  /** kept here in any case; in Redis when it can be reached (a cache: a lost write costs a refresh) */
+  async putAccessToken(mailbox: string, token: string, expiresAt: number, lineage?: string): Promise<void> {
+    this.tokens.set(mailbox, { token, expiresAt, lineage });
+    if (!this.ok || !this.sealer) return;
+    const sealed = this.sealer.seal(mailbox, 'access_token', token);
+    const key = this.keys.mailbox(mailbox).token;
+    await this.link
+      .run('cache the access token', (r) =>
+        r
+          .multi()
+          .hset(
+            key,
+            'v',
+            sealed,
+            'exp',
+            Math.floor(expiresAt),
+            'lin',
+            lineage ?? '',
+            'fp',
+            fingerprint(token),
+          )
+          .pexpireat(key, Math.floor(expiresAt))
+          .exec(),
+      )
+      .catch((err) => {
+        if (!(err instanceof SharedStateUnavailable)) throw err;
+      });
+  }
+
+  async invalidateAccessToken(mailbox: string, token?: string): Promise<void> {
+    const t = this.tokens.get(mailbox);
+    if (t && (token === undefined || t.token === token)) this.tokens.delete(mailbox);
+    if (!this.ok) return;
+    await this.link
+      .script(
+        'xoTokenInvalidate',
+        [this.keys.mailbox(mailbox).token],
+        [token === undefined ? '' : fingerprint(token)],
+      )
+      .catch((err) => {
+        if (!(err instanceof SharedStateUnavailable)) throw err;
+      });
+  }
+
+  // --- refresh lock and rotations ----------------------------------------------------------------
+
+  async acquireRefreshLock(mailbox: string, ttlMs: number): Promise<RefreshLock | undefined> {
+    if (!this.ok) throw new SharedStateUnavailable('take the refresh lock');
+    const k = this.keys.mailbox(mailbox);
+    const [fence] = await this.link.script<[number, number]>(
+      'xoLockAcquire',
+      [k.lock, k.fence],
+      [this.instanceId, Math.max(1, Math.ceil(ttlMs))],
+    );
+    if (!fence) return undefined;
+    const holder = `${this.instanceId}|${fence}`;
+    const event: Event = { kind: 'refresh-done', from: this.instanceId, mailbox };
+    let released: Promise<void> | undefined;
+    return {
+      mailbox,
+      fence,
+      release: () =>
+        (released ??= this.link
+          .script('xoLockRelease', [k.lock], [holder, this.keys.events, JSON.stringify(event)])
+          .then(
+            () => undefined,
+            // unreachable: the lock ends with its TTL
+            () => undefined,
+          )
+          .finally(() => this.wakeRefreshWaiters(mailbox))),
+    };
+  }
+
+  waitForRefresh(mailbox: string, timeoutMs: number): Promise<void> {
+    if (!this.ok) return Promise.resolve();
+    return new Promise((resolve) => {
+      let set = this.refreshWaiters.get(mailbox);
+      if (!set) this.refreshWaiters.set(mailbox, (set = new Set()));
+      const waiters = set;
+      let timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+      // listening first, then asking how long the holder has left: a release in between is not missed
+      this.link
+        .run('read the refresh lock', (r) => r.pttl(this.keys.mailbox(mailbox).lock))
+        .then((pttl) => {
+          if (!waiters.has(done)) return;
+          if (pttl < 0) return done();
+          clearTimeout(timer);
+          timer = setTimeout(done, Math.min(timeoutMs, pttl));
+          timer.unref();
+        }, done);
+    });
+  }
+
+  private wakeRefreshWaiters(mailbox: string): void {
+    const set = this.refreshWaiters.get(mailbox);
+    if (!set) return;
+    this.refreshWaiters.delete(mailbox);
+    for (const w of set) w();
+  }
+
+  async getRefreshToken(mailbox: string, configured: string): Promise<string | undefined> {
+    if (!this.ok || !this.sealer) throw new SharedStateUnavailable('read the rotated refresh token');
+    const sealer = this.sealer;
+    const [v, origin] = await this.link.run('read the rotated refresh token', (r) =>
+      r.hmgetBuffer(this.keys.mailbox(mailbox).refresh, 'v', 'origin'),
+    );
+    if (!v) return this.localRotation(mailbox, configured);
+    if (origin?.toString() !== fingerprint(configured)) return undefined;
+    return sealer.open(mailbox, 'refresh_token', v);
+  }
+
+  /** Redis has no rotation (it lost its data?): the one this instance wrote last, if any */
+  private localRotation(mailbox: string, configured: string): string | undefined {
+    try {
+      return this.opts.local?.getRotatedRefreshToken(mailbox, configured);
+    } catch (err) {
+      this.log.warn({ mailbox, err: (err as Error).message }, 'cannot read the local rotated refresh token');
+      return undefined;
+    }
+  }
+
+  async rotateRefreshToken(mailbox: string, w: RotationWrite): Promise<RotationResult> {
+    if (!this.ok || !this.sealer) throw new SharedStateUnavailable('store the rotated refresh token');
+    const k = this.keys.mailbox(mailbox);
+    const result = await this.link.script<RotationResult>(
+      'xoRotate',
+      [k.refresh, k.fence],
+      [
+        String(w.fence),
+        fingerprint(w.configured),
+        fingerprint(w.used),
+        this.sealer.seal(mailbox, 'refresh_token', w.next),
+        fingerprint(w.next),
+      ],
+    );
+    if (result === 'ok' && this.opts.local) {
+      try {
+        this.opts.local.putRotatedRefreshToken(mailbox, w.configured, w.next);
+      } catch (err) {
+        this.log.warn(
+          { mailbox, err: (err as Error).message },
+          'cannot keep the rotated refresh token locally',
+        );
+      }
+    }
+    return result;
+  }
+
+  // --- account state ---------------------------------------------------------------------------
+
+  async getAccountState(mailbox: string): Promise<StoredAccountState | undefined> {
+    if (this.ok && !this.pendingStates.has(mailbox)) {
+      try {
+        const h = await this.link.run('read the account state', (r) =>
+          r.hgetall(this.keys.mailbox(mailbox).state),
+        );
+        if (!h.state) {
+          this.states.delete(mailbox);
+          return undefined;
+        }
+        const s: StoredAccountState = {
+          state: h.state,
+          ...(h.lastError ? { lastError: h.lastError } : {}),
+          updatedAt: Number(h.updatedAt ?? 0),
+        };
+        this.states.set(mailbox, s);
+        return s;
+      } catch (err) {
+        if (!(err instanceof SharedStateUnavailable)) throw err;
+      }
+    }
+    return this.states.get(mailbox);
+  }
+
+  async setAccountState(mailbox: string, state: string, lastError?: string): Promise<void> {
+    const s: StoredAccountState = {
+      state,
+      ...(lastError !== undefined ? { lastError } : {}),
+      updatedAt: Date.now(),
+    };
+    this.states.set(mailbox, s);
+    this.pendingDeletes.delete(mailbox);
+    if (!this.ok) {
+      this.pendingStates.add(mailbox);
+      return;
+    }
+    await this.writeState(mailbox, s).catch((err) => {
+      if (!(err instanceof SharedStateUnavailable)) throw err;
+      this.pendingStates.add(mailbox);
+    });
+  }
+
+  private writeState(mailbox: string, s: StoredAccountState): Promise<unknown> {
+    const key = this.keys.mailbox(mailbox).state;
+    const event: Event = { kind: 'account-state', from: this.instanceId, mailbox, state: s.state };
+    return this.link.run('write the account state', (r) => {
+      const m = r.multi().hset(key, 'state', s.state, 'updatedAt', s.updatedAt);
+      if (s.lastError !== undefined) m.hset(key, 'lastError', s.lastError);
+      else m.hdel(key, 'lastError');
+      return m.publish(this.keys.events, JSON.stringify(event)).exec();
+    });
+  }
+
+  onAccountState(listener: (mailbox: string, state: string) => void): Unsubscribe {
+    return this.accountState.add(listener);
+  }
+
+  async deleteAccount(mailbox: string): Promise<void> {
+    this.tokens.delete(mailbox);
+    this.states.delete(mailbox);
+    this.pendingStates.delete(mailbox);
+    this.gates.get(mailbox)?.close();
+    this.gates.delete(mailbox);
+    try {
+      this.opts.local?.deleteAccount(mailbox);
+    } catch (err) {
+      this.log.warn({ mailbox, err: (err as Error).message }, 'cannot delete the local account state');
+    }
+    if (!this.ok) {
+      this.pendingDeletes.add(mailbox);
+      return;
+    }
+    await this.deleteInRedis(mailbox).catch((err) => {
+      if (!(err instanceof SharedStateUnavailable)) throw err;
+      this.pendingDeletes.add(mailbox);
+    });
+  }
+
+  /** tokens, rotation, state and rate history go; the fence stays (it must only ever rise) */
+  private deleteInRedis(mailbox: string): Promise<unknown> {
+    const k = this.keys.mailbox(mailbox);
+    return this.link.run('delete the account', (r) => r.del(k.token, k.refresh, k.state, k.rate, k.rateSum));
+  }
+
+  // --- admin changes ---------------------------------------------------------------------------
+
+  announceAccountsChanged(): void {
+    if (!this.ok) {
+      this.pendingAnnounce = true;
+      return;
+    }
+    this.publish({ kind: 'accounts-changed', from: this.instanceId }).catch(() => {
+      this.pendingAnnounce = true;
+    });
+  }
+
+  onAccountsChanged(listener: () => void): Unsubscribe {
+    return this.accountsChanged.add(listener);
+  }
+}
