@@ -1,16 +1,14 @@
 // Proactive refresh with real time and 3 s tokens: tokens are renewed before they expire, once per
 // expiry, and getToken never waits after the warm-up.
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTokenServer, type TokenServer } from './token-server.js';
+import { useTokenServer, type TokenServer } from '../helpers/token-server.js';
+import { sleep } from '../helpers/wait.js';
 import { Harness, account, provider } from './helpers.js';
 
+const startTokenServer = useTokenServer();
 const h = new Harness();
+afterEach(() => h.cleanup()); // before the token servers close (hooks run last-registered first)
 let srv: TokenServer | undefined;
-afterEach(async () => {
-  h.cleanup();
-  await srv?.close();
-  srv = undefined;
-});
 
 const LIFETIME_MS = 3000;
 
@@ -43,7 +41,7 @@ describe('proactive refresh', () => {
         expect(expiry.get(got!)! - Date.now(), 'served an expired token').toBeGreaterThan(0);
         calls++;
       }
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
     expect(calls).toBeGreaterThan(200);
 

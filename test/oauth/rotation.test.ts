@@ -2,17 +2,15 @@
 // unless the operator configured a different refresh token.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StateStore } from '../../src/state/store.js';
-import { SmtpError } from '../../src/shared/smtp-reply.js';
-import { startTokenServer, type Handler, type TokenServer } from './token-server.js';
+import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import { useTokenServer, type Handler, type TokenServer } from '../helpers/token-server.js';
+import { sleep } from '../helpers/wait.js';
 import { Harness, account, provider } from './helpers.js';
 
+const startTokenServer = useTokenServer();
 const h = new Harness();
+afterEach(() => h.cleanup()); // before the token servers close (hooks run last-registered first)
 let srv: TokenServer | undefined;
-afterEach(async () => {
-  h.cleanup();
-  await srv?.close();
-  srv = undefined;
-});
 
 /** Like Microsoft with rotation: every grant retires the refresh token it used and issues a new one. */
 function rotatingProvider(valid: Set<string>): Handler {
@@ -72,14 +70,10 @@ describe('refresh token rotation', () => {
     };
     const { tm } = h.manager({ store: flaky, backoffBaseMs: 1 });
     tm.setAccounts([account('a@x.com', provider(srv.url), { refreshToken: 'rt-1' })]);
-    const err = await tm.getToken('a@x.com').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(SmtpError);
-    expect((err as SmtpError).reply.text).toMatch(/could not persist the rotated refresh token/);
+    const err = await expectSmtpError(tm.getToken('a@x.com'));
+    expect(err.reply.text).toMatch(/could not persist the rotated refresh token/);
     broken = false;
-    await new Promise((r) => setTimeout(r, 10)); // past the 1 ms backoff
+    await sleep(10); // past the 1 ms backoff
     // the rotated token was kept in memory (the old one is retired) and is persisted now
     expect(await tm.getToken('a@x.com')).toBe('at-2');
     expect(srv.requests.map((r) => r.params.get('refresh_token'))).toEqual(['rt-1', 'rt-1~1']);
@@ -146,7 +140,7 @@ describe('refresh token rotation', () => {
     tm.setAccounts([account('a@x.com', p, { refreshToken: 'rt-a' }), b]);
     await tm.getToken('b@x.com');
     const inFlight = tm.getToken('a@x.com');
-    await new Promise((r) => setTimeout(r, 20)); // the request is at the server
+    await sleep(20); // the request is at the server
     tm.setAccounts([b]);
     expect(await inFlight).toMatch(/^at-/); // whoever asked is served
     expect(store.getRotatedRefreshToken('a@x.com', 'rt-a')).toBeUndefined();

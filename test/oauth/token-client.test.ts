@@ -1,14 +1,14 @@
 // The HTTP grant: what is sent, and how answers map to errors.
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenClient, TokenGrantError } from '../../src/oauth/token-client.js';
-import { startTokenServer, type TokenServer } from './token-server.js';
+import { useTokenServer, type TokenServer } from '../helpers/token-server.js';
 
+const startTokenServer = useTokenServer();
 let srv: TokenServer | undefined;
 let client: TokenClient | undefined;
-afterEach(async () => {
-  client?.close();
-  await srv?.close();
-  srv = client = undefined;
+afterEach(() => {
+  client?.close(); // before the token servers close (hooks run last-registered first)
+  client = undefined;
 });
 
 const base = { clientId: 'cid', refreshToken: 'rt-secret', scope: 'scope-a scope-b' };

@@ -1,24 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { SmtpError } from '../../src/shared/smtp-reply.js';
-import { okHandler, startTokenServer, type TokenServer } from './token-server.js';
+import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import { okHandler, useTokenServer, type TokenServer } from '../helpers/token-server.js';
+import { sleep, until } from '../helpers/wait.js';
 import { Harness, account, captureLogger, counter, gauge, provider } from './helpers.js';
 
+const startTokenServer = useTokenServer();
 const h = new Harness();
+afterEach(() => h.cleanup()); // before the token servers close (hooks run last-registered first)
 let srv: TokenServer | undefined;
-afterEach(async () => {
-  h.cleanup();
-  await srv?.close();
-  srv = undefined;
-});
-
-async function rejection(p: Promise<unknown>): Promise<SmtpError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(SmtpError);
-  return e as SmtpError;
-}
 
 describe('TokenManager: caching and single flight', () => {
   it('100 concurrent getToken calls make one request and share its token', async () => {
@@ -113,7 +102,7 @@ describe('TokenManager: caching and single flight', () => {
     expect(b2).not.toBe(b);
     expect(srv.requests).toHaveLength(4);
     expect(srv.requests[3]!.params.get('client_secret')).toBe('new');
-    expect((await rejection(tm.getToken('c@x.com'))).code).toBe('UNKNOWN_ACCOUNT');
+    expect((await expectSmtpError(tm.getToken('c@x.com'))).code).toBe('UNKNOWN_ACCOUNT');
     expect(await gauge(metrics, 'ok')).toBe(2);
     expect(await gauge(metrics, 'unknown')).toBe(0);
 
@@ -187,7 +176,7 @@ describe('TokenManager: failures', () => {
     const good = account('good@x.com', p);
     tm.setAccounts([good, account('dead@x.com', p, { refreshToken: 'rt-revoked', clientSecret: 'cs-123' })]);
 
-    const e = await rejection(tm.getToken('dead@x.com'));
+    const e = await expectSmtpError(tm.getToken('dead@x.com'));
     expect(e.code).toBe('NEEDS_REAUTH');
     expect(e.reply).toEqual({
       code: 451,
@@ -195,9 +184,9 @@ describe('TokenManager: failures', () => {
       text: 'Mailbox dead@x.com needs re-authorization: the refresh token was revoked or is invalid',
     });
     for (let i = 0; i < 5; i++)
-      expect((await rejection(tm.getToken('dead@x.com'))).code).toBe('NEEDS_REAUTH');
+      expect((await expectSmtpError(tm.getToken('dead@x.com'))).code).toBe('NEEDS_REAUTH');
     expect(await tm.warmup()).toEqual({ ok: 1, failed: 1 });
-    await new Promise((r) => setTimeout(r, 300)); // nothing retries in the background either
+    await sleep(300); // nothing retries in the background either
     expect(srv.countFor('rt-revoked')).toBe(1);
     expect(await tm.getToken('good@x.com')).toMatch(/^at-/);
     expect(tm.status('dead@x.com')).toMatchObject({ state: 'needs_reauth', lastError: 'invalid_grant' });
@@ -209,7 +198,7 @@ describe('TokenManager: failures', () => {
 
     // reload with an unchanged account keeps the verdict; a new refresh token clears it
     tm.setAccounts([good, account('dead@x.com', p, { refreshToken: 'rt-revoked', clientSecret: 'cs-123' })]);
-    expect((await rejection(tm.getToken('dead@x.com'))).code).toBe('NEEDS_REAUTH');
+    expect((await expectSmtpError(tm.getToken('dead@x.com'))).code).toBe('NEEDS_REAUTH');
     tm.setAccounts([good, account('dead@x.com', p, { refreshToken: 'rt-fresh' })]);
     expect(await tm.getToken('dead@x.com')).toMatch(/^at-/);
     expect(await gauge(metrics, 'needs_reauth')).toBe(0);
@@ -224,8 +213,8 @@ describe('TokenManager: failures', () => {
     const p = provider(srv.url);
     const { tm } = h.manager({ store: h.store() });
     tm.setAccounts([account('a@x.com', p, { clientId: 'c1' }), account('b@x.com', p, { clientId: 'c2' })]);
-    expect((await rejection(tm.getToken('a@x.com'))).code).toBe('NEEDS_REAUTH');
-    expect((await rejection(tm.getToken('b@x.com'))).code).toBe('NEEDS_REAUTH');
+    expect((await expectSmtpError(tm.getToken('a@x.com'))).code).toBe('NEEDS_REAUTH');
+    expect((await expectSmtpError(tm.getToken('b@x.com'))).code).toBe('NEEDS_REAUTH');
     expect(tm.status('a@x.com').lastError).toBe('unauthorized_client');
   });
 
@@ -242,7 +231,7 @@ describe('TokenManager: failures', () => {
     });
     tm.setAccounts([account('a@x.com', provider(srv.url))]);
 
-    const e = await rejection(tm.getToken('a@x.com'));
+    const e = await expectSmtpError(tm.getToken('a@x.com'));
     expect(e.code).toBe('TOKEN_REFRESH_FAILED');
     expect(e.reply).toEqual({
       code: 451,
@@ -251,13 +240,13 @@ describe('TokenManager: failures', () => {
     });
     expect(tm.status('a@x.com')).toMatchObject({ state: 'error', lastError: 'HTTP 503' });
     clock += 900;
-    expect((await rejection(tm.getToken('a@x.com'))).reply.enhanced).toBe('4.4.3');
+    expect((await expectSmtpError(tm.getToken('a@x.com'))).reply.enhanced).toBe('4.4.3');
     expect(srv.requests).toHaveLength(1); // no request during the backoff
     clock += 200;
-    await rejection(tm.getToken('a@x.com'));
+    await expectSmtpError(tm.getToken('a@x.com'));
     expect(srv.requests).toHaveLength(2);
     clock += 1900; // the second backoff is 2 s
-    await rejection(tm.getToken('a@x.com'));
+    await expectSmtpError(tm.getToken('a@x.com'));
     expect(srv.requests).toHaveLength(2);
     fail = false;
     clock += 200;
@@ -271,9 +260,9 @@ describe('TokenManager: failures', () => {
     // success reset the backoff: the next failure waits 1 s again
     fail = true;
     tm.invalidate('a@x.com', await tm.getToken('a@x.com'));
-    await rejection(tm.getToken('a@x.com'));
+    await expectSmtpError(tm.getToken('a@x.com'));
     clock += 1001;
-    await rejection(tm.getToken('a@x.com'));
+    await expectSmtpError(tm.getToken('a@x.com'));
     expect(srv.requests).toHaveLength(5);
   });
 
@@ -293,10 +282,10 @@ describe('TokenManager: failures', () => {
       account('b@x.com', p),
       account('other@x.com', provider(srv.url, { name: 'other' })),
     ]);
-    await rejection(tm.getToken('a@x.com'));
+    await expectSmtpError(tm.getToken('a@x.com'));
     clock += 30_000;
-    await rejection(tm.getToken('b@x.com')); // b and other wait until +90 s
-    await rejection(tm.getToken('other@x.com'));
+    await expectSmtpError(tm.getToken('b@x.com')); // b and other wait until +90 s
+    await expectSmtpError(tm.getToken('other@x.com'));
     fail = false; // the endpoint is back
     clock += 31_000; // a's backoff is over, b's is not
     expect(await tm.getToken('a@x.com')).toMatch(/^at-/);
@@ -304,7 +293,7 @@ describe('TokenManager: failures', () => {
     expect(await tm.getToken('b@x.com')).toMatch(/^at-/); // released by a's success
     expect(srv.requests.length).toBe(before + 1);
     // another provider's accounts are not released by it
-    expect((await rejection(tm.getToken('other@x.com'))).reply.enhanced).toBe('4.4.3');
+    expect((await expectSmtpError(tm.getToken('other@x.com'))).reply.enhanced).toBe('4.4.3');
     expect(srv.requests.length).toBe(before + 1);
   });
 
@@ -313,7 +302,7 @@ describe('TokenManager: failures', () => {
     const { tm } = h.manager({ store: h.store(), requestTimeoutMs: 200 });
     tm.setAccounts([account('a@x.com', provider(srv.url))]);
     const t0 = Date.now();
-    const e = await rejection(tm.getToken('a@x.com'));
+    const e = await expectSmtpError(tm.getToken('a@x.com'));
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(e.code).toBe('TOKEN_REFRESH_FAILED');
     expect(e.reply.text).toBe('Could not refresh the access token for a@x.com: timeout after 200ms');
@@ -328,10 +317,6 @@ describe('TokenManager: failures', () => {
     const first = await tm.getToken('a@x.com');
     const t0 = Date.now();
     // polled, not slept: under a loaded CI machine the fixed sleeps missed the 300 ms window
-    const until = async (cond: () => boolean, ms: number) => {
-      for (const end = Date.now() + ms; !cond() && Date.now() < end;)
-        await new Promise((r) => setTimeout(r, 5));
-    };
     // 4 s token: ahead = min(300 s, 4 s / 4) = 1 s, so the proactive refresh fires at ~3 s and fails
     await until(() => tm.status('a@x.com').state === 'error', 5000);
     expect(srv.requests).toHaveLength(2);
