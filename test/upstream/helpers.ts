@@ -1,5 +1,5 @@
-// Test upstreams: `smtp-server` as a real XOAUTH2 server, and FakeUpstream, a tiny raw SMTP server
-// whose every reply can be scripted (exact texts, drops, delays) and which records what arrived.
+// Test upstreams: `smtp-server` as a real XOAUTH2 server, and pools on a FakeSmtpServer (whose every
+// reply can be scripted, see test/helpers/fake-smtp-server.ts).
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../../src/shared/log.js';
@@ -7,6 +7,7 @@ import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { UpstreamPools } from '../../src/upstream/pools.js';
 import type { TokenSource, UpstreamAccount } from '../../src/upstream/types.js';
 import type { Security } from '../../src/config/types.js';
+import { FakeSmtpServer, type FakeSmtpOptions, type StoredMessage } from '../helpers/fake-smtp-server.js';
 
 export const USER = 'alice@example.com';
 export const GOOD_TOKEN = 'good-token';
@@ -48,23 +49,8 @@ export function makePools(tokens: TokenSource = new FakeTokens(), metrics: Metri
 
 export const env = (to: string[] = ['bob@example.net'], from = USER) => ({ from, to, size: 100 });
 export const msg = (text = 'Subject: hi\r\n\r\nhello\r\n') => [Buffer.from(text)];
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function waitUntil(cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await sleep(10);
-  }
-}
 
 // -- smtp-server ----------------------------------------------------------------------------------
-
-export interface StoredMessage {
-  from: string;
-  to: string[];
-  data: Buffer;
-}
 
 export interface Sink {
   port: number;
@@ -169,222 +155,14 @@ export async function selfSignedCert(): Promise<{ cert: string; key: string }> {
   return { cert: pems.cert, key: pems.private };
 }
 
-// -- FakeUpstream ---------------------------------------------------------------------------------
-
-export interface FakeConn {
-  id: number;
-  remoteAddress: string;
-  /** every chunk as it arrived (to see what one write carried) */
-  chunks: Buffer[];
-  commands: string[];
-  messages: number;
-  closed: boolean;
-  socket: net.Socket;
-}
-
-type Reply = string | 'drop' | 'silent' | undefined;
-
-export interface FakeOptions {
-  /** null: never greet */
-  greeting?: string | null;
-  caps?: string[];
-  /** reply to AUTH XOAUTH2; a pair answers the initial command and then the client's next line */
-  auth?: (user: string, token: string, conn: FakeConn) => string | [string, string];
-  /** override the reply to any command line ('drop' = destroy the socket, 'silent' = no reply) */
-  onCommand?: (line: string, conn: FakeConn) => Reply | Promise<Reply>;
-  /** reply to the end of a message body */
-  onMessage?: (m: StoredMessage, conn: FakeConn) => Reply | Promise<Reply>;
-}
-
-export class FakeUpstream {
-  port = 0;
-  readonly conns: FakeConn[] = [];
-  /** messages whose body arrived, whatever the reply */
-  readonly received: StoredMessage[] = [];
-  /** messages answered 2xx */
-  readonly accepted: StoredMessage[] = [];
-  open = 0;
-  maxOpen = 0;
-  private server!: net.Server;
-
-  static async start(opts: FakeOptions = {}): Promise<FakeUpstream> {
-    const f = new FakeUpstream(opts);
-    f.server = net.createServer((s) => f.handle(s));
-    await new Promise<void>((r) => f.server.listen(0, '127.0.0.1', () => r()));
-    f.port = (f.server.address() as net.AddressInfo).port;
-    return f;
-  }
-
-  private constructor(private readonly opts: FakeOptions) {}
-
-  close(): Promise<void> {
-    for (const c of this.conns) c.socket.destroy();
-    return new Promise((r) => this.server.close(() => r()));
-  }
-
-  /** all commands of all connections, in arrival order per connection */
-  commands(): string[] {
-    return this.conns.flatMap((c) => c.commands);
-  }
-
-  private handle(socket: net.Socket): void {
-    const conn: FakeConn = {
-      id: this.conns.length,
-      remoteAddress: socket.remoteAddress ?? '',
-      chunks: [],
-      commands: [],
-      messages: 0,
-      closed: false,
-      socket,
-    };
-    this.conns.push(conn);
-    this.open++;
-    this.maxOpen = Math.max(this.maxOpen, this.open);
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      conn.closed = true;
-      this.open--;
-    });
-    let buf = '';
-    let mode: 'cmd' | 'data' = 'cmd';
-    let pendingAuth: string | null = null;
-    let from = '';
-    let to: string[] = [];
-    let running = false;
-    const send = (r: string) => {
-      if (!socket.destroyed) socket.write(r + '\r\n');
-    };
-    const act = (r: Reply, dflt: string): string | null => {
-      const out = r ?? dflt;
-      if (out === 'drop') {
-        socket.destroy();
-        return null;
-      }
-      if (out !== 'silent') send(out);
-      return out;
-    };
-    const pump = async () => {
-      if (running) return;
-      running = true;
-      try {
-        while (!socket.destroyed) {
-          if (mode === 'data') {
-            const acc = '\r\n' + buf;
-            const end = acc.indexOf('\r\n.\r\n');
-            if (end < 0) break;
-            const raw = acc.slice(2, end + 2);
-            buf = acc.slice(end + 5);
-            mode = 'cmd';
-            const body = raw
-              .split('\r\n')
-              .map((l) => (l.startsWith('.') ? l.slice(1) : l))
-              .join('\r\n');
-            const m: StoredMessage = { from, to, data: Buffer.from(body, 'latin1') };
-            this.received.push(m);
-            conn.messages++;
-            const r = act(await this.opts.onMessage?.(m, conn), '250 2.0.0 OK queued as 123');
-            if (r && r.startsWith('2')) this.accepted.push(m);
-            from = '';
-            to = [];
-            continue;
-          }
-          const nl = buf.indexOf('\r\n');
-          if (nl < 0) break;
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 2);
-          conn.commands.push(line.startsWith('AUTH ') ? 'AUTH' : line);
-          if (pendingAuth !== null) {
-            send(pendingAuth);
-            pendingAuth = null;
-            continue;
-          }
-          const over = await this.opts.onCommand?.(line, conn);
-          const verb = line.split(/[\s:]/)[0].toUpperCase();
-          let dflt: string;
-          switch (verb) {
-            case 'EHLO': {
-              const caps = this.opts.caps ?? ['PIPELINING', 'SIZE 10485760', '8BITMIME', 'AUTH XOAUTH2'];
-              dflt = ['fake.test greets you', ...caps]
-                .map((l, i, a) => `250${i < a.length - 1 ? '-' : ' '}${l}`)
-                .join('\r\n');
-              break;
-            }
-            case 'AUTH': {
-              const decoded = Buffer.from(line.split(' ')[2] ?? '', 'base64').toString();
-              const fields = decoded.split('\x01');
-              const user = fields[0].startsWith('user=') ? fields[0].slice(5) : '';
-              const token = fields[1]?.startsWith('auth=Bearer ') ? fields[1].slice(12) : '';
-              const wellFormed = fields.length === 4 && fields[2] === '' && fields[3] === '';
-              const r = wellFormed
-                ? (this.opts.auth?.(user, token, conn) ?? '235 2.7.0 Accepted')
-                : '501 5.5.2 Malformed XOAUTH2';
-              if (Array.isArray(r)) {
-                pendingAuth = r[1];
-                dflt = r[0];
-              } else dflt = r;
-              break;
-            }
-            case 'MAIL':
-              dflt = '250 2.1.0 OK';
-              break;
-            case 'RCPT':
-              dflt = '250 2.1.5 OK';
-              break;
-            case 'DATA':
-              dflt =
-                to.length || (over && over.startsWith('2'))
-                  ? '354 Go ahead'
-                  : '554 5.5.1 No valid recipients';
-              break;
-            case 'RSET':
-            case 'NOOP':
-              dflt = '250 2.0.0 OK';
-              break;
-            case 'QUIT':
-              dflt = '221 2.0.0 Bye';
-              break;
-            default:
-              dflt = '502 5.5.2 Unknown command';
-          }
-          const r = act(over, dflt);
-          if (r === null) break;
-          if (verb === 'MAIL' && r.startsWith('2')) from = /<([^>]*)>/.exec(line)?.[1] ?? '';
-          if (verb === 'RCPT' && r.startsWith('2')) to.push(/<([^>]*)>/.exec(line)?.[1] ?? '');
-          if (verb === 'DATA' && r.startsWith('354')) mode = 'data';
-          if (verb === 'RSET') {
-            from = '';
-            to = [];
-          }
-          if (verb === 'QUIT') socket.end();
-        }
-      } finally {
-        running = false;
-      }
-      // bytes may have arrived while a hook was awaited
-      if (
-        !socket.destroyed &&
-        buf.length &&
-        (mode === 'data' ? ('\r\n' + buf).includes('\r\n.\r\n') : buf.includes('\r\n'))
-      )
-        void pump();
-    };
-    socket.on('data', (chunk: Buffer) => {
-      conn.chunks.push(chunk);
-      buf += chunk.toString('latin1');
-      void pump();
-    });
-    if (this.opts.greeting !== null) send(this.opts.greeting ?? '220 fake.test ESMTP ready');
-  }
-}
-
-/** A FakeUpstream and pools with one account on it; both are closed by `cleanup` (run afterEach). */
+/** A FakeSmtpServer and pools with one account on it; both are closed by `cleanup` (run afterEach). */
 export async function fakeWithPools(
   cleanup: (() => Promise<void> | void)[],
-  opts: Parameters<typeof FakeUpstream.start>[0] = {},
+  opts: FakeSmtpOptions = {},
   over: Partial<UpstreamAccount> = {},
   tokens = new FakeTokens(),
 ) {
-  const fake = await FakeUpstream.start(opts);
+  const fake = await FakeSmtpServer.start(opts);
   const pools = makePools(tokens);
   pools.setAccounts([account(fake.port, over)]);
   cleanup.push(

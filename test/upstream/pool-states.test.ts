@@ -3,7 +3,9 @@
 // message count, idle timeout, the upstream closing an idle connection, a failed setup, a retry.
 import { afterEach, describe, expect, it } from 'vitest';
 import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
-import { FakeTokens, FakeUpstream, USER, account, env, makePools, msg, sleep, waitUntil } from './helpers.js';
+import { FakeSmtpServer, type FakeSmtpOptions } from '../helpers/fake-smtp-server.js';
+import { sleep, until } from '../helpers/wait.js';
+import { FakeTokens, USER, account, env, makePools, msg } from './helpers.js';
 import type { UpstreamAccount } from '../../src/upstream/types.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -11,8 +13,8 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-async function setup(opts: Parameters<typeof FakeUpstream.start>[0], over: Partial<UpstreamAccount>) {
-  const fake = await FakeUpstream.start(opts);
+async function setup(opts: FakeSmtpOptions, over: Partial<UpstreamAccount>) {
+  const fake = await FakeSmtpServer.start(opts);
   const metrics = detachedMetrics();
   const pools = makePools(new FakeTokens(), metrics);
   pools.setAccounts([account(fake.port, over)]);
@@ -43,13 +45,13 @@ describe('pool state counts', () => {
     const results = await Promise.all(Array.from({ length: 40 }, () => pools.deliver(USER, env(), msg())));
     expect(results.every((r) => r.kind === 'delivered')).toBe(true);
     // retired connections finish their QUIT; what stays is idle
-    await waitUntil(() => fake.open === pools.stats(USER)!.idle);
+    await until(() => fake.open === pools.stats(USER)!.idle);
     const stats = pools.stats(USER)!;
     expect(stats).toMatchObject({ busy: 0, connecting: 0, waiting: 0 });
     expect(stats.idle).toBeGreaterThan(0);
     expect(await gauge(metrics)).toEqual({ idle: stats.idle, busy: 0 });
     await pools.close(1000);
-    await waitUntil(() => fake.open === 0);
+    await until(() => fake.open === 0);
     expect(await gauge(metrics)).toEqual({ idle: 0, busy: 0 });
   });
 
@@ -59,9 +61,9 @@ describe('pool state counts', () => {
     expect(pools.stats(USER)).toEqual({ idle: 2, busy: 0, connecting: 0, waiting: 0 });
     expect(await gauge(metrics)).toEqual({ idle: 2, busy: 0 });
     fake.conns[0].socket.destroy();
-    await waitUntil(() => pools.stats(USER)!.idle === 1);
+    await until(() => pools.stats(USER)!.idle === 1);
     expect(await gauge(metrics)).toEqual({ idle: 1, busy: 0 });
-    await waitUntil(() => fake.open === 0);
+    await until(() => fake.open === 0);
     expect(pools.stats(USER)).toEqual({ idle: 0, busy: 0, connecting: 0, waiting: 0 });
     expect(await gauge(metrics)).toEqual({ idle: 0, busy: 0 });
   });

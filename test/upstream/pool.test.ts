@@ -1,9 +1,11 @@
 // Pools over real sockets: limits, FIFO, timeouts, retry on reused connections, tokens, reload, close.
 import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpError, reply } from '../../src/shared/smtp-reply.js';
+import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import type { FakeSmtpOptions } from '../helpers/fake-smtp-server.js';
+import { sleep, until } from '../helpers/wait.js';
 import {
   FakeTokens,
-  FakeUpstream,
   GOOD_TOKEN,
   USER,
   account,
@@ -11,9 +13,7 @@ import {
   fakeWithPools,
   makePools,
   msg,
-  sleep,
   startSink,
-  waitUntil,
 } from './helpers.js';
 import type { UpstreamAccount } from '../../src/upstream/types.js';
 
@@ -22,20 +22,8 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-const setup = (
-  opts: Parameters<typeof FakeUpstream.start>[0] = {},
-  over: Partial<UpstreamAccount> = {},
-  tokens = new FakeTokens(),
-) => fakeWithPools(cleanup, opts, over, tokens);
-
-async function failure(p: Promise<unknown>): Promise<SmtpError> {
-  const e = await p.then(
-    (r) => new Error(`expected a local failure, got ${JSON.stringify(r)}`),
-    (e: unknown) => e,
-  );
-  expect(e).toBeInstanceOf(SmtpError);
-  return e as SmtpError;
-}
+const setup = (opts: FakeSmtpOptions = {}, over: Partial<UpstreamAccount> = {}, tokens = new FakeTokens()) =>
+  fakeWithPools(cleanup, opts, over, tokens);
 
 describe('pool limits and order', () => {
   it('never has more than maxConnections open at the upstream (50 concurrent deliveries, max 3)', async () => {
@@ -87,7 +75,7 @@ describe('pool limits and order', () => {
     );
     const senders = Array.from({ length: 6 }, (_, i) => `s${i}@example.com`);
     const pending = senders.map((s) => pools.deliver(USER, env(['r@x.test'], s), msg()));
-    await waitUntil(() => pools.stats(USER)?.waiting === 5);
+    await until(() => pools.stats(USER)?.waiting === 5);
     expect(pools.stats(USER)).toEqual({ idle: 0, busy: 0, connecting: 1, waiting: 5 });
     await Promise.all(pending);
     expect(fake.accepted.map((m) => m.from)).toEqual(senders);
@@ -102,7 +90,7 @@ describe('pool limits and order', () => {
     );
     const first = pools.deliver(USER, env(), msg());
     const t0 = Date.now();
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
     expect(err.code).toBe('POOL_TIMEOUT');
     expect(err.reply).toEqual(
@@ -117,7 +105,7 @@ describe('pool limits and order', () => {
     const { fake, pools } = await setup({}, { maxMessagesPerConnection: 2 });
     for (let i = 0; i < 5; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     expect(fake.conns.map((c) => c.messages)).toEqual([2, 2, 1]);
-    await waitUntil(() => fake.conns[1].closed);
+    await until(() => fake.conns[1].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
     expect(fake.conns[1].commands.at(-1)).toBe('QUIT');
     expect(fake.conns[2].closed).toBe(false);
@@ -127,7 +115,7 @@ describe('pool limits and order', () => {
     const { fake, pools } = await setup({}, { maxMessagesPerConnection: 2 });
     for (let i = 0; i < 2; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     // no message is waiting, yet a ready connection is: the next message pays no connect
-    await waitUntil(() => pools.stats(USER)?.idle === 1);
+    await until(() => pools.stats(USER)?.idle === 1);
     expect(fake.conns).toHaveLength(2);
     expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     expect(fake.conns).toHaveLength(2);
@@ -147,7 +135,7 @@ describe('pool limits and order', () => {
     );
     expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     // the replacement is on its way (its AUTH is slow and refused): the next message waits for it
-    await waitUntil(() => auths === 2);
+    await until(() => auths === 2);
     const t0 = Date.now();
     expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     expect(Date.now() - t0).toBeLessThan(1500);
@@ -158,7 +146,7 @@ describe('pool limits and order', () => {
     const { fake, pools } = await setup({}, { idleTimeoutMs: 100 });
     await pools.deliver(USER, env(), msg());
     expect(pools.stats(USER)?.idle).toBe(1);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
     expect(pools.stats(USER)).toEqual({ idle: 0, busy: 0, connecting: 0, waiting: 0 });
     expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
@@ -173,14 +161,14 @@ describe('pool limits and order', () => {
     await sleep(450);
     await pools.deliver(USER, env(), msg());
     expect(fake.conns).toHaveLength(2);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
   });
 
   it('notices an idle connection the upstream closed and opens a new one (no NOOP probing)', async () => {
     const { fake, pools } = await setup();
     await pools.deliver(USER, env(), msg());
     fake.conns[0].socket.end('421 4.4.2 Idle too long, closing\r\n');
-    await waitUntil(() => pools.stats(USER)?.idle === 0);
+    await until(() => pools.stats(USER)?.idle === 0);
     expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     expect(fake.conns).toHaveLength(2);
     expect(fake.commands()).not.toContain('NOOP');
@@ -189,7 +177,7 @@ describe('pool limits and order', () => {
   it('limits messages per minute per mailbox before taking a connection', async () => {
     const { fake, pools } = await setup({}, { messagesPerMinute: 3 });
     for (let i = 0; i < 3; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('RATE_LIMITED');
     expect(err.reply).toEqual(
       reply(451, '4.7.0', `Mailbox ${USER} reached its limit of 3 messages per minute`),
@@ -237,7 +225,7 @@ describe('retry when a reused connection fails before the final reply', () => {
 
   it('on a fresh connection a drop before the final reply is 451 4.4.2, never delivered', async () => {
     const { fake, pools } = await setup({ onMessage: () => 'drop' });
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_CONNECTION_LOST');
     expect(err.reply).toEqual(
       reply(451, '4.4.2', 'Upstream connection lost before the message was accepted'),
@@ -251,7 +239,7 @@ describe('retry when a reused connection fails before the final reply', () => {
     let n = 0;
     const { fake, pools } = await setup({ onMessage: () => (n++ === 0 ? undefined : 'drop') });
     await pools.deliver(USER, env(), msg());
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_CONNECTION_LOST');
     expect(fake.conns).toHaveLength(2);
     expect(fake.received).toHaveLength(3);
@@ -283,7 +271,7 @@ describe('access tokens', () => {
       () => sink.close(),
       () => pools.close(500),
     );
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_AUTH_REJECTED');
     expect(err.reply).toEqual(reply(451, '4.7.0', `Upstream rejected the access token for ${USER}`));
     expect(tokens.invalidated).toEqual([
@@ -315,7 +303,7 @@ describe('access tokens', () => {
       {},
       tokens,
     );
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_AUTH_TEMPFAIL');
     expect(err.reply.code).toBe(451);
     expect(err.reply.enhanced).toBe('4.4.1');
@@ -331,7 +319,7 @@ describe('access tokens', () => {
       {},
       tokens,
     );
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_AUTH_FAILED');
     expect(err.reply.code).toBe(451);
     expect(err.reply.text).toContain('534 5.7.9 Application-specific password required');
@@ -367,7 +355,7 @@ describe('reload and shutdown', () => {
     expect(fake.conns).toHaveLength(1);
 
     pools.setAccounts([account(fake.port, { maxConnections: 2 })]);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
     await pools.deliver(USER, env(), msg());
     expect(fake.conns).toHaveLength(2);
@@ -377,10 +365,10 @@ describe('reload and shutdown', () => {
   it('a busy connection of a changed account finishes its message, then QUITs', async () => {
     const { fake, pools } = await setup({ onMessage: () => sleep(150).then(() => undefined) });
     const inFlight = pools.deliver(USER, env(), msg());
-    await waitUntil(() => fake.received.length === 1);
+    await until(() => fake.received.length === 1);
     pools.setAccounts([account(fake.port, { messagesPerMinute: 100 })]);
     expect((await inFlight).kind).toBe('delivered');
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
     await pools.deliver(USER, env(), msg());
     expect(fake.conns).toHaveLength(2);
@@ -390,9 +378,9 @@ describe('reload and shutdown', () => {
     const { fake, pools } = await setup();
     await pools.deliver(USER, env(), msg());
     pools.setAccounts([]);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UNKNOWN_ACCOUNT');
     expect(err.reply.code).toBe(451);
     expect(pools.stats(USER)).toBeUndefined();
@@ -405,12 +393,12 @@ describe('reload and shutdown', () => {
     );
     await Promise.all([pools.deliver(USER, env(), msg()), pools.deliver(USER, env(), msg())]);
     const inFlight = pools.deliver(USER, env(), msg());
-    await waitUntil(() => fake.received.length === 3);
+    await until(() => fake.received.length === 3);
     await pools.close(2000);
     expect((await inFlight).kind).toBe('delivered');
-    await waitUntil(() => fake.open === 0);
+    await until(() => fake.open === 0);
     expect(fake.conns.map((c) => c.commands.at(-1))).toEqual(['QUIT', 'QUIT']);
-    const err = await failure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.reply).toEqual(reply(421, '4.3.2', 'Service shutting down, try again later'));
   });
 
@@ -422,13 +410,13 @@ describe('reload and shutdown', () => {
     );
     await pools.deliver(USER, env(), msg()); // makes the next one a reused connection
     const inFlight = pools.deliver(USER, env(), msg());
-    await waitUntil(() => fake.received.length === 2);
+    await until(() => fake.received.length === 2);
     const t0 = Date.now();
     await pools.close(200);
     expect(Date.now() - t0).toBeLessThan(1500);
-    const err = await failure(inFlight);
+    const err = await expectSmtpError(inFlight);
     expect(err.reply.enhanced).toBe('4.4.2');
     expect(fake.conns).toHaveLength(1);
-    await waitUntil(() => fake.open === 0);
+    await until(() => fake.open === 0);
   });
 });

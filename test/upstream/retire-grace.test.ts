@@ -5,7 +5,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpError } from '../../src/shared/smtp-reply.js';
 import { smtpError } from '../../src/shared/replies.js';
 import type { TokenSource, UpstreamAccount } from '../../src/upstream/types.js';
-import { FakeUpstream, GOOD_TOKEN, USER, account, env, makePools, msg, sleep, waitUntil } from './helpers.js';
+import { FakeSmtpServer } from '../helpers/fake-smtp-server.js';
+import { sleep, until } from '../helpers/wait.js';
+import { GOOD_TOKEN, USER, account, env, makePools, msg } from './helpers.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -27,7 +29,7 @@ class SwitchableTokens implements TokenSource {
 
 async function setup(over: Partial<UpstreamAccount>) {
   const tokens = new SwitchableTokens();
-  const fake = await FakeUpstream.start();
+  const fake = await FakeSmtpServer.start();
   const pools = makePools(tokens);
   pools.setAccounts([account(fake.port, { maxConnections: 1, ...over })]);
   cleanup.push(
@@ -62,7 +64,7 @@ describe('retiring a connection while the token endpoint is down', () => {
     tokens.down = false;
     expect(await deferral()).toBeNull();
     expect(fake.conns.map((c) => c.messages)).toEqual([5, 1]);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
   });
 
@@ -77,7 +79,7 @@ describe('retiring a connection while the token endpoint is down', () => {
     expect(err?.code).toBe('TOKEN_REFRESH_FAILED');
     expect(err?.reply.code).toBe(451);
     expect(err?.reply.enhanced).toBe('4.4.3');
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
     expect(fake.conns.map((c) => c.messages)).toEqual([3]);
     expect((await deferral())?.code).toBe('TOKEN_REFRESH_FAILED');
@@ -93,7 +95,7 @@ describe('retiring a connection while the token endpoint is down', () => {
     // messages 2 (the limit), 3 and 4 (the overrun) go out; then it retires
     expect(outcomes).toEqual([null, null, null, 'TOKEN_REFRESH_FAILED', 'TOKEN_REFRESH_FAILED']);
     expect(fake.conns.map((c) => c.messages)).toEqual([4]);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
   });
 
   it('keeps a connection past maxAge no longer than twice maxAge', async () => {
@@ -111,7 +113,7 @@ describe('retiring a connection while the token endpoint is down', () => {
     await sleep(born + 650 - Date.now()); // past twice maxAge
     expect((await deferral())?.code).toBe('TOKEN_REFRESH_FAILED');
     expect(fake.conns.map((c) => c.messages)).toEqual([3]);
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
   });
 
   it('a shutdown does not wait for the token answer that decides whether a spent connection stays', async () => {
@@ -121,7 +123,7 @@ describe('retiring a connection while the token endpoint is down', () => {
     const t0 = Date.now();
     await pools.close(200);
     expect(Date.now() - t0).toBeLessThan(1500);
-    await waitUntil(() => fake.open === 0);
+    await until(() => fake.open === 0);
   });
 
   it('with the token endpoint up, retires at the limit exactly, as before', async () => {

@@ -1,11 +1,12 @@
 // One message over real sockets: security modes, pipelining, dot-stuffing, exact reply pass-through,
 // refused recipients, connection setup failures.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SmtpError } from '../../src/shared/smtp-reply.js';
+import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import type { FakeSmtpOptions } from '../helpers/fake-smtp-server.js';
+import { until } from '../helpers/wait.js';
 import { detachedMetrics } from '../../src/metrics/metrics.js';
 import {
   FakeTokens,
-  FakeUpstream,
   USER,
   account,
   env,
@@ -14,7 +15,6 @@ import {
   msg,
   selfSignedCert,
   startSink,
-  waitUntil,
   type Sink,
 } from './helpers.js';
 import { freePort } from '../../src/tools/harness/ports.js';
@@ -43,21 +43,10 @@ async function sinkAndPools(opts: Parameters<typeof startSink>[0] = {}, over = {
 }
 
 const fakeAndPools = (
-  opts: Parameters<typeof FakeUpstream.start>[0] = {},
+  opts: FakeSmtpOptions = {},
   over: Partial<UpstreamAccount> = {},
   tokens = new FakeTokens(),
 ) => fakeWithPools(cleanup, opts, over, tokens);
-
-async function localFailure(p: Promise<unknown>): Promise<SmtpError> {
-  const err = await p.then(
-    (r) => {
-      throw new Error(`expected an SmtpError, got ${JSON.stringify(r)}`);
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SmtpError);
-  return err as SmtpError;
-}
 
 describe('delivery over each security mode', () => {
   for (const security of ['none', 'starttls', 'tls'] as const) {
@@ -96,7 +85,7 @@ describe('delivery over each security mode', () => {
       () => sink.close(),
       () => pools.close(1000),
     );
-    const err = await localFailure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_UNREACHABLE');
     expect(err.reply.code).toBe(451);
     expect(err.reply.enhanced).toBe('4.4.1');
@@ -118,7 +107,7 @@ describe('delivery over each security mode', () => {
       () => sink.close(),
       () => pools.close(1000),
     );
-    const err = await localFailure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.reply.text).toMatch(/does not offer STARTTLS/);
     expect(sink.auths).toHaveLength(0);
   });
@@ -247,7 +236,7 @@ describe('the transaction', () => {
     // smtp-server answered DATA with 354: the connection was cut before any terminating dot,
     // so it is not kept for reuse
     expect(pools.stats(USER)).toEqual({ idle: 0, busy: 0, connecting: 0, waiting: 0 });
-    await waitUntil(() => sink.open === 0);
+    await until(() => sink.open === 0);
     expect(sink.messages).toHaveLength(0);
     // and the pool goes on with a new connection
     const ok = await pools.deliver(USER, env(['a@x.test']), msg());
@@ -263,7 +252,7 @@ describe('the transaction', () => {
     });
     const r = await pools.deliver(USER, env(['a@x.test', 'b@x.test']), msg());
     expect(r.kind).toBe('rejected');
-    await waitUntil(() => fake.conns[0].closed);
+    await until(() => fake.conns[0].closed);
     expect(fake.received).toHaveLength(0);
     expect(fake.conns[0].chunks.map((c) => c.toString()).join('')).not.toContain('hello');
   });
@@ -328,7 +317,7 @@ describe('the transaction', () => {
 
   it('refuses addresses with line breaks instead of writing them', async () => {
     const { fake, pools } = await fakeAndPools();
-    const err = await localFailure(pools.deliver(USER, env(['a@x.test\r\nRCPT TO:<evil@x.test>']), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(['a@x.test\r\nRCPT TO:<evil@x.test>']), msg()));
     expect(err.code).toBe('BAD_ADDRESS');
     expect(fake.conns).toHaveLength(0);
   });
@@ -340,7 +329,7 @@ describe('connection setup failures are temporary local replies', () => {
     const pools = makePools();
     pools.setAccounts([account(port)]);
     cleanup.push(() => pools.close(1000));
-    const err = await localFailure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.code).toBe('UPSTREAM_UNREACHABLE');
     expect(err.reply).toEqual({
       code: 451,
@@ -352,7 +341,7 @@ describe('connection setup failures are temporary local replies', () => {
   it('no greeting within commandTimeoutMs -> 451 4.4.1 timed out', async () => {
     const { pools } = await fakeAndPools({ greeting: null }, { commandTimeoutMs: 150 });
     const t0 = Date.now();
-    const err = await localFailure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(err.reply.enhanced).toBe('4.4.1');
     expect(err.reply.text).toMatch(/unreachable: timed out.*greeting/);
@@ -360,7 +349,7 @@ describe('connection setup failures are temporary local replies', () => {
 
   it('a 4xx greeting is reported with the upstream text', async () => {
     const { pools } = await fakeAndPools({ greeting: '421 4.3.2 Service not available' });
-    const err = await localFailure(pools.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools.deliver(USER, env(), msg()));
     expect(err.reply.text).toMatch(/unreachable: greeting was 421 4.3.2 Service not available/);
   });
 
@@ -372,7 +361,7 @@ describe('connection setup failures are temporary local replies', () => {
     const pools2 = makePools();
     pools2.setAccounts([account(fake.port, { sourceAddress: '192.0.2.77' })]);
     cleanup.push(() => pools2.close(1000));
-    const err = await localFailure(pools2.deliver(USER, env(), msg()));
+    const err = await expectSmtpError(pools2.deliver(USER, env(), msg()));
     expect(err.reply.text).toMatch(/cannot use source address 192\.0\.2\.77/);
     expect(fake.conns).toHaveLength(1);
   });
@@ -398,7 +387,7 @@ describe('metrics', () => {
     expect(text).toContain(`xoauth2_proxy_message_bytes_total{provider="test"} ${body[0].length * 2}`);
     expect(text).toContain('xoauth2_proxy_pool_wait_seconds_count{provider="test"} 2');
     await pools.close(1000);
-    await waitUntil(() => sink.open === 0);
+    await until(() => sink.open === 0);
     expect(await metrics.registry.metrics()).toContain(
       'xoauth2_proxy_upstream_connections{provider="test",state="idle"} 0',
     );
