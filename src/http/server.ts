@@ -10,11 +10,11 @@ import { normalizeEmail } from '../shared/email.js';
 import type { Logger } from '../shared/log.js';
 import type { HostPort } from '../shared/net.js';
 import type { AdminBackend } from './backend.js';
+import { HttpError, methodNotAllowed, readJson, send, sendHtml, sendJson } from './respond.js';
 import { renderStatusPage, renderTokenForm, renderAdminDisabledPage } from './status-page.js';
 
 export * from './backend.js';
-
-export const MAX_BODY_BYTES = 64 * 1024;
+export { MAX_BODY_BYTES } from './respond.js';
 
 /** The HTTP status of each admin failure. */
 const ADMIN_STATUS: Readonly<Record<AdminFailureCode, number>> = {
@@ -38,17 +38,6 @@ export interface HttpServerOptions {
 export interface RunningHttpServer {
   address: HostPort;
   close(): Promise<void>;
-}
-
-/** An error that becomes one HTTP response. */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -232,69 +221,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
   };
 }
 
-function methodNotAllowed(allow: string): HttpError {
-  return new HttpError(405, `method not allowed (allowed: ${allow})`, { headers: { Allow: allow } });
-}
-
 function verifyParam(url: URL): boolean {
   const v = url.searchParams.get('verify');
   if (v === null || v === '' || v === 'true' || v === '1') return true;
   if (v === 'false' || v === '0') return false;
   throw new HttpError(400, `verify must be true or false, got "${v}"`);
-}
-
-/** The request body, at most MAX_BODY_BYTES (413 past it, without reading the rest). */
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > MAX_BODY_BYTES) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        cleanup();
-        req.pause();
-        reject(tooLarge());
-      } else chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks));
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
-}
-
-function tooLarge(): HttpError {
-  return new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, {
-    headers: { Connection: 'close' },
-  });
-}
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const body = await readBody(req);
-  const text = body.toString('utf8');
-  if (!text.trim())
-    throw new HttpError(400, 'expected a JSON body', { issues: [{ path: '', message: 'empty body' }] });
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new HttpError(400, `invalid JSON: ${(err as Error).message}`, {
-      issues: [{ path: '', message: 'invalid JSON' }],
-    });
-  }
 }
 
 function sendResult(res: ServerResponse, r: AdminResult, okStatus: number): void {
@@ -310,50 +241,5 @@ function sendResult(res: ServerResponse, r: AdminResult, okStatus: number): void
     error: r.error,
     code: r.code,
     ...(r.issues ? { issues: r.issues } : {}),
-  });
-}
-
-function send(
-  res: ServerResponse,
-  status: number,
-  body: string,
-  type = 'text/plain; charset=utf-8',
-  headers: Record<string, string> = {},
-): void {
-  res.writeHead(status, {
-    'Content-Type': type,
-    'Cache-Control': 'no-store',
-    'X-Content-Type-Options': 'nosniff',
-    ...(status === 204 ? {} : { 'Content-Length': Buffer.byteLength(body) }),
-    ...headers,
-  });
-  res.end(status === 204 ? undefined : body);
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown, headers?: unknown): void {
-  const { headers: _h, ...rest } = (value ?? {}) as Record<string, unknown>;
-  send(
-    res,
-    status,
-    JSON.stringify(rest) + '\n',
-    'application/json; charset=utf-8',
-    (headers ?? {}) as Record<string, string>,
-  );
-}
-
-function sendHtml(
-  res: ServerResponse,
-  status: number,
-  html: string,
-  nonce: string,
-  headers: Record<string, string> = {},
-): void {
-  send(res, status, html, 'text/html; charset=utf-8', {
-    // Inline script only with this response's nonce; fetches only to this origin; the token in a
-    // `?token=` URL is never sent on as a Referer.
-    'Content-Security-Policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
-    'Referrer-Policy': 'no-referrer',
-    'X-Frame-Options': 'DENY',
-    ...headers,
   });
 }
