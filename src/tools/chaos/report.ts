@@ -12,7 +12,7 @@ export function renderChaosMarkdown(r: ChaosReport, command: string): string {
   );
   out.push('');
   out.push(
-    '| scenario | messages | 250 | 4xx | 5xx | no reply | abandoned | lost | recovery s | /readyz failures | fds before → after | upstream conns before → after (proxy / upstream) | result |',
+    '| scenario | messages | 250 | 4xx | 5xx | no reply | abandoned | lost | recovery s | /readyz failures | fds before → after (keep-alive to the token endpoint) | upstream conns before → after (proxy / upstream) | result |',
   );
   out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|');
   for (const x of r.results) {
@@ -20,8 +20,8 @@ export function renderChaosMarkdown(r: ChaosReport, command: string): string {
     const a = x.after;
     out.push(
       `| ${x.name} | ${c.messages} | ${c.accepted} | ${c.deferred} | ${c.rejected} | ${c.noReply} | ${c.abandoned} | ` +
-        `${x.lost + x.abandonedDelivered} | ${x.recoverySec ?? 'n/a'} | ${x.notReady}/${x.readyPolls} | ` +
-        `${x.before.fds} → ${a ? a.fds : 'exited'} | ${x.before.upstream}/${x.before.simOpen} → ${a ? `${a.upstream}/${a.simOpen}` : 'exited'} | ` +
+        `${x.lost + x.abandonedDelivered} | ${x.recoverySec ?? 'n/a'} | ${x.notReady}/${x.readyPolls}${x.readySlow ? ` (${x.readySlow} slow)` : ''} | ` +
+        `${x.before.fds} → ${a ? `${a.fds} (${x.before.tokenSockets} → ${a.tokenSockets})` : 'exited'} | ${x.before.upstream}/${x.before.simOpen} → ${a ? `${a.upstream}/${a.simOpen}` : 'exited'} | ` +
         `${x.pass ? 'pass' : `**FAIL**: ${x.failures.join('; ')}`} |`,
     );
   }

@@ -34,6 +34,11 @@ export interface GeneratorOptions {
   rate?: number;
   /** at least one of durationSec / count */
   durationSec?: number;
+  /**
+   * rate mode with durationSec: past durationSec, keep the load going until `done()` says so
+   * (asked as each message falls due), for at most `maxDurationSec` in all
+   */
+  extend?: { done: () => boolean; maxDurationSec: number };
   count?: number;
   size: number;
   recipients: number;
@@ -250,12 +255,12 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
   const t0 = performance.now();
   let tLast = t0;
   const rate = o.rate;
-  const total = Math.min(
-    o.count ?? Number.MAX_SAFE_INTEGER,
-    rate !== undefined && o.durationSec !== undefined
-      ? Math.max(1, Math.floor(o.durationSec * rate))
-      : Number.MAX_SAFE_INTEGER,
-  );
+  const extend = rate !== undefined && o.durationSec !== undefined ? o.extend : undefined;
+  const planned = (sec: number | undefined) =>
+    rate !== undefined && sec !== undefined ? Math.max(1, Math.floor(sec * rate)) : Number.MAX_SAFE_INTEGER;
+  // with `extend`, the run may last up to maxDurationSec; it ends earlier once done() holds
+  let total = Math.min(o.count ?? Number.MAX_SAFE_INTEGER, planned(extend?.maxDurationSec ?? o.durationSec));
+  const minimum = Math.min(total, planned(o.durationSec));
   const deadline = o.durationSec !== undefined ? t0 + o.durationSec * 1000 : Infinity;
   let finished = false; // no more messages will be started
   let stopped = false; // results are final
@@ -357,6 +362,7 @@ export async function runGenerator(o: GeneratorOptions): Promise<GeneratorResult
   const tick = () => {
     const now = performance.now();
     released = Math.min(total, Math.floor(((now - t0) * rate!) / 1000) + 1);
+    if (extend && released >= minimum && released < total && extend.done()) total = released;
     dispatchRate();
     if (released >= total) {
       finished = true;

@@ -148,6 +148,34 @@ describe('runGenerator against a raw SMTP sink', () => {
     expect(r.latencyMs.p95).toBeGreaterThanOrEqual(250);
   });
 
+  it('extend: past the duration, a rate run goes on until done() holds, and at most maxDurationSec', async () => {
+    const sink = await startSink();
+    const r = await runGenerator({
+      ...base(sink.port),
+      rate: 200,
+      durationSec: 0.25,
+      extend: { done: () => sink.accepted.length >= 120, maxDurationSec: 5 },
+    });
+    expect(r.sent).toBeGreaterThanOrEqual(120);
+    expect(r.sent).toBeLessThan(200); // well before the 1,000 messages of 5 s
+    expect(r.unsent).toBe(0);
+    expect(r.accepted).toBe(r.sent);
+    const never = await runGenerator({
+      ...base(sink.port),
+      rate: 200,
+      durationSec: 0.25,
+      extend: { done: () => false, maxDurationSec: 0.75 },
+    });
+    expect(never.sent).toBe(150);
+    const early = await runGenerator({
+      ...base(sink.port),
+      rate: 200,
+      durationSec: 0.25,
+      extend: { done: () => true, maxDurationSec: 5 },
+    });
+    expect(early.sent).toBe(50); // never shorter than durationSec
+  });
+
   it('warm-up messages are sent before measuring and loss-checked, not measured', async () => {
     const sink = await startSink();
     const r = await runGenerator({ ...base(sink.port), count: 20, warmup: 2 });
