@@ -2,7 +2,7 @@
 // unless the operator configured a different refresh token.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StateStore } from '../../src/state/store.js';
-import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import { expectSmtpError } from '../helpers/expect-rejection.js';
 import { useTokenServer, type Handler, type TokenServer } from '../helpers/token-server.js';
 import { sleep } from '../helpers/wait.js';
 import { Harness, account, provider } from './helpers.js';

@@ -1,6 +1,7 @@
 // The HTTP grant: what is sent, and how answers map to errors.
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenClient, TokenGrantError } from '../../src/oauth/token-client.js';
+import { expectRejection } from '../helpers/expect-rejection.js';
 import { useTokenServer, type TokenServer } from '../helpers/token-server.js';
 
 const startTokenServer = useTokenServer();
@@ -13,14 +14,7 @@ afterEach(() => {
 
 const base = { clientId: 'cid', refreshToken: 'rt-secret', scope: 'scope-a scope-b' };
 
-async function grantError(p: Promise<unknown>): Promise<TokenGrantError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TokenGrantError);
-  return err as TokenGrantError;
-}
+const grantError = (p: Promise<unknown>) => expectRejection(p, TokenGrantError);
 
 describe('TokenClient', () => {
   it('posts the refresh_token grant form and parses the answer', async () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import { expectSmtpError } from '../helpers/expect-rejection.js';
 import { okHandler, useTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { sleep, until } from '../helpers/wait.js';
 import { Harness, account, captureLogger, counter, gauge, provider } from './helpers.js';

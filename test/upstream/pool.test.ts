@@ -1,7 +1,7 @@
 // Pools over real sockets: limits, FIFO, timeouts, retry on reused connections, tokens, reload, close.
 import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpError, reply } from '../../src/shared/smtp-reply.js';
-import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import { expectSmtpError } from '../helpers/expect-rejection.js';
 import type { FakeSmtpOptions } from '../helpers/fake-smtp-server.js';
 import { sleep, until } from '../helpers/wait.js';
 import {

@@ -1,7 +1,7 @@
 // One message over real sockets: security modes, pipelining, dot-stuffing, exact reply pass-through,
 // refused recipients, connection setup failures.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectSmtpError } from '../helpers/expect-smtp-error.js';
+import { expectSmtpError } from '../helpers/expect-rejection.js';
 import type { FakeSmtpOptions } from '../helpers/fake-smtp-server.js';
 import { until } from '../helpers/wait.js';
 import { detachedMetrics } from '../../src/metrics/metrics.js';

@@ -15,6 +15,7 @@ import { loopbackRedirectUri, startLoopbackRedirect } from '../../../src/oauth/g
 import { newPkce } from '../../../src/oauth/grants/pkce.js';
 import { TokenClient } from '../../../src/oauth/token-client.js';
 import { startOAuthServer, type OAuthServer, type OAuthServerOptions } from './oauth-server.js';
+import { expectRejection } from '../../helpers/expect-rejection.js';
 
 const CLIENT_ID = 'desktop-app.fake';
 const SCOPE = 'https://mail.google.com/';
@@ -38,14 +39,7 @@ async function server(over: Partial<OAuthServerOptions> = {}): Promise<OAuthServ
   return srv;
 }
 
-async function rejection(p: Promise<unknown>): Promise<GrantError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GrantError);
-  return err as GrantError;
-}
+const rejection = (p: Promise<unknown>) => expectRejection(p, GrantError);
 
 function refused(port: number): Promise<boolean> {
   return new Promise((ok) => {

@@ -14,6 +14,7 @@ import { MICROSOFT_APP_ONLY_SCOPE } from '../../../src/oauth/grants/providers.js
 import { TokenClient } from '../../../src/oauth/token-client.js';
 import { rsaCert, rsaKeyPem, type TestCert } from './keys.js';
 import { startOAuthServer, type OAuthServer } from './oauth-server.js';
+import { expectRejection } from '../../helpers/expect-rejection.js';
 
 const SECRET_APP = '11111111-2222-3333-4444-555555555555';
 const CERT_APP = '66666666-7777-8888-9999-000000000000';
@@ -42,14 +43,7 @@ afterAll(async () => {
   await srv.close();
 });
 
-async function rejection(p: Promise<unknown>): Promise<GrantError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GrantError);
-  return err as GrantError;
-}
+const rejection = (p: Promise<unknown>) => expectRejection(p, GrantError);
 
 const decode = (part: string) => JSON.parse(Buffer.from(part, 'base64url').toString());
 

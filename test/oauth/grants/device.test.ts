@@ -10,6 +10,7 @@ import { GrantError } from '../../../src/oauth/grants/errors.js';
 import { GOOGLE_DEVICE_FLOW_REFUSES_GMAIL, deviceFlowRefusal } from '../../../src/oauth/grants/providers.js';
 import { TokenClient } from '../../../src/oauth/token-client.js';
 import { startOAuthServer, type OAuthServer, type OAuthServerOptions } from './oauth-server.js';
+import { expectRejection } from '../../helpers/expect-rejection.js';
 
 const CLIENT_ID = 'tv-app.fake';
 const SCOPE = 'https://outlook.office.com/SMTP.Send offline_access';
@@ -61,14 +62,7 @@ const poll = (s: OAuthServer, auth: DeviceAuthorization, clock: ReturnType<typeo
     ...extra,
   });
 
-async function rejection(p: Promise<unknown>): Promise<GrantError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GrantError);
-  return err as GrantError;
-}
+const rejection = (p: Promise<unknown>) => expectRejection(p, GrantError);
 
 describe('device authorization grant', () => {
   it('gets the user code and where to enter it', async () => {

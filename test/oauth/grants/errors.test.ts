@@ -18,6 +18,7 @@ import {
 import { TokenClient, TokenGrantError } from '../../../src/oauth/token-client.js';
 import { SA_CLIENT_ID, rsaKeyPem, serviceAccountJson } from './keys.js';
 import { startOAuthServer, type OAuthServer } from './oauth-server.js';
+import { expectRejection } from '../../helpers/expect-rejection.js';
 
 const APP = '11111111-2222-3333-4444-555555555555';
 const FAKE_SECRET = 'fake~secret~value~not~real';
@@ -56,14 +57,7 @@ function answer(status: number, body: unknown) {
   srv.override = () => ({ status, body });
 }
 
-async function rejection(p: Promise<unknown>): Promise<GrantError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GrantError);
-  return err as GrantError;
-}
+const rejection = (p: Promise<unknown>) => expectRejection(p, GrantError);
 
 const appOnly = () =>
   rejection(

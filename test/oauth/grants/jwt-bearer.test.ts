@@ -15,6 +15,7 @@ import {
 import { TokenClient } from '../../../src/oauth/token-client.js';
 import { SA_CLIENT_ID, SA_EMAIL, SA_KEY_ID, rsaKeyPem, serviceAccountJson } from './keys.js';
 import { startOAuthServer, type OAuthServer } from './oauth-server.js';
+import { expectRejection } from '../../helpers/expect-rejection.js';
 
 const GMAIL = 'https://mail.google.com/';
 let keyPem: string;
@@ -53,14 +54,7 @@ afterEach(() => {
   clock = 1_700_000_000_000;
 });
 
-async function rejection(p: Promise<unknown>): Promise<GrantError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GrantError);
-  return err as GrantError;
-}
+const rejection = (p: Promise<unknown>) => expectRejection(p, GrantError);
 
 function credentialError(f: () => unknown): CredentialError {
   try {
