@@ -1,7 +1,7 @@
 // Wires the HTTP server (metrics, health, admin API, status page) to a running Proxy.
 import type { AccountConfig } from '../config/types.js';
 import { validateAccount } from '../config/accounts.js';
-import { tokenUrl } from '../config/providers.js';
+import { oauthClientOf, tokenUrl } from '../config/providers.js';
 import {
   startHttpServer,
   type AccountView,
@@ -12,20 +12,40 @@ import { AccountsFileEditor } from '../account-admin/file-editor.js';
 import { accountAdminOps, type AccountAdminOps } from '../account-admin/admin-ops.js';
 import { adminFailure, type AdminResult } from '../shared/admin-result.js';
 import { TokenClient } from '../oauth/token-client.js';
+import { clientCredentialsGrant } from '../oauth/grants/client-credentials.js';
+import { jwtBearerGrant } from '../oauth/grants/jwt-bearer.js';
+import { authLabel } from './account-auth.js';
+import { appOnlyGrant } from './credentials.js';
 import type { Proxy } from './proxy.js';
 
 const INLINE_ACCOUNTS =
   'accounts are inline in the config file; set `accountsFile:` to manage accounts through the admin API';
 
-/** One real refresh with the account's credentials, caching nothing (for `?verify=true`). */
+/**
+ * One real token request with the account's credentials, caching nothing (for `?verify=true`): a
+ * refresh with its refresh token, or its provider's app-only grant (a service account's is made
+ * for the mailbox, so it checks the delegation too). An account whose refresh token is to come from
+ * `accounts authorize` has nothing to verify yet.
+ */
 function oneShotRefresh(proxy: Proxy, client: TokenClient) {
   return async (account: AccountConfig): Promise<void> => {
     const provider = proxy.config.providers[account.provider];
     if (!provider) throw new Error(`unknown provider "${account.provider}"`);
+    const app = appOnlyGrant(provider, account.tenant);
+    if (app?.grant === 'client_credentials') {
+      await clientCredentialsGrant(client, app);
+      return;
+    }
+    if (app?.grant === 'jwt_bearer') {
+      await jwtBearerGrant(client, { key: app.key, subject: account.email, scope: app.scope });
+      return;
+    }
+    const oauthClient = oauthClientOf(account, provider);
+    if (account.refreshToken === undefined || !oauthClient) return;
     await client.refresh({
       tokenUrl: tokenUrl(provider, account.tenant),
-      clientId: account.clientId,
-      clientSecret: account.clientSecret,
+      clientId: oauthClient.clientId,
+      clientSecret: oauthClient.clientSecret,
       refreshToken: account.refreshToken,
       scope: provider.scope,
     });
@@ -40,6 +60,7 @@ function listAccounts(proxy: Proxy): AccountView[] {
     const view: AccountView = {
       email: a.email,
       provider: a.provider,
+      ...(token.source ? { auth: authLabel(token.source) } : {}),
       state: unusable ? 'error' : token.state,
       hasPassword: Boolean(a.passwordHash || a.password),
     };

@@ -3,13 +3,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config, HostPort } from '../config/types.js';
-import { loadConfig } from '../config/load.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Logger } from '../shared/log.js';
 import { AccountRegistry } from '../accounts/registry.js';
 import { unusableSourceAddresses } from '../accounts/source-address.js';
-import { openStateStore, type StateStore } from '../state/store.js';
-import { TokenManager, type TokenAccount } from '../oauth/token-manager.js';
+import { AUTHORIZATION_SIGNAL_FILE, openStateStore, type StateStore } from '../state/store.js';
+import { TokenManager } from '../oauth/token-manager.js';
+import { loadCheckedConfig, tokenAccounts } from './credentials.js';
 import { UpstreamPools, type UpstreamAccount } from '../upstream/pools.js';
 import { Relay } from '../relay/relay.js';
 import { SmtpListeners, type SmtpContext } from '../smtp/listener.js';
@@ -30,17 +30,6 @@ async function fileStamp(file: string | undefined): Promise<string | undefined> 
 export interface ReloadResult {
   ok: boolean;
   error?: string;
-}
-
-function tokenAccounts(config: Config): TokenAccount[] {
-  return config.accounts.map((a) => ({
-    email: a.email,
-    provider: config.providers[a.provider]!,
-    clientId: a.clientId,
-    clientSecret: a.clientSecret,
-    refreshToken: a.refreshToken,
-    tenant: a.tenant,
-  }));
 }
 
 function upstreamAccounts(config: Config): UpstreamAccount[] {
@@ -67,7 +56,8 @@ export class Proxy {
   readonly metrics: Metrics;
   readonly live = new LiveStats();
   private ctx: SmtpContext;
-  private readonly store: StateStore;
+  /** the embedded state store (the web onboarding stores its authorizations here) */
+  readonly store: StateStore;
   readonly tokens: TokenManager;
   readonly pools: UpstreamPools;
   readonly relay: Relay;
@@ -75,6 +65,8 @@ export class Proxy {
   private state: 'starting' | 'running' | 'draining' | 'stopped' = 'starting';
   private watcher?: fs.FSWatcher;
   private reloadTimer?: NodeJS.Timeout;
+  private stateWatcher?: fs.FSWatcher;
+  private signalTimer?: NodeJS.Timeout;
   private reloading: Promise<ReloadResult> | undefined;
   /** the accounts file as of the snapshot in use: the watcher skips changes already loaded */
   private accountsStamp: string | undefined;
@@ -122,13 +114,14 @@ export class Proxy {
 
   static async start(opts: { configFile: string; log: Logger; env?: NodeJS.ProcessEnv }): Promise<Proxy> {
     const env = opts.env ?? process.env;
-    const { config, warnings } = await loadConfig(opts.configFile, env);
+    const { config, warnings } = await loadCheckedConfig(opts.configFile, env);
     for (const w of warnings) opts.log.warn(w);
     const proxy = new Proxy(config, opts.log, env);
     proxy.accountsStamp = await fileStamp(config.accountsFile);
     await proxy.listeners.listen();
     proxy.state = 'running';
     proxy.watchAccountsFile();
+    proxy.watchAuthorizations();
     // Warm-up runs beside serving: a message for a cold account just waits for its own refresh.
     proxy.tokens.warmup().then(
       (r) => opts.log.info(r, 'token warm-up finished'),
@@ -176,7 +169,7 @@ export class Proxy {
     try {
       // stamped before reading: an edit racing the read changes the stamp, so it is reloaded again
       const stamp = await fileStamp(this.ctx.config.accountsFile);
-      const { config, warnings } = await loadConfig(file, this.env);
+      const { config, warnings } = await loadCheckedConfig(file, this.env);
       for (const w of warnings) this.log.warn(w);
       const old = this.ctx.config;
       const registry = this.ctx.registry.next(config, unusableSourceAddresses(config.accounts));
@@ -230,6 +223,31 @@ export class Proxy {
     }
   }
 
+  /**
+   * `accounts authorize` (another process on this state dir) rewrites AUTHORIZATION_SIGNAL_FILE once
+   * it has stored a refresh token: adopt it now, so a mailbox in needs_authorization or needs_reauth
+   * works again without a restart or a reload. (A reload, e.g. SIGHUP, adopts it too.)
+   */
+  private watchAuthorizations(): void {
+    const dir = this.ctx.config.state.dir;
+    try {
+      this.stateWatcher = fs.watch(dir, (_event, name) => {
+        if (name !== AUTHORIZATION_SIGNAL_FILE) return;
+        clearTimeout(this.signalTimer);
+        this.signalTimer = setTimeout(() => this.adoptAuthorizations(), 50);
+      });
+      this.stateWatcher.unref();
+    } catch (err) {
+      this.log.warn({ err: String(err) }, `cannot watch ${dir}; new authorizations apply on SIGHUP`);
+    }
+  }
+
+  /** Use the authorizations stored since the entries were made (the web onboarding calls this). */
+  adoptAuthorizations(): string[] {
+    if (this.state !== 'running') return [];
+    return this.tokens.syncAuthorizations();
+  }
+
   /** The watcher's reload: skipped when the file is the one already loaded (e.g. written by the admin API). */
   private async reloadIfChanged(file: string): Promise<void> {
     if (this.reloading) await this.reloading;
@@ -242,7 +260,9 @@ export class Proxy {
     if (this.state === 'draining' || this.state === 'stopped') return;
     this.state = 'draining';
     this.watcher?.close();
+    this.stateWatcher?.close();
     clearTimeout(this.reloadTimer);
+    clearTimeout(this.signalTimer);
     const timeoutMs = this.ctx.config.shutdownTimeoutMs;
     const deadline = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
     this.log.info({ inflight: this.relay.inflightMessages }, 'draining');

@@ -20,6 +20,60 @@ function providerNames(providers: ProviderNames): readonly string[] {
   return Array.isArray(providers) ? providers : Object.keys(providers);
 }
 
+function providerOf(providers: ProviderNames, name: string): ProviderConfig | undefined {
+  if (Array.isArray(providers)) return undefined;
+  const r = providers as Readonly<Record<string, ProviderConfig>>;
+  return Object.hasOwn(r, name) ? r[name] : undefined;
+}
+
+const APP_ONLY_LABEL = {
+  client_credentials: 'Microsoft app-only (client credentials)',
+  service_account: 'a Google service account',
+} as const;
+
+/**
+ * What the account's provider says about its credentials: app-only providers take no client or
+ * refresh token from the account; refresh-token providers need a client id from the account or
+ * their oauthClient. Unknown modes (a provider known by name only) check nothing.
+ */
+function credentialIssues(raw: Record<string, unknown>, provider: ProviderConfig | undefined): Issue[] {
+  if (!provider) return [];
+  const issues: Issue[] = [];
+  const present = (k: string) => raw[k] !== undefined && raw[k] !== null && raw[k] !== '';
+  const auth = provider.auth;
+  if (auth) {
+    const fields = [
+      'clientId',
+      'clientSecret',
+      'refreshToken',
+      ...(auth.type === 'service_account' ? ['tenant'] : []),
+    ];
+    for (const k of fields.filter(present)) {
+      issues.push({
+        path: k,
+        message:
+          `not used: provider "${provider.name}" gets tokens for its mailboxes as ${APP_ONLY_LABEL[auth.type]} ` +
+          `(providers.${provider.name}.auth), so an account needs only email and password; remove ${k}`,
+      });
+    }
+    return issues;
+  }
+  if (!present('clientId')) {
+    if (present('clientSecret')) {
+      issues.push({
+        path: 'clientSecret',
+        message: `set clientId with it, or put the secret in providers.${provider.name}.oauthClient`,
+      });
+    } else if (!provider.oauthClient) {
+      issues.push({
+        path: 'clientId',
+        message: `required: expected the OAuth client id (or set providers.${provider.name}.oauthClient for every account of "${provider.name}")`,
+      });
+    }
+  }
+  return issues;
+}
+
 export function unknownProviderMessage(name: string, known: readonly string[]): string {
   const guess = closest(name, known, PROVIDER_ALIASES);
   const hint = guess ? ` (did you mean "${guess}"?)` : ` (known providers: ${[...known].sort().join(', ')})`;
@@ -31,15 +85,25 @@ export function unknownProviderMessage(name: string, known: readonly string[]): 
  * API). Issue and warning paths are relative to the account: `provider`, `email`, ... (empty =
  * the account as a whole).
  */
-export function validateAccount(raw: unknown, providers: ProviderNames): AccountValidation {
-  const known = providerNames(providers);
+export function validateAccount(
+  raw: unknown,
+  providers: ProviderNames,
+  /** names that count as known without a resolved provider (providers whose entry has errors) */
+  alsoKnown: readonly string[] = [],
+): AccountValidation {
+  const known = [...new Set([...providerNames(providers), ...alsoKnown])];
   const parsed = parseWith(accountSchema, raw);
   const issues = parsed.ok ? [] : [...parsed.issues];
   // Checked on the raw value too, so an unknown provider is reported even when other fields fail.
-  const rawProvider =
-    raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>).provider : undefined;
+  const rawObj = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>) : undefined;
+  const rawProvider = rawObj?.provider;
   if (typeof rawProvider === 'string' && rawProvider.trim() && !known.includes(rawProvider.trim())) {
     issues.push({ path: 'provider', message: unknownProviderMessage(rawProvider.trim(), known) });
+  }
+  if (rawObj && typeof rawProvider === 'string') {
+    const reported = new Set(issues.map((i) => i.path));
+    for (const i of credentialIssues(rawObj, providerOf(providers, rawProvider.trim())))
+      if (!reported.has(i.path)) issues.push(i);
   }
   if (parsed.ok && parsed.value.password !== undefined && parsed.value.passwordHash !== undefined) {
     issues.push({ path: 'password', message: 'set either passwordHash or password, not both' });
@@ -47,15 +111,12 @@ export function validateAccount(raw: unknown, providers: ProviderNames): Account
   if (!parsed.ok || issues.length) return { ok: false, issues };
 
   const a = parsed.value;
-  const account: AccountConfig = {
-    email: a.email,
-    provider: a.provider,
-    clientId: a.clientId,
-    refreshToken: a.refreshToken,
-  };
+  const account: AccountConfig = { email: a.email, provider: a.provider };
   // Only set keys that have values, so snapshots compare cleanly on reload.
   for (const key of [
+    'clientId',
     'clientSecret',
+    'refreshToken',
     'passwordHash',
     'password',
     'tenant',
@@ -95,13 +156,14 @@ export function validateAccountList(
   providers: ProviderNames,
   where: (i: number) => string,
   seen: Map<string, string> = new Map(),
+  alsoKnown: readonly string[] = [],
 ): { accounts: LocatedAccount[]; issues: Issue[]; warnings: string[] } {
   const accounts: LocatedAccount[] = [];
   const issues: Issue[] = [];
   const warnings: string[] = [];
   entries.forEach((raw, i) => {
     const at = where(i);
-    const r = validateAccount(raw, providers);
+    const r = validateAccount(raw, providers, alsoKnown);
     if (!r.ok)
       for (const iss of r.issues) issues.push({ path: joinPath(at, iss.path), message: iss.message });
     // Duplicates are checked even for otherwise invalid entries so one run reports everything.

@@ -4,18 +4,24 @@
 import path from 'node:path';
 import { accountEntries, validateAccountList, type LocatedAccount } from './accounts.js';
 import { ConfigError, describeValue, formatPath } from './errors.js';
-import { DocumentError, displayPath, readDocument, readPem, resolvePath } from './files.js';
+import { DocumentError, describeFsError, displayPath, readDocument, readPem, resolvePath } from './files.js';
+import { readFile } from 'node:fs/promises';
 import { deepFreeze } from './freeze.js';
 import { interpolateEnv, unsetWarning } from './interpolate.js';
 import {
   BUILTIN_PROVIDERS,
   BUILTIN_PROVIDER_NAMES,
+  CLIENT_CREDENTIALS_SCOPE,
   PROVIDER_DEFAULTS,
+  SERVICE_ACCOUNT_SCOPE,
   isBuiltinProvider,
 } from './providers.js';
 import {
   TOP_LEVEL_KEYS,
   accountsFileSchema,
+  authTypeOf,
+  clientCredentialsAuthSchema,
+  serviceAccountAuthSchema,
   httpSchema,
   logSchema,
   metricsSchema,
@@ -28,7 +34,7 @@ import {
   unknownKeyMessage,
   type ProviderInput,
 } from './schema.js';
-import type { Config, ProviderConfig } from './types.js';
+import type { Config, ProviderAuthConfig, ProviderConfig } from './types.js';
 import type { Issue } from '../shared/issue.js';
 import { isLoopback, formatHostPort } from '../shared/net.js';
 
@@ -108,13 +114,13 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
   const shutdownTimeoutMs = take(parseWith(shutdownTimeoutSchema, top.shutdownTimeout, ['shutdownTimeout']));
   const accountsFileRel = take(parseWith(accountsFileSchema, top.accountsFile, ['accountsFile']));
 
-  const { providers, caFiles, knownNames } = resolveProviders(top.providers, issues, warnings);
+  const { providers, caFiles, authFiles, knownNames } = resolveProviders(top.providers, issues, warnings);
 
   // Accounts: inline first, then the file; duplicates are reported where they occur second.
   const seen = new Map<string, string>();
   const located: LocatedAccount[] = [];
   const addAccounts = (entries: unknown[], where: (i: number) => string) => {
-    const r = validateAccountList(entries, knownNames, where, seen);
+    const r = validateAccountList(entries, providers, where, seen, knownNames);
     located.push(...r.accounts);
     issues.push(...r.issues);
     warnings.push(...r.warnings);
@@ -157,6 +163,7 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
       else providers[name]!.smtp.ca = r.pem;
     }),
   );
+  await readAuthFiles(baseDir, providers, authFiles, issue);
 
   if (smtp) {
     if (!smtp.tls) {
@@ -238,6 +245,7 @@ function resolveProviders(
 ): {
   providers: Record<string, ProviderConfig>;
   caFiles: { name: string; file: string }[];
+  authFiles: AuthFile[];
   knownNames: string[];
 } {
   const providers: Record<string, ProviderConfig> = {};
@@ -245,13 +253,14 @@ function resolveProviders(
     providers[name] = structuredClone(BUILTIN_PROVIDERS[name as 'google']);
   const knownNames = [...BUILTIN_PROVIDER_NAMES];
   const caFiles: { name: string; file: string }[] = [];
-  if (raw === undefined || raw === null) return { providers, caFiles, knownNames };
+  const authFiles: AuthFile[] = [];
+  if (raw === undefined || raw === null) return { providers, caFiles, authFiles, knownNames };
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     issues.push({
       path: 'providers',
       message: `expected a mapping of provider names, got ${describeValue(raw)}`,
     });
-    return { providers, caFiles, knownNames };
+    return { providers, caFiles, authFiles, knownNames };
   }
   for (const [name, entry] of Object.entries(raw)) {
     const at = ['providers', name];
@@ -270,6 +279,16 @@ function resolveProviders(
     }
     const merged = mergeProvider(name, parsed.value, issues);
     if (!merged) continue;
+    if (parsed.value.auth !== undefined && parsed.value.auth !== null) {
+      const auth = resolveAuth(merged, parsed.value.auth, issues, authFiles);
+      if (!auth) continue;
+      merged.auth = auth;
+      if (merged.oauthClient) {
+        warnings.push(
+          `${formatPath([...at, 'oauthClient'])}: not used: the accounts of "${name}" get app-only tokens (auth.type ${auth.type})`,
+        );
+      }
+    }
     providers[name] = merged;
     if (parsed.value.smtp?.ca) caFiles.push({ name, file: parsed.value.smtp.ca });
     if (merged.smtp.security === 'none' && !isLoopback(merged.smtp.host)) {
@@ -278,7 +297,132 @@ function resolveProviders(
       );
     }
   }
-  return { providers, caFiles, knownNames };
+  return { providers, caFiles, authFiles, knownNames };
+}
+
+/** A file an `auth:` mapping names, read once every section is parsed. */
+interface AuthFile {
+  provider: string;
+  field: 'certificate' | 'privateKey' | 'keyFile';
+  file: string;
+}
+
+/** Tenant names that are not a directory: client credentials need the app's own tenant. */
+const NOT_A_TENANT = new Set(['', 'common', 'organizations', 'consumers']);
+
+/** `providers.<name>.auth`: checked by its type's schema; the files it names are read later. */
+function resolveAuth(
+  provider: ProviderConfig,
+  raw: unknown,
+  issues: Issue[],
+  files: AuthFile[],
+): ProviderAuthConfig | undefined {
+  const at = ['providers', provider.name, 'auth'];
+  const kind = authTypeOf(raw);
+  if ('error' in kind) {
+    const typed = raw !== null && typeof raw === 'object' && !Array.isArray(raw);
+    issues.push({ path: formatPath(typed ? [...at, 'type'] : at), message: kind.error });
+    return undefined;
+  }
+  if (kind.type === 'service_account') {
+    const r = parseWith(serviceAccountAuthSchema, raw, at);
+    if (!r.ok) {
+      issues.push(...r.issues);
+      return undefined;
+    }
+    files.push({ provider: provider.name, field: 'keyFile', file: r.value.keyFile });
+    return {
+      type: 'service_account',
+      keyFile: r.value.keyFile,
+      key: '',
+      scope: r.value.scope || provider.scope || SERVICE_ACCOUNT_SCOPE,
+    };
+  }
+  const r = parseWith(clientCredentialsAuthSchema, raw, at);
+  if (!r.ok) {
+    issues.push(...r.issues);
+    return undefined;
+  }
+  const a = r.value;
+  const before = issues.length;
+  const bad = (field: string, message: string) => issues.push({ path: formatPath([...at, field]), message });
+  if (a.clientSecret === undefined && a.certificate === undefined)
+    bad('clientSecret', 'required: a client secret, or certificate and privateKey (PEM files) instead');
+  if (a.clientSecret !== undefined && a.certificate !== undefined)
+    bad('certificate', 'set either clientSecret or certificate, not both');
+  if (a.certificate !== undefined && a.privateKey === undefined)
+    bad('privateKey', "required with certificate: the PEM file of the certificate's RSA private key");
+  if (a.privateKey !== undefined && a.certificate === undefined)
+    bad('certificate', 'required with privateKey: the PEM file of the certificate registered for the app');
+  const tenant = a.tenant ?? provider.tenant;
+  if (provider.tokenUrl.includes('{tenant}') && NOT_A_TENANT.has(tenant.toLowerCase())) {
+    bad(
+      'tenant',
+      `required: the directory (tenant) ID or a verified domain of the app registration (client credentials do not work with "${tenant || '(empty)'}")`,
+    );
+  }
+  if (issues.length > before) return undefined;
+  if (a.certificate !== undefined) {
+    files.push({ provider: provider.name, field: 'certificate', file: a.certificate });
+    files.push({ provider: provider.name, field: 'privateKey', file: a.privateKey! });
+  }
+  return {
+    type: 'client_credentials',
+    ...(a.tenant !== undefined ? { tenant: a.tenant } : {}),
+    clientId: a.clientId,
+    ...(a.clientSecret !== undefined ? { clientSecret: a.clientSecret } : {}),
+    ...(a.certificate !== undefined
+      ? {
+          certificate: {
+            certificate: '',
+            privateKey: '',
+            certificateFile: a.certificate,
+            privateKeyFile: a.privateKey!,
+          },
+        }
+      : {}),
+    scope: a.scope || CLIENT_CREDENTIALS_SCOPE,
+  };
+}
+
+/**
+ * Reads the certificate, private key and key files of app-only providers into the snapshot, so a
+ * bad path fails `check` and a reload re-reads them. What is inside is checked by
+ * app/credentials.ts (the grants own those formats).
+ */
+async function readAuthFiles(
+  baseDir: string,
+  providers: Record<string, ProviderConfig>,
+  files: readonly AuthFile[],
+  issue: (path: string, message: string) => void,
+): Promise<void> {
+  await Promise.all(
+    files.map(async ({ provider, field, file }) => {
+      const auth = providers[provider]?.auth;
+      if (!auth) return;
+      const abs = resolvePath(baseDir, file);
+      const at = formatPath(['providers', provider, 'auth', field]);
+      if (auth.type === 'service_account') {
+        try {
+          auth.key = await readFile(abs, 'utf8');
+          auth.keyFile = abs;
+        } catch (err) {
+          issue(at, `cannot read the key file ${abs}: ${describeFsError(err)}`);
+        }
+        return;
+      }
+      const r = await readPem(abs, field === 'certificate' ? 'certificate' : 'private key');
+      if ('error' in r) return issue(at, r.error);
+      const c = auth.certificate!;
+      if (field === 'certificate') {
+        c.certificate = r.pem;
+        c.certificateFile = abs;
+      } else {
+        c.privateKey = r.pem;
+        c.privateKeyFile = abs;
+      }
+    }),
+  );
 }
 
 function mergeProvider(name: string, p: ProviderInput, issues: Issue[]): ProviderConfig | undefined {
@@ -299,9 +443,21 @@ function mergeProvider(name: string, p: ProviderInput, issues: Issue[]): Provide
     if (p.tokenUrl === undefined || smtp.host === undefined || smtp.port === undefined) return undefined;
   }
   const D = PROVIDER_DEFAULTS;
+  const authorizeUrl = p.authorizeUrl ?? base?.authorizeUrl;
+  const deviceAuthorizationUrl = p.deviceAuthorizationUrl ?? base?.deviceAuthorizationUrl;
   return {
     name,
     tokenUrl: p.tokenUrl ?? base!.tokenUrl,
+    ...(authorizeUrl !== undefined ? { authorizeUrl } : {}),
+    ...(deviceAuthorizationUrl !== undefined ? { deviceAuthorizationUrl } : {}),
+    ...(p.oauthClient
+      ? {
+          oauthClient: {
+            clientId: p.oauthClient.clientId,
+            ...(p.oauthClient.clientSecret !== undefined ? { clientSecret: p.oauthClient.clientSecret } : {}),
+          },
+        }
+      : {}),
     tenant: p.tenant ?? base?.tenant ?? D.tenant,
     scope: p.scope ?? base?.scope ?? D.scope,
     smtp: {

@@ -1,7 +1,7 @@
 // Built-in providers and the defaults for every provider field. A `providers:` entry with a
 // built-in name overrides only the fields it sets (smtp is merged field by field).
 
-import type { ProviderConfig } from './types.js';
+import type { AccountConfig, OAuthClientConfig, ProviderConfig } from './types.js';
 
 /** Defaults for a provider defined in the config (and for fields a built-in does not set). */
 export const PROVIDER_DEFAULTS = {
@@ -31,6 +31,9 @@ export const BUILTIN_PROVIDERS: Readonly<Record<'google' | 'microsoft', Provider
     ...COMMON,
     name: 'google',
     tokenUrl: 'https://oauth2.googleapis.com/token',
+    authorizeUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
+    // Google refuses Gmail scopes here; `accounts authorize --device` says so instead of asking
+    deviceAuthorizationUrl: 'https://oauth2.googleapis.com/device/code',
     tenant: '',
     scope: 'https://mail.google.com/',
     smtp: Object.freeze({
@@ -46,6 +49,8 @@ export const BUILTIN_PROVIDERS: Readonly<Record<'google' | 'microsoft', Provider
     ...COMMON,
     name: 'microsoft',
     tokenUrl: 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token',
+    authorizeUrl: 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize',
+    deviceAuthorizationUrl: 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode',
     tenant: 'common',
     scope: 'https://outlook.office.com/SMTP.Send offline_access',
     smtp: Object.freeze({
@@ -75,9 +80,53 @@ export const PROVIDER_ALIASES: Readonly<Record<string, string>> = {
   azure: 'microsoft',
 };
 
+/** Scope of Microsoft app-only tokens for SMTP (the resource's `.default`). */
+export const CLIENT_CREDENTIALS_SCOPE = 'https://outlook.office365.com/.default';
+/** Scope a Google service account is delegated for mail. */
+export const SERVICE_ACCOUNT_SCOPE = 'https://mail.google.com/';
+
+export type ProviderEndpoint = 'tokenUrl' | 'authorizeUrl' | 'deviceAuthorizationUrl';
+
+/**
+ * One of the provider's endpoints for `tenant` (the provider's own when absent), `{tenant}` filled
+ * in; undefined when the provider has no such endpoint.
+ */
+export function providerUrl(
+  provider: ProviderConfig,
+  endpoint: ProviderEndpoint,
+  tenant: string = provider.tenant,
+): string | undefined {
+  return provider[endpoint]?.replaceAll('{tenant}', encodeURIComponent(tenant));
+}
+
 /** The provider's token endpoint for `tenant` (the provider's own when absent): `{tenant}` filled in. */
 export function tokenUrl(provider: ProviderConfig, tenant: string = provider.tenant): string {
-  return provider.tokenUrl.replaceAll('{tenant}', encodeURIComponent(tenant));
+  return providerUrl(provider, 'tokenUrl', tenant)!;
+}
+
+/** How the accounts of a provider get their access tokens. */
+export type AuthMode = 'refresh_token' | 'client_credentials' | 'service_account';
+
+export function authMode(provider: ProviderConfig): AuthMode {
+  return provider.auth?.type ?? 'refresh_token';
+}
+
+/**
+ * The OAuth client a refresh-token account uses: its own clientId (and secret), else the provider's
+ * oauthClient. A refresh token is bound to the client it was issued to, so the interactive flows and
+ * the refreshes must agree on this.
+ */
+export function oauthClientOf(
+  account: Pick<AccountConfig, 'clientId' | 'clientSecret'>,
+  provider: ProviderConfig,
+): OAuthClientConfig | undefined {
+  if (account.clientId !== undefined) {
+    return {
+      clientId: account.clientId,
+      ...(account.clientSecret !== undefined ? { clientSecret: account.clientSecret } : {}),
+    };
+  }
+  return provider.oauthClient;
 }
 
 export function isBuiltinProvider(name: string): name is keyof typeof BUILTIN_PROVIDERS {

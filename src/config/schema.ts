@@ -49,11 +49,19 @@
 //     connectionMaxAge 10m (EXTENSION), acquireTimeout 10s (EXTENSION: wait for a free upstream
 //     connection before `451 4.7.0`), commandTimeout 30s (EXTENSION: connect/TLS/each reply).
 //     Built-in `google` and `microsoft` can be overridden field by field.
+//     Onboarding (EXTENSION, SPEC section 8): authorizeUrl, deviceAuthorizationUrl (built in for
+//     google and microsoft; may contain {tenant}); oauthClient {clientId, clientSecret?}: the client
+//     accounts without their own clientId use; auth: app-only for every account of the provider,
+//     {type: client_credentials, tenant?, clientId, clientSecret | certificate + privateKey (PEM
+//     files), scope (https://outlook.office365.com/.default)} or {type: service_account, keyFile
+//     (Google JSON key), scope (the provider's)}.
 //
-//   accounts[]: email, provider, clientId, refreshToken (required); clientSecret, passwordHash
-//     ($scrypt$...), password (plain text, warned), tenant, sourceAddress (IP), maxConnections (>= 1),
-//     messagesPerMinute (>= 0) (optional). Exactly one of passwordHash/password, or neither (the
-//     account can then only send from smtp.trustedNetworks; warned).
+//   accounts[]: email, provider (required); clientId (required unless the provider has an
+//     oauthClient or auth), clientSecret, refreshToken (absent: the one `accounts authorize` stored
+//     in the state store; not allowed with app-only auth), passwordHash ($scrypt$...), password
+//     (plain text, warned), tenant, sourceAddress (IP), maxConnections (>= 1), messagesPerMinute
+//     (>= 0) (optional). Exactly one of passwordHash/password, or neither (the account can then only
+//     send from smtp.trustedNetworks; warned).
 //
 // Strings anywhere may use ${VAR} or ${VAR:-default}; durations are ms numbers or "250ms", "30s",
 // "5m", "1h", "1h30m"; integer and boolean fields also accept "123" / "true" strings (from ${VAR}).
@@ -131,15 +139,7 @@ export const optionalString = (fallback?: string) =>
     return asString(v, bad);
   });
 
-/** requiredString / optionalString for secrets (see asSecretString). */
-const requiredSecret = (what = 'a non-empty string') =>
-  leaf((v, bad) => {
-    if (absent(v) || v === '') {
-      bad(`required: expected ${what}`);
-      return '';
-    }
-    return (asSecretString(v, bad, what) ?? '').trim();
-  });
+/** optionalString for secrets (see asSecretString). */
 const optionalSecret = () =>
   leaf((v, bad): string | undefined => (absent(v) || v === '' ? undefined : asSecretString(v, bad)));
 
@@ -398,19 +398,31 @@ export const metricsSchema = section({ perAccount: boolean(false) });
 export const shutdownTimeoutSchema = duration(30_000);
 export const accountsFileSchema = optionalString();
 
-/** A `providers:` entry as written: every field optional, so overrides of built-ins can be merged. */
-export const providerSchema = section({
-  tokenUrl: leaf((v, bad): string | undefined => {
+/** An http(s) URL (optional). */
+const httpUrl = () =>
+  leaf((v, bad): string | undefined => {
     if (absent(v) || v === '') return undefined;
     const s = asString(v, bad, 'an http(s) URL');
     if (s === undefined) return undefined;
     let ok = false;
     try {
-      ok = ['http:', 'https:'].includes(new URL(s).protocol);
+      ok = ['http:', 'https:'].includes(new URL(s.replaceAll('{tenant}', 'tenant')).protocol);
     } catch {}
     if (!ok) bad(`expected an http(s) URL, got ${describeValue(s)}`);
     return s;
-  }),
+  });
+
+/** A `providers:` entry as written: every field optional, so overrides of built-ins can be merged. */
+export const providerSchema = section({
+  tokenUrl: httpUrl(),
+  authorizeUrl: httpUrl(),
+  deviceAuthorizationUrl: httpUrl(),
+  oauthClient: strict({
+    clientId: requiredString('the OAuth client id of the app registration'),
+    clientSecret: optionalSecret(),
+  }).nullish(),
+  // checked by its own schema (clientCredentialsAuthSchema / serviceAccountAuthSchema) once the type is known
+  auth: z.unknown().optional(),
   tenant: optionalText(),
   scope: optionalText(),
   smtp: strict({
@@ -430,6 +442,42 @@ export const providerSchema = section({
 });
 export type ProviderInput = z.output<typeof providerSchema>;
 
+export const AUTH_TYPES = ['client_credentials', 'service_account'] as const;
+const authType = (t: (typeof AUTH_TYPES)[number]) => leaf(() => t);
+
+/** `providers.<name>.auth` with `type: client_credentials` (Microsoft app-only). */
+export const clientCredentialsAuthSchema = strict({
+  type: authType('client_credentials'),
+  tenant: optionalString(),
+  clientId: requiredString("the app registration's application (client) id"),
+  clientSecret: optionalSecret(),
+  certificate: optionalString(),
+  privateKey: optionalString(),
+  scope: optionalText(),
+});
+
+/** `providers.<name>.auth` with `type: service_account` (Google domain-wide delegation). */
+export const serviceAccountAuthSchema = strict({
+  type: authType('service_account'),
+  keyFile: requiredString('the path of the service account JSON key file'),
+  scope: optionalText(),
+});
+
+/** The `type` of an `auth:` mapping, or a problem with it. */
+export function authTypeOf(v: unknown): { type: (typeof AUTH_TYPES)[number] } | { error: string } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    return { error: `expected a mapping with a type (${AUTH_TYPES.join(' or ')}), got ${describeValue(v)}` };
+  const t = (v as Record<string, unknown>).type;
+  if (typeof t === 'string' && (AUTH_TYPES as readonly string[]).includes(t))
+    return { type: t as (typeof AUTH_TYPES)[number] };
+  if (t === undefined || t === null || t === '')
+    return { error: `required: expected ${AUTH_TYPES.map((x) => `"${x}"`).join(' or ')}` };
+  const hint = typeof t === 'string' ? didYouMean(t, AUTH_TYPES) : '';
+  return {
+    error: `expected ${AUTH_TYPES.map((x) => `"${x}"`).join(' or ')}, got ${describeValue(t)}${hint}`,
+  };
+}
+
 const EMAIL = /^[^\s@]+@[^\s@.]+(?:\.[^\s@.]+)*$/;
 
 export const accountSchema = section({
@@ -443,9 +491,19 @@ export const accountSchema = section({
     return normalizeEmail(s ?? '');
   }),
   provider: requiredString('a provider name'),
-  clientId: requiredString(),
+  // required unless the provider has an oauthClient or app-only auth (config/accounts.ts checks)
+  clientId: optionalString(),
   clientSecret: optionalSecret(),
-  refreshToken: requiredSecret(),
+  // absent: the one `accounts authorize` stored in the state store; "" is a mistake (an unset ${VAR})
+  refreshToken: leaf((v, bad): string | undefined => {
+    if (v === undefined || v === null) return undefined;
+    const s = asSecretString(v, bad, 'a non-empty string');
+    if (s !== undefined && s.trim() === '')
+      bad(
+        'expected a non-empty string (leave refreshToken out to use the one `xoauth2-proxy accounts authorize` stores)',
+      );
+    return s?.trim();
+  }),
   passwordHash: leaf((v, bad): string | undefined => {
     if (absent(v) || v === '') return undefined;
     // a plain-text password put here by mistake is a secret too

@@ -16,10 +16,56 @@ export interface UpstreamSmtpConfig {
   rejectUnauthorized: boolean;
 }
 
+/** The OAuth client (app registration) mailboxes authorize in the interactive flows. */
+export interface OAuthClientConfig {
+  clientId: string;
+  /** confidential clients only */
+  clientSecret?: string;
+}
+
+/**
+ * Microsoft app-only access (client credentials, RFC 6749 section 4.4): one app registration with
+ * SMTP.SendAsApp reaches every mailbox it was granted; XOAUTH2 `user=` names the mailbox.
+ */
+export interface ClientCredentialsAuthConfig {
+  type: 'client_credentials';
+  /** the tenant the app is registered in; absent: the provider's (never "common") */
+  tenant?: string;
+  clientId: string;
+  /** exactly one of clientSecret and certificate */
+  clientSecret?: string;
+  /** PEM texts of the certificate and its RSA private key (private_key_jwt), with their paths */
+  certificate?: { certificate: string; privateKey: string; certificateFile: string; privateKeyFile: string };
+  /** default https://outlook.office365.com/.default */
+  scope: string;
+}
+
+/** Google service account with domain-wide delegation (JWT bearer, RFC 7523): `sub` = the mailbox. */
+export interface ServiceAccountAuthConfig {
+  type: 'service_account';
+  /** absolute path of the JSON key file */
+  keyFile: string;
+  /** the key file's text (it holds the private key; read at load so a reload re-reads it) */
+  key: string;
+  /** default: the provider's scope (https://mail.google.com/) */
+  scope: string;
+}
+
+/** App-only modes, configured once per provider entry: its accounts need only email and password. */
+export type ProviderAuthConfig = ClientCredentialsAuthConfig | ServiceAccountAuthConfig;
+
 export interface ProviderConfig {
   name: string;
   /** May contain `{tenant}`: use tokenUrl() of config/providers.ts for an account's endpoint. */
   tokenUrl: string;
+  /** authorization endpoint of the authorization-code flow; may contain `{tenant}` (providerUrl()) */
+  authorizeUrl?: string;
+  /** device authorization endpoint (RFC 8628); may contain `{tenant}` */
+  deviceAuthorizationUrl?: string;
+  /** the client accounts without a clientId of their own use (refresh-token accounts) */
+  oauthClient?: OAuthClientConfig;
+  /** app-only: every account of the provider gets its tokens this way (no refresh tokens) */
+  auth?: ProviderAuthConfig;
   tenant: string;
   scope: string;
   smtp: UpstreamSmtpConfig;
@@ -39,9 +85,14 @@ export interface AccountConfig {
   /** lower-cased; the AUTH username */
   email: string;
   provider: string;
-  clientId: string;
+  /** absent: the provider's oauthClient (refresh-token providers) or its app-only auth */
+  clientId?: string;
   clientSecret?: string;
-  refreshToken: string;
+  /**
+   * absent: the one `accounts authorize` stored (sealed) in the state store, or none yet (the
+   * account then needs authorization); never set for app-only providers
+   */
+  refreshToken?: string;
   /** PHC-style scrypt string from `hash-password`. */
   passwordHash?: string;
   /** Plain-text password (accepted with a warning). */

@@ -4,16 +4,21 @@ import type { AdminResult } from '../shared/admin-result.js';
 import type { LiveSnapshot } from '../metrics/live.js';
 
 /**
- * `unknown` (no token fetched yet) | `ok` | `refreshing` | `needs_reauth` (refresh token revoked:
- * invalid_grant) | `error` (the last refresh failed for another reason, or the account cannot send,
- * e.g. an unusable sourceAddress). A mailbox at its connection limit is still `ok`: its pool
- * counts show it (busy at the limit, messages waiting).
+ * `unknown` (no token fetched yet) | `ok` | `refreshing` | `needs_authorization` (no refresh token
+ * in the file nor in the state store yet: `accounts authorize`) | `needs_reauth` (refresh token
+ * revoked: invalid_grant; for app-only accounts: the grant was refused) | `error` (the last refresh
+ * failed for another reason, or the account cannot send, e.g. an unusable sourceAddress). A mailbox
+ * at its connection limit is still `ok`: its pool counts show it (busy at the limit, messages waiting).
  */
-export type AccountState = 'unknown' | 'ok' | 'refreshing' | 'needs_reauth' | 'error';
+export type AccountState = 'unknown' | 'ok' | 'refreshing' | 'needs_authorization' | 'needs_reauth' | 'error';
+
+/** How a mailbox authenticates upstream. */
+export type AccountAuth = 'refresh token in file' | 'refresh token in store' | 'app-only' | 'service account';
 
 export interface AccountView {
   email: string;
   provider: string;
+  auth?: AccountAuth;
   state: AccountState;
   /** ISO time the cached access token expires */
   tokenExpiresAt?: string;

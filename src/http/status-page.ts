@@ -38,6 +38,7 @@ export const STATE_LABELS: Readonly<Record<AccountState, string>> = {
   unknown: 'unknown',
   ok: 'ok',
   refreshing: 'refreshing',
+  needs_authorization: 'needs authorization',
   needs_reauth: 'needs re-authorization',
   error: 'error',
 };
@@ -54,6 +55,7 @@ function row(a: AccountView): string {
   const cells = [
     a.email,
     a.provider,
+    a.auth ?? '-',
     stateLabel(a.state),
     a.tokenExpiresAt ?? '-',
     idle,
@@ -74,9 +76,9 @@ h1{font-size:1.3rem;margin:0 0 .5rem} h2{font-size:1.05rem;margin:1.2rem 0 .4rem
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right}
-tr.state-needs_reauth td:nth-child(3){color:#b00020;font-weight:600}
-tr.state-error td:nth-child(3){color:#a15c00;font-weight:600}
-tr.state-ok td:nth-child(3){color:#17702d}
+tr.state-needs_reauth td:nth-child(4),tr.state-needs_authorization td:nth-child(4){color:#b00020;font-weight:600}
+tr.state-error td:nth-child(4){color:#a15c00;font-weight:600}
+tr.state-ok td:nth-child(4){color:#17702d}
 #chart{background:#fff;border:1px solid #ddd} .muted{color:#777} #problem{color:#b00020}
 .legend span{margin-right:1rem} .tp{color:#1f6feb} .lat{color:#d1495b}
 ul#errors{font-family:ui-monospace,monospace;font-size:12px}
@@ -102,7 +104,7 @@ const SCRIPT = `
       tr.setAttribute('data-email', a.email);
       tr.className = 'state-' + String(a.state).replace(/[^a-z_]/gi, '');
       var p = poolCells(a);
-      [a.email, a.provider, LABELS[a.state] || a.state, a.tokenExpiresAt || '-', p[0], p[1], p[2], a.lastError || '']
+      [a.email, a.provider, a.auth || '-', LABELS[a.state] || a.state, a.tokenExpiresAt || '-', p[0], p[1], p[2], a.lastError || '']
         .forEach(function(v){ var td = document.createElement('td'); text(td, v); tr.appendChild(td); });
       rows.appendChild(tr);
     });
@@ -175,7 +177,7 @@ export function renderStatusPage(opts: {
 <polyline id="latency" fill="none" stroke="#d1495b" stroke-width="1" points=""></polyline>
 </svg>
 <h2>Mailboxes (<span id="count">${opts.accounts.length}</span>)</h2>
-<table id="accounts"><thead><tr><th>email</th><th>provider</th><th>state</th><th>token expires</th>
+<table id="accounts"><thead><tr><th>email</th><th>provider</th><th>authenticates</th><th>state</th><th>token expires</th>
 <th>idle</th><th>busy</th><th>waiting</th><th>last error</th></tr></thead>
 <tbody>${opts.accounts.map(row).join('\n')}</tbody></table>
 <h2>Recent errors</h2>

@@ -12,6 +12,18 @@
 //   per-account exponential backoff with jitter; during the backoff getToken fails fast. If a still
 //   valid token is cached (a proactive refresh failed), it keeps being served and the retry is timed
 //   to happen before it expires.
+//
+// Token sources (what `status().source` says):
+// - `file`: the refresh token configured in the accounts file (and its rotations, in the store).
+// - `store`: no refresh token in the file; the one `accounts authorize` (or the web onboarding)
+//   sealed in the state store, and its rotations. Without one the account is `needs_authorization`
+//   (451 4.7.0 saying to run `accounts authorize`). A new authorization replaces the entry at once:
+//   syncAuthorizations(), called on every reload and when the authorize command signals.
+// - `client_credentials` (Microsoft app-only) and `service_account` (Google JWT bearer): one token
+//   per mailbox, refreshed ahead like the others, nothing to rotate. Their permanent failures name
+//   what the administrator must grant (GRANT_FAILED); since the fix happens at the provider, not in
+//   our config, they are retried after APP_ONLY_RETRY_MS (or at once on a reload). An upstream that
+//   refuses a fresh app-only token at SMTP AUTH means the mailbox was not granted: authRejected().
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { tokenUrl } from '../config/providers.js';
@@ -22,25 +34,67 @@ import type { Logger } from '../shared/log.js';
 import type { SmtpError } from '../shared/smtp-reply.js';
 import { Backoff } from './backoff.js';
 import { smtpError } from '../shared/replies.js';
-import { TokenClient, TokenGrantError, type RefreshResult } from './token-client.js';
+import { TokenClient, TokenGrantError } from './token-client.js';
+import { clientCredentialsGrant, type ClientAuthentication } from './grants/client-credentials.js';
+import { GrantError, grantFailureText } from './grants/errors.js';
+import { jwtBearerGrant } from './grants/jwt-bearer.js';
+import type { ServiceAccountKey } from './grants/service-account-key.js';
 
-export interface TokenAccount {
+interface TokenAccountBase {
   email: string;
   provider: ProviderConfig;
-  clientId: string;
-  clientSecret?: string;
-  refreshToken: string;
   tenant?: string;
 }
 
-export type TokenState = 'ok' | 'refreshing' | 'needs_reauth' | 'error' | 'unknown';
+/** A delegated account: a mailbox owner's consent, kept as a refresh token. */
+export interface RefreshTokenAccount extends TokenAccountBase {
+  appOnly?: undefined;
+  clientId: string;
+  clientSecret?: string;
+  /** absent: the one an authorization stored in the state store (source `store`) */
+  refreshToken?: string;
+}
+
+/** How an app-only account gets its token; built from the provider's `auth` by app/credentials.ts. */
+export type AppOnlyGrant =
+  | {
+      grant: 'client_credentials';
+      /** the app's tenant, `{tenant}` substituted */
+      tokenUrl: string;
+      clientId: string;
+      scope: string;
+      auth: ClientAuthentication;
+      /** changes whenever the secret, certificate or key changes (part of the credential key) */
+      fingerprint: string;
+    }
+  | { grant: 'jwt_bearer'; key: ServiceAccountKey; scope: string; fingerprint: string };
+
+/** An account of an app-only provider: the mailbox is only the XOAUTH2 user (or the JWT `sub`). */
+export interface AppOnlyAccount extends TokenAccountBase {
+  appOnly: AppOnlyGrant;
+}
+
+export type TokenAccount = RefreshTokenAccount | AppOnlyAccount;
+
+export type TokenState = 'ok' | 'refreshing' | 'needs_authorization' | 'needs_reauth' | 'error' | 'unknown';
+
+/** Where an account's tokens come from (accounts list, the admin API and the status page show it). */
+export type TokenSource = 'file' | 'store' | 'client_credentials' | 'service_account';
 
 export interface TokenStatus {
   state: TokenState;
+  /** absent for accounts no longer (or not yet) configured */
+  source?: TokenSource;
   expiresAt?: number;
   lastError?: string;
   refreshes: number;
 }
+
+/**
+ * How long an app-only mailbox whose grant was refused waits before it is tried again: the fix is
+ * made at the provider (consent, delegation, a mailbox permission), which this process cannot see.
+ */
+export const APP_ONLY_RETRY_MS = 60_000;
 
 export interface TokenManagerOptions {
   store: StateStore;
@@ -73,10 +127,14 @@ interface CachedToken {
 interface Entry {
   readonly email: string;
   account: TokenAccount;
+  readonly source: TokenSource;
   /** hash of everything that, when changed, makes the cached tokens worthless */
   readonly credentialKey: string;
-  /** the refresh token to use: the configured one or the latest rotation of it */
-  refreshToken: string;
+  /**
+   * the refresh token to use: the configured one or the latest rotation of it, or the authorized one
+   * from the store; undefined for app-only accounts and while `needs_authorization`
+   */
+  refreshToken?: string;
   state: TokenState;
   token?: CachedToken;
   inflight?: Promise<string>;
@@ -93,16 +151,27 @@ interface Entry {
   dropped: boolean;
 }
 
+function sourceOf(a: TokenAccount): TokenSource {
+  if (a.appOnly) return a.appOnly.grant === 'client_credentials' ? 'client_credentials' : 'service_account';
+  return a.refreshToken === undefined ? 'store' : 'file';
+}
+
 function credentialKey(a: TokenAccount): string {
-  const parts = [
-    a.provider.name,
-    a.provider.tokenUrl,
-    a.provider.scope,
-    a.tenant ?? a.provider.tenant,
-    a.clientId,
-    a.clientSecret ?? '',
-    a.refreshToken,
-  ];
+  const parts = a.appOnly
+    ? a.appOnly.grant === 'client_credentials'
+      ? [a.provider.name, 'client_credentials', a.appOnly.tokenUrl, a.appOnly.clientId, a.appOnly.scope]
+      : [a.provider.name, 'jwt_bearer', a.appOnly.key.tokenUri, a.appOnly.key.clientEmail, a.appOnly.scope]
+    : [
+        a.provider.name,
+        a.provider.tokenUrl,
+        a.provider.scope,
+        a.tenant ?? a.provider.tenant,
+        a.clientId,
+        a.clientSecret ?? '',
+        // a store-held token is compared on its own (syncAuthorizations); the file's is the lineage
+        a.refreshToken ?? '(store)',
+      ];
+  if (a.appOnly) parts.push(a.appOnly.fingerprint);
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
 
@@ -164,16 +233,46 @@ export class TokenManager {
         this.log.info({ email }, 'account credentials changed: token state reset');
       } else {
         entry.account = a; // same credentials: keep the token, the timer and any needs_reauth verdict
+        // ...except an app-only refusal: a reload is how an operator says "granted now, try again"
+        if (entry.source !== 'file' && entry.source !== 'store' && entry.state === 'needs_reauth')
+          entry.retryAt = 0;
       }
     }
     for (const [email, a] of next) {
       if (!this.entries.has(email)) this.entries.set(email, this.createEntry(email, a));
     }
+    this.syncAuthorizations();
     this.storeWrite('delete the tokens of removed accounts', () => {
       const gone = this.store.retainAccounts(next.keys());
       if (gone.length)
         this.log.info({ accounts: gone.length }, 'deleted the stored tokens of removed accounts');
     });
+  }
+
+  /**
+   * Accounts whose refresh token lives in the store: adopt a new authorization found there (the
+   * `accounts authorize` command or the web onboarding wrote it), replacing the entry, so a mailbox
+   * in needs_authorization or needs_reauth works again at once. Returns the accounts replaced.
+   */
+  syncAuthorizations(): string[] {
+    const replaced: string[] = [];
+    for (const [email, entry] of this.entries) {
+      if (entry.source !== 'store') continue;
+      let stored: string | undefined;
+      try {
+        stored = this.store.getAuthorizedRefreshToken(email);
+      } catch (err) {
+        this.log.warn({ email, err: (err as Error).message }, 'cannot read the stored authorization');
+        continue;
+      }
+      if (stored === undefined || stored === entry.refreshToken) continue;
+      this.drop(entry);
+      this.entries.set(email, this.createEntry(email, entry.account));
+      replaced.push(email);
+      this.log.info({ email }, 'new authorization in the state store: token state reset');
+    }
+    if (replaced.length) this.warmup().catch(() => undefined);
+    return replaced;
   }
 
   getToken(email: string): Promise<string> {
@@ -182,9 +281,45 @@ export class TokenManager {
     const t = entry.token;
     if (t !== undefined && this.now() < t.validUntil) return Promise.resolve(t.value);
     if (entry.inflight) return entry.inflight;
-    if (entry.state === 'needs_reauth') return Promise.reject(entry.failure);
+    // needs_authorization and a refresh token's needs_reauth wait forever (retryAt = Infinity)
     if (entry.failure && this.now() < entry.retryAt) return Promise.reject(entry.failure);
     return this.startRefresh(entry);
+  }
+
+  /**
+   * The upstream refused a token just fetched for `email` (the pool's second try). For an app-only
+   * account that means the mailbox was not granted to the app (or has SMTP AUTH off): the error
+   * names what to grant and the account waits APP_ONLY_RETRY_MS before trying again. Undefined for
+   * delegated accounts, whose generic reply stands.
+   */
+  authRejected(email: string, upstream: string): SmtpError | undefined {
+    const entry = this.entries.get(email);
+    const grant = entry?.account.appOnly;
+    if (!entry || !grant) return undefined;
+    const said = upstream.length > 120 ? `${upstream.slice(0, 117)}...` : upstream;
+    const hint =
+      grant.grant === 'client_credentials'
+        ? `grant the app ${grant.clientId} access to the mailbox (Add-MailboxPermission -Identity ${email} ` +
+          `-User <its service principal> -AccessRights FullAccess) and enable SMTP AUTH for it ` +
+          `(Set-CASMailbox -SmtpClientAuthenticationDisabled $false)`
+        : `check that ${email} is an active Workspace user with Gmail enabled and that the domain-wide ` +
+          `delegation of client id ${grant.key.clientId ?? grant.key.clientEmail} covers ${grant.scope}`;
+    const text = `Mailbox ${email} was refused by the upstream with an app-only token (${said}): ${hint}`;
+    const failure = smtpError('GRANT_FAILED', text.length > 480 ? `${text.slice(0, 477)}...` : text);
+    if (!entry.dropped && !this.closed) {
+      entry.token = undefined;
+      this.disarm(entry);
+      entry.failure = failure;
+      entry.lastError = `upstream refused the app-only token: ${said}`;
+      entry.retryAt = this.now() + APP_ONLY_RETRY_MS;
+      this.setState(entry, 'needs_reauth');
+      this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
+      this.log.error(
+        { email, upstream: said },
+        'upstream refused the app-only token: the mailbox is not granted',
+      );
+    }
+    return failure;
   }
 
   /** The upstream rejected `token`: forget it if it is still the current one (later calls no-op). */
@@ -229,6 +364,7 @@ export class TokenManager {
     if (!e) return { state: 'unknown', refreshes: 0 };
     return {
       state: e.state,
+      source: e.source,
       ...(e.token ? { expiresAt: e.token.expiresAt } : {}),
       ...(e.lastError !== undefined ? { lastError: e.lastError } : {}),
       refreshes: e.refreshes,
@@ -245,20 +381,21 @@ export class TokenManager {
   // --- internals ---
 
   private createEntry(email: string, account: TokenAccount): Entry {
-    let refreshToken = account.refreshToken;
+    const source = sourceOf(account);
+    let refreshToken = account.appOnly ? undefined : account.refreshToken;
     try {
-      refreshToken = this.store.getRotatedRefreshToken(email, account.refreshToken) ?? account.refreshToken;
+      if (source === 'file')
+        refreshToken = this.store.getRotatedRefreshToken(email, refreshToken!) ?? refreshToken;
+      else if (source === 'store') refreshToken = this.store.getAuthorizedRefreshToken(email);
     } catch (err) {
-      this.log.warn(
-        { email, err: (err as Error).message },
-        'cannot read the rotated refresh token from the store',
-      );
+      this.log.warn({ email, err: (err as Error).message }, 'cannot read the refresh token from the store');
     }
     const entry: Entry = {
       email,
       account,
+      source,
       credentialKey: credentialKey(account),
-      refreshToken,
+      ...(refreshToken !== undefined ? { refreshToken } : {}),
       state: 'unknown',
       timerAt: 0,
       timerCapped: false,
@@ -268,6 +405,13 @@ export class TokenManager {
       dropped: false,
     };
     this.metrics.accounts.inc({ state: 'unknown' });
+    if (source === 'store' && refreshToken === undefined) {
+      entry.failure = smtpError('NEEDS_AUTHORIZATION', email);
+      entry.retryAt = Infinity;
+      entry.lastError = 'no refresh token yet: run `xoauth2-proxy accounts authorize`';
+      this.setState(entry, 'needs_authorization');
+      return entry;
+    }
     // A restart (or a reload that restores earlier credentials) reuses a stored, still valid token
     // issued for exactly these credentials, so start-up does not refresh every account at once.
     try {
@@ -350,33 +494,27 @@ export class TokenManager {
   private async refresh(entry: Entry): Promise<string> {
     const account = entry.account;
     const provider = account.provider.name;
-    const configured = account.refreshToken;
-    const used = entry.refreshToken;
     const startedAt = this.now();
     const t0 = performance.now();
     this.setState(entry, 'refreshing');
-    let res: RefreshResult;
+    let res: { accessToken: string; expiresInSec: number; refreshToken?: string };
     try {
-      res = await this.client.refresh({
-        tokenUrl: tokenUrl(account.provider, account.tenant),
-        clientId: account.clientId,
-        clientSecret: account.clientSecret,
-        refreshToken: used,
-        scope: account.provider.scope,
-      });
+      res = await this.requestToken(entry);
     } catch (err) {
       this.observeDuration(provider, t0);
       throw this.onFailure(entry, err);
     }
     this.observeDuration(provider, t0);
 
-    if (res.refreshToken !== undefined && res.refreshToken !== used) {
+    const used = entry.refreshToken;
+    if (!account.appOnly && res.refreshToken !== undefined && res.refreshToken !== used) {
+      const configured = account.refreshToken;
       // Persist before use: the provider may have retired the old refresh token already, so losing
       // the new one in a crash would leave the mailbox needing re-authorization.
       try {
-        if (!this.closed) this.store.putRotatedRefreshToken(entry.email, configured, res.refreshToken);
+        if (!this.closed) this.persistRotation(entry.email, configured, used!, res.refreshToken);
       } catch (err) {
-        this.adoptRotated(entry.email, configured, res.refreshToken);
+        this.adoptRotated(entry.email, configured, used!, res.refreshToken);
         this.log.error(
           { email: entry.email, err: (err as Error).message },
           'cannot persist the rotated refresh token',
@@ -386,7 +524,7 @@ export class TokenManager {
           new TokenGrantError('transient', 'could not persist the rotated refresh token'),
         );
       }
-      this.adoptRotated(entry.email, configured, res.refreshToken);
+      this.adoptRotated(entry.email, configured, used!, res.refreshToken);
       // removed while this refresh was in flight: setAccounts already deleted the rest of its row
       if (!this.entries.has(entry.email))
         this.storeWrite('delete the tokens of a removed account', () =>
@@ -414,6 +552,7 @@ export class TokenManager {
       {
         email: entry.email,
         provider,
+        source: entry.source,
         expiresInSec: res.expiresInSec,
         rotated: res.refreshToken !== undefined,
       },
@@ -422,10 +561,65 @@ export class TokenManager {
     return res.accessToken;
   }
 
-  /** A rotation applies to whichever entry still descends from the same configured refresh token. */
-  private adoptRotated(email: string, configured: string, rotated: string): void {
+  /** One token request for the entry's source. */
+  private requestToken(
+    entry: Entry,
+  ): Promise<{ accessToken: string; expiresInSec: number; refreshToken?: string }> {
+    const a = entry.account;
+    if (a.appOnly?.grant === 'client_credentials') {
+      const g = a.appOnly;
+      return clientCredentialsGrant(this.client, {
+        tokenUrl: g.tokenUrl,
+        clientId: g.clientId,
+        scope: g.scope,
+        auth: g.auth,
+        now: this.now,
+      });
+    }
+    if (a.appOnly?.grant === 'jwt_bearer') {
+      return jwtBearerGrant(this.client, {
+        key: a.appOnly.key,
+        subject: entry.email,
+        scope: a.appOnly.scope,
+        now: this.now,
+      });
+    }
+    if (a.appOnly || entry.refreshToken === undefined)
+      return Promise.reject(smtpError('NEEDS_AUTHORIZATION', entry.email));
+    return this.client.refresh({
+      tokenUrl: tokenUrl(a.provider, a.tenant),
+      clientId: a.clientId,
+      clientSecret: a.clientSecret,
+      refreshToken: entry.refreshToken,
+      scope: a.provider.scope,
+    });
+  }
+
+  /**
+   * A file token's rotation is stored under its lineage. A store token's is stored only while the
+   * store still holds the one used: a new authorization written meanwhile must not be overwritten
+   * by the old grant's rotation.
+   */
+  private persistRotation(
+    email: string,
+    configured: string | undefined,
+    used: string,
+    rotated: string,
+  ): void {
+    if (configured !== undefined) return this.store.putRotatedRefreshToken(email, configured, rotated);
+    if (this.store.getAuthorizedRefreshToken(email) === used)
+      this.store.putAuthorizedRefreshToken(email, rotated);
+  }
+
+  /**
+   * A rotation applies to whichever entry still descends from the same configured refresh token
+   * (for store tokens: still uses the token that was rotated).
+   */
+  private adoptRotated(email: string, configured: string | undefined, used: string, rotated: string): void {
     const cur = this.entries.get(email);
-    if (cur && cur.account.refreshToken === configured) cur.refreshToken = rotated;
+    if (!cur || cur.account.appOnly || cur.account.refreshToken !== configured) return;
+    if (configured === undefined && cur.refreshToken !== used) return;
+    cur.refreshToken = rotated;
   }
 
   private onFailure(entry: Entry, err: unknown): SmtpError {
@@ -435,23 +629,33 @@ export class TokenManager {
         ? err
         : new TokenGrantError('transient', `unexpected ${(err as Error)?.name ?? 'error'}`);
     const permanent = ge.kind === 'permanent';
+    const appOnly = entry.account.appOnly !== undefined;
     this.metrics.tokenRefreshTotal.inc({ provider, result: permanent ? 'invalid_grant' : 'error' });
-    const failure = permanent
-      ? smtpError('NEEDS_REAUTH', entry.email)
-      : smtpError('TOKEN_REFRESH_FAILED', entry.email, ge.reason);
+    const failure = !permanent
+      ? smtpError('TOKEN_REFRESH_FAILED', entry.email, ge.reason)
+      : appOnly && ge instanceof GrantError
+        ? smtpError('GRANT_FAILED', grantFailureText(ge, entry.email))
+        : smtpError('NEEDS_REAUTH', entry.email);
     if (entry.dropped || this.closed) return failure;
 
     entry.failure = failure;
-    entry.lastError = ge.reason;
+    entry.lastError = permanent && ge instanceof GrantError ? ge.message : ge.reason;
     if (permanent) {
       entry.token = undefined;
+      entry.retryAt = appOnly ? this.now() + APP_ONLY_RETRY_MS : Infinity;
       this.disarm(entry);
       this.setState(entry, 'needs_reauth');
       this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
-      this.log.error(
-        { email: entry.email, provider, reason: ge.reason },
-        'refresh token rejected: the mailbox needs re-authorization (no retries until its credentials change)',
-      );
+      if (appOnly)
+        this.log.error(
+          { email: entry.email, provider, reason: ge.reason, retryInMs: APP_ONLY_RETRY_MS },
+          `app-only token refused: ${failure.reply.text}`,
+        );
+      else
+        this.log.error(
+          { email: entry.email, provider, reason: ge.reason },
+          'refresh token rejected: the mailbox needs re-authorization (no retries until its credentials change)',
+        );
     } else {
       const delay = entry.backoff.next();
       entry.retryAt = this.now() + delay;
@@ -505,7 +709,7 @@ export class TokenManager {
     entry.timer = undefined;
     if (this.closed || entry.dropped) return;
     if (entry.timerCapped) return this.arm(entry, entry.timerAt);
-    if (entry.inflight || entry.state === 'needs_reauth') return;
+    if (entry.inflight || entry.state === 'needs_reauth' || entry.state === 'needs_authorization') return;
     if (this.now() < entry.retryAt) return this.arm(entry, entry.retryAt);
     // errors are already recorded in the entry; nobody awaits a proactive refresh
     this.startRefresh(entry).catch(() => undefined);

@@ -116,7 +116,23 @@ const CATALOGUE = {
     code: 451,
     enhanced: '4.7.0',
     text: (email: string) =>
-      `Mailbox ${email} needs re-authorization: the refresh token was revoked or is invalid`,
+      `Mailbox ${email} needs re-authorization: the refresh token was revoked or is invalid; ` +
+      `run \`xoauth2-proxy accounts authorize ${email}\``,
+  },
+  // a refresh-token account with no refresh token in the file and none in the state store yet
+  NEEDS_AUTHORIZATION: {
+    code: 451,
+    enhanced: '4.7.0',
+    text: (email: string) =>
+      `Mailbox ${email} is not authorized yet: run \`xoauth2-proxy accounts authorize ${email}\``,
+  },
+  // an app-only grant (client credentials, service account) refused: the text is built by
+  // grantFailureText() of oauth/grants/errors.ts (or TokenManager.authRejected) and names the
+  // mailbox, the provider's error and what the administrator must grant, in at most 480 octets
+  GRANT_FAILED: {
+    code: 451,
+    enhanced: '4.7.0',
+    text: (text: string) => text,
   },
   TOKEN_REFRESH_FAILED: {
     code: 451,

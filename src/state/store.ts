@@ -34,6 +34,14 @@ export interface StateStore {
    */
   getRotatedRefreshToken(email: string, configuredRefreshToken: string): string | undefined;
   putRotatedRefreshToken(email: string, configuredRefreshToken: string, newRefreshToken: string): void;
+  /**
+   * The refresh token of an account that has none in the config: the one `accounts authorize` (or
+   * the web onboarding) obtained, or its latest rotation. A refresh token configured in the file is
+   * a lineage of its own and never reads as this.
+   */
+  getAuthorizedRefreshToken(email: string): string | undefined;
+  /** store (sealed, synced to disk) a new authorization, or the rotation of one */
+  putAuthorizedRefreshToken(email: string, refreshToken: string): void;
   /** forget everything stored for the account */
   deleteAccount(email: string): void;
   /** delete the rows of every account not in `emails` (the configured ones); returns those deleted */
@@ -53,6 +61,11 @@ export interface OpenStateStoreOptions {
 const KEY_FILE = 'secret.key';
 const DB_FILE = 'state.db';
 const KEY_CHECK_PLAINTEXT = 'xoauth2-proxy key check';
+/**
+ * refresh_origin of a refresh token that came from an authorization rather than from the config
+ * (the origin of a rotation is the configured token's SHA-256 hex, which this never equals)
+ */
+const AUTHORIZED_ORIGIN = 'authorized';
 /** 2: the account state columns of version 1 (written, never read) are gone */
 const SCHEMA_VERSION = 2;
 const DROPPED_COLUMNS = ['state', 'last_error', 'state_updated_at'];
@@ -252,6 +265,19 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
         db.pragma('synchronous = NORMAL');
       }
     },
+    getAuthorizedRefreshToken(email) {
+      const row = getRow.get(email);
+      if (!row?.refresh_token || row.refresh_origin !== AUTHORIZED_ORIGIN) return undefined;
+      return decrypt(email, 'refresh_token', row.refresh_token);
+    },
+    putAuthorizedRefreshToken(email, refreshToken) {
+      db.pragma('synchronous = FULL');
+      try {
+        putRefresh.run(email, seal(key, refreshToken, aad(email, 'refresh_token')), AUTHORIZED_ORIGIN);
+      } finally {
+        db.pragma('synchronous = NORMAL');
+      }
+    },
     deleteAccount(email) {
       deleteRow.run(email);
     },
@@ -264,4 +290,68 @@ export function openStateStore(opts: OpenStateStoreOptions): StateStore {
       db.close();
     },
   };
+}
+
+/** What can be told about the stored accounts without the key (nothing secret): for `check`, `accounts list`. */
+export interface StoredAccountsSummary {
+  /** accounts holding a refresh token from an authorization (`accounts authorize`, the web flow) */
+  authorized: ReadonlySet<string>;
+  /** epoch ms the cached access token of each account expires */
+  accessExpiresAt: ReadonlyMap<string, number>;
+}
+
+/**
+ * Reads <dir>/state.db read-only, if it exists (undefined otherwise): creates nothing, needs no
+ * key, decrypts nothing. A running proxy may hold the database open meanwhile (WAL).
+ */
+export function readStoredAccountsSummary(dir: string): StoredAccountsSummary | undefined {
+  const dbPath = path.join(dir, DB_FILE);
+  if (!fs.existsSync(dbPath)) return undefined;
+  let db: Database.Database;
+  try {
+    db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    db.pragma('busy_timeout = 2000');
+    const rows = db
+      .prepare<
+        [],
+        {
+          email: string;
+          has_refresh: number;
+          refresh_origin: string | null;
+          access_expires_at: number | null;
+        }
+      >(
+        'SELECT email, refresh_token IS NOT NULL AS has_refresh, refresh_origin, access_expires_at FROM accounts',
+      )
+      .all();
+    const authorized = new Set<string>();
+    const accessExpiresAt = new Map<string, number>();
+    for (const r of rows) {
+      if (r.has_refresh && r.refresh_origin === AUTHORIZED_ORIGIN) authorized.add(r.email);
+      if (r.access_expires_at != null) accessExpiresAt.set(r.email, r.access_expires_at);
+    }
+    return { authorized, accessExpiresAt };
+  } catch {
+    return undefined; // no accounts table yet
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * A file in the state dir that a process which stored an authorization rewrites, so a proxy running
+ * on the same state dir adopts it at once (it watches the dir; Proxy in app/proxy.ts). It holds only
+ * the time of the last authorization.
+ */
+export const AUTHORIZATION_SIGNAL_FILE = 'authorizations.signal';
+
+export function signalAuthorization(dir: string): void {
+  const file = path.join(dir, AUTHORIZATION_SIGNAL_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${new Date().toISOString()}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, file);
 }

@@ -476,7 +476,9 @@ export class AccountPool {
             c = next;
             continue;
           }
-          failure = smtpError('UPSTREAM_AUTH_REJECTED', a.email);
+          failure =
+            this.deps.tokens.authRejected?.(a.email, upstream) ??
+            smtpError('UPSTREAM_AUTH_REJECTED', a.email);
         } else {
           if (out.kind === 'temporary') {
             this.connectError.inc();

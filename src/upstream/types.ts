@@ -1,6 +1,6 @@
 // The upstream side's public types: what the relay hands in and what it gets back.
 import type { UpstreamSmtpConfig } from '../config/types.js';
-import type { SmtpReply } from '../shared/smtp-reply.js';
+import type { SmtpError, SmtpReply } from '../shared/smtp-reply.js';
 
 export interface UpstreamAccount {
   email: string;
@@ -27,6 +27,11 @@ export interface UpstreamAccount {
 export interface TokenSource {
   getToken(email: string): Promise<string>;
   invalidate(email: string, token: string): void;
+  /**
+   * The upstream refused a fresh token too (`upstream`: its reply): a more precise failure than
+   * UPSTREAM_AUTH_REJECTED when the source knows one (an app-only mailbox not granted to the app)
+   */
+  authRejected?(email: string, upstream: string): SmtpError | undefined;
 }
 
 export interface Envelope {

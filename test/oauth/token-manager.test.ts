@@ -181,7 +181,9 @@ describe('TokenManager: failures', () => {
     expect(e.reply).toEqual({
       code: 451,
       enhanced: '4.7.0',
-      text: 'Mailbox dead@x.com needs re-authorization: the refresh token was revoked or is invalid',
+      text:
+        'Mailbox dead@x.com needs re-authorization: the refresh token was revoked or is invalid; ' +
+        'run `xoauth2-proxy accounts authorize dead@x.com`',
     });
     for (let i = 0; i < 5; i++)
       expect((await expectSmtpError(tm.getToken('dead@x.com'))).code).toBe('NEEDS_REAUTH');
