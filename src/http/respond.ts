@@ -102,17 +102,20 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, he
   );
 }
 
+/** `formTargets`: origins a form on the page may also be sent (or redirected) to, beside 'self' */
 export function sendHtml(
   res: ServerResponse,
   status: number,
   html: string,
   nonce: string,
   headers: Record<string, string> = {},
+  formTargets: readonly string[] = [],
 ): void {
+  const formAction = ["'self'", ...formTargets.filter((o) => /^https?:\/\/[^\s;,']+$/.test(o))].join(' ');
   send(res, status, html, 'text/html; charset=utf-8', {
     // Inline script only with this response's nonce; fetches only to this origin; the token in a
     // `?token=` URL is never sent on as a Referer.
-    'Content-Security-Policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
+    'Content-Security-Policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; form-action ${formAction}; base-uri 'none'; frame-ancestors 'none'`,
     'Referrer-Policy': 'no-referrer',
     'X-Frame-Options': 'DENY',
     ...headers,

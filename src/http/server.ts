@@ -10,6 +10,7 @@ import { normalizeEmail } from '../shared/email.js';
 import type { Logger } from '../shared/log.js';
 import type { HostPort } from '../shared/net.js';
 import type { AdminBackend } from './backend.js';
+import { onboardingRoutes } from './onboarding-routes.js';
 import { HttpError, methodNotAllowed, readJson, send, sendHtml, sendJson } from './respond.js';
 import { renderStatusPage, renderTokenForm, renderAdminDisabledPage } from './status-page.js';
 
@@ -51,6 +52,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     if (!tokenDigest || candidate === undefined) return false;
     return timingSafeEqual(digest(candidate), tokenDigest);
   };
+  const onboarding = onboardingRoutes(backend.onboarding);
   const bearer = (req: IncomingMessage): string | undefined => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     return m?.[1];
@@ -95,6 +97,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
           live: backend.live(),
           nonce,
           ready: backend.isReady(),
+          ...(backend.onboarding ? { onboarding: backend.onboarding.settings() } : {}),
         }),
         nonce,
       );
@@ -107,6 +110,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       }
       return admin(req, res, url, method, p);
     }
+    if (await onboarding.handlePublic(req, res, url, method)) return;
     throw new HttpError(404, `no route ${method} ${p}`);
   };
 
@@ -165,6 +169,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
         return sendJson(res, 200, { ok: true, ...(r.warnings?.length ? { warnings: r.warnings } : {}) });
       return sendResult(res, r, 200);
     }
+    if (await onboarding.handleAdmin(req, res, url, method)) return;
     throw new HttpError(404, `no route ${method} ${p}`);
   };
 

@@ -9,30 +9,17 @@
 // `Referrer-Policy: no-referrer` and `Cache-Control: no-store`; put the page behind loopback or a
 // VPN, or let a reverse proxy add the header, when that matters.
 
-import type { AccountState, AccountView } from './backend.js';
+import type { AccountState, AccountView, OnboardingSettings } from './backend.js';
 import type { LiveSnapshot } from '../metrics/live.js';
+import { escapeHtml, scriptJson } from './html.js';
+import {
+  ONBOARDING_PANEL_SCRIPT,
+  reauthCellHtml,
+  reauthProviders,
+  renderOnboardingPanel,
+} from './onboarding-panel.js';
 
-const HTML_ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-export function escapeHtml(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
-}
-
-/** JSON safe to place inside a <script> element (no `</script>`, no HTML comment openers). */
-function scriptJson(value: unknown): string {
-  return JSON.stringify(value)
-    .replace(/</g, '\\u003c')
-    .replace(/>/g, '\\u003e')
-    .replace(/&/g, '\\u0026')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
-}
+export { escapeHtml };
 
 export const STATE_LABELS: Readonly<Record<AccountState, string>> = {
   unknown: 'unknown',
@@ -50,7 +37,7 @@ function poolText(a: AccountView): [string, string, string] {
   return [String(a.pool.idle), String(a.pool.busy + a.pool.connecting), String(a.pool.waiting)];
 }
 
-function row(a: AccountView): string {
+function row(a: AccountView, reauth: readonly string[]): string {
   const [idle, busy, waiting] = poolText(a);
   const cells = [
     a.email,
@@ -66,6 +53,7 @@ function row(a: AccountView): string {
   return (
     `<tr data-email="${escapeHtml(a.email)}" class="state-${escapeHtml(a.state)}">` +
     cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('') +
+    reauthCellHtml(a, reauth) +
     '</tr>'
   );
 }
@@ -106,6 +94,7 @@ const SCRIPT = `
       var p = poolCells(a);
       [a.email, a.provider, a.auth || '-', LABELS[a.state] || a.state, a.tokenExpiresAt || '-', p[0], p[1], p[2], a.lastError || '']
         .forEach(function(v){ var td = document.createElement('td'); text(td, v); tr.appendChild(td); });
+      var actions = reauthCell(a); if (actions) tr.appendChild(actions);
       rows.appendChild(tr);
     });
     tbody.replaceChildren(rows);
@@ -149,6 +138,7 @@ const SCRIPT = `
     }).catch(function(e){ text(document.getElementById('problem'), String(e.message || e)); })
       .finally(function(){ setTimeout(tick, 2000); });
   }
+${ONBOARDING_PANEL_SCRIPT}
   renderLive(JSON.parse(document.getElementById('initial').textContent));
   setTimeout(tick, 2000);
 })();
@@ -159,8 +149,11 @@ export function renderStatusPage(opts: {
   live: LiveSnapshot;
   nonce: string;
   ready: boolean;
+  /** absent: the backend offers no web onboarding */
+  onboarding?: OnboardingSettings;
 }): string {
   const n = escapeHtml(opts.nonce);
+  const reauth = reauthProviders(opts.onboarding);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="no-referrer">
@@ -178,14 +171,16 @@ export function renderStatusPage(opts: {
 </svg>
 <h2>Mailboxes (<span id="count">${opts.accounts.length}</span>)</h2>
 <table id="accounts"><thead><tr><th>email</th><th>provider</th><th>authenticates</th><th>state</th><th>token expires</th>
-<th>idle</th><th>busy</th><th>waiting</th><th>last error</th></tr></thead>
-<tbody>${opts.accounts.map(row).join('\n')}</tbody></table>
+<th>idle</th><th>busy</th><th>waiting</th><th>last error</th>${reauth.length ? '<th></th>' : ''}</tr></thead>
+<tbody>${opts.accounts.map((a) => row(a, reauth)).join('\n')}</tbody></table>
+${renderOnboardingPanel(opts.onboarding)}
 <h2>Recent errors</h2>
 <ul id="errors">${opts.live.recentErrors
     .map((e) => `<li>${escapeHtml(`${e.at}  ${e.email}  ${e.reply}`)}</li>`)
     .join('')}</ul>
 <script type="application/json" id="labels">${scriptJson(STATE_LABELS)}</script>
 <script type="application/json" id="initial">${scriptJson(opts.live)}</script>
+<script type="application/json" id="onboarding">${scriptJson({ enabled: Boolean(opts.onboarding?.enabled), providers: reauth })}</script>
 <script nonce="${n}">${SCRIPT}</script>
 </body></html>
 `;
