@@ -159,11 +159,12 @@ describe('onboarding routes', () => {
   it('the form POST from another origin is refused before the backend hears of it', async () => {
     const { backend, calls } = scriptedOnboarding();
     const get = await start(backend);
-    for (const headers of [
+    const crossSite: Record<string, string>[] = [
       { origin: 'https://evil.example' },
       { 'sec-fetch-site': 'cross-site' },
       { origin: 'null' },
-    ]) {
+    ];
+    for (const headers of crossSite) {
       const r = await get('/onboard/start', form({ link: GOOD_LINK }, headers));
       expect(r.status, JSON.stringify(headers)).toBe(403);
       expect(await r.text()).toContain('data-problem="cross_origin"');
@@ -215,7 +216,7 @@ describe('onboarding routes', () => {
       headers: { ...json, ...bearer },
     });
     expect(noEmail.status).toBe(400);
-    expect((await noEmail.json()).issues[0].path).toBe('email');
+    expect(((await noEmail.json()) as any).issues[0].path).toBe('email');
   });
 
   it('links: 201 created, 400 naming the field, 204 revoked, 404 unknown', async () => {
