@@ -4,6 +4,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 const P = 'xoauth2_proxy_';
 
+export type MessageResult = 'delivered' | 'rejected' | 'deferred';
+
+/** The per-message instruments of one provider, resolved once (a labelled lookup hashes its labels). */
+export interface ProviderInstruments {
+  messages: Record<MessageResult, { inc(n?: number): void }>;
+  duration: { observe(seconds: number): void };
+}
+
 export class Metrics {
   readonly registry = new Registry();
 
@@ -99,6 +107,21 @@ export class Metrics {
   });
   /** only registered when metrics.perAccount is true */
   readonly perAccountMessages?: Counter<'account' | 'result'>;
+  private readonly providers = new Map<string, ProviderInstruments>();
+
+  /** messagesTotal and messageDurationSeconds of one provider, without a label lookup per message */
+  forProvider(provider: string): ProviderInstruments {
+    let p = this.providers.get(provider);
+    if (!p) {
+      const m = (result: MessageResult) => this.messagesTotal.labels({ provider, result });
+      p = {
+        messages: { delivered: m('delivered'), rejected: m('rejected'), deferred: m('deferred') },
+        duration: this.messageDurationSeconds.labels({ provider }),
+      };
+      this.providers.set(provider, p);
+    }
+    return p;
+  }
 
   constructor(opts: { perAccount?: boolean; defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

@@ -1,7 +1,7 @@
 // One message transaction: global budgets, then the upstream, then the honest reply.
 // The client reply is derived only from the upstream's verdict or a precise local failure;
 // `250` is returned only when the upstream answered 2xx after the body (docs/design.md, principle 10).
-import type { Logger } from '../shared/log.js';
+import { messageLog, type Logger, type MessageLine } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError, type SmtpReply } from '../shared/smtp-reply.js';
 import { smtpReply } from '../shared/replies.js';
@@ -59,11 +59,16 @@ export class Relay {
     },
   };
 
-  constructor(private opts: RelayOptions) {}
+  private logMessage: (line: MessageLine) => void;
+
+  constructor(private opts: RelayOptions) {
+    this.logMessage = messageLog(opts.log);
+  }
 
   /** swap settings on reload; in-flight transactions keep the objects they captured */
   update(opts: Partial<RelayOptions>): void {
     this.opts = { ...this.opts, ...opts };
+    this.logMessage = messageLog(this.opts.log);
   }
 
   get inflightMessages(): number {
@@ -133,26 +138,24 @@ export class Relay {
     }
     const result = out.code < 300 ? 'delivered' : out.code >= 500 ? 'rejected' : 'deferred';
     const ms = performance.now() - started;
-    metrics.messagesTotal.inc({ provider, result });
-    metrics.messageDurationSeconds.observe({ provider }, ms / 1000);
+    const instruments = metrics.forProvider(provider);
+    instruments.messages[result].inc();
+    instruments.duration.observe(ms / 1000);
     metrics.perAccountMessages?.inc({ account: account.email, result });
     this.opts.observer?.record(ms, result);
     if (result !== 'delivered')
       this.opts.observer?.recordError?.(account.email, `${out.code} ${out.enhanced} ${out.text}`);
     if (this.opts.logMessages) {
-      log.info(
-        {
-          txid,
-          account: account.email,
-          rcpts: envelope.to.length,
-          size: envelope.size,
-          result,
-          reply: `${out.code} ${out.enhanced}`,
-          upstream: upstream ? `${upstream.code} ${upstream.enhanced}`.trim() : undefined,
-          ms: Math.round(ms * 10) / 10,
-        },
-        'message',
-      );
+      this.logMessage({
+        txid,
+        account: account.email,
+        rcpts: envelope.to.length,
+        size: envelope.size,
+        result,
+        reply: `${out.code} ${out.enhanced}`,
+        upstream: upstream ? `${upstream.code} ${upstream.enhanced}`.trim() : undefined,
+        ms: Math.round(ms * 10) / 10,
+      });
     }
     return out;
   }
