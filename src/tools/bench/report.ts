@@ -51,6 +51,8 @@ export interface ProcessUsage {
   cpuSeconds: number;
   /** cpuSeconds / messages answered in the window (accepted + deferred + rejected), µs */
   cpuUsPerMessage: number | null;
+  /** the same for the main thread alone (the event loop, which bounds the maximum rate) */
+  mainThreadUsPerMessage: number | null;
   rssMaxBytes: number;
 }
 
@@ -86,7 +88,9 @@ const fmt = (n: number, d = 2) => n.toFixed(d);
 const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
 
 const perMessage = (u: ProcessUsage) =>
-  `${u.cpuUsPerMessage === null ? '-' : fmt(u.cpuUsPerMessage, 0)} µs CPU per message`;
+  u.cpuUsPerMessage === null
+    ? 'no messages'
+    : `${fmt(u.cpuUsPerMessage, 0)} µs CPU per message (main thread ${fmt(u.mainThreadUsPerMessage ?? 0, 0)})`;
 
 /** CPU µs per answered message, null when nothing was answered. */
 export function cpuUsPerMessage(cpuSeconds: number, messages: number): number | null {

@@ -205,6 +205,7 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
       cpuPercent: m.cpuPercent,
       cpuSeconds: m.cpuSeconds,
       cpuUsPerMessage: cpuUsPerMessage(m.cpuSeconds, answered),
+      mainThreadUsPerMessage: cpuUsPerMessage(m.mainThreadCpuSeconds, answered),
       rssMaxBytes: m.rssMaxBytes,
     });
     return {

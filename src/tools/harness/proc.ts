@@ -14,6 +14,8 @@ export interface ProcMetrics {
   rssMaxBytes: number;
   /** utime + stime spent in the sampled window, seconds (all threads: main, GC, libuv pool) */
   cpuSeconds: number;
+  /** the part of cpuSeconds spent on the main thread (the JavaScript event loop), seconds */
+  mainThreadCpuSeconds: number;
   /** length of the sampled window, seconds */
   elapsedSec: number;
   samples: number;
@@ -41,19 +43,26 @@ export interface ProcSampler {
 
 /** Start sampling pid now; stop() takes a last sample and returns the metrics of the window. */
 export function sampleProcess(pid: number, intervalMs = 250): ProcSampler {
-  const read = async (): Promise<{ ticks: number; rss?: number; at: number } | undefined> => {
+  type Sample = { ticks: number; mainTicks: number; rss?: number; at: number };
+  const read = async (): Promise<Sample | undefined> => {
     try {
-      const [stat, status] = await Promise.all([
+      const [stat, mainStat, status] = await Promise.all([
         readFile(`/proc/${pid}/stat`, 'latin1'),
+        readFile(`/proc/${pid}/task/${pid}/stat`, 'latin1'), // the main thread's tid is the pid
         readFile(`/proc/${pid}/status`, 'latin1'),
       ]);
-      return { ticks: parseStatTicks(stat), rss: parseStatusRss(status), at: performance.now() };
+      return {
+        ticks: parseStatTicks(stat),
+        mainTicks: parseStatTicks(mainStat),
+        rss: parseStatusRss(status),
+        at: performance.now(),
+      };
     } catch {
       return undefined; // process gone, or not Linux
     }
   };
-  let first: { ticks: number; at: number } | undefined;
-  let last: { ticks: number; at: number } | undefined;
+  let first: Sample | undefined;
+  let last: Sample | undefined;
   let rssMax = 0;
   let cpuMax = 0;
   let samples = 0;
@@ -84,12 +93,14 @@ export function sampleProcess(pid: number, intervalMs = 250): ProcSampler {
     await busy;
     const elapsedSec = first && last ? (last.at - first.at) / 1000 : 0;
     const cpuSeconds = first && last ? (last.ticks - first.ticks) / CLOCK_TICKS_PER_SEC : 0;
+    const mainThreadCpuSeconds = first && last ? (last.mainTicks - first.mainTicks) / CLOCK_TICKS_PER_SEC : 0;
     const cpu = elapsedSec > 0 ? (cpuSeconds / elapsedSec) * 100 : 0;
     return {
       cpuPercent: Math.round(cpu * 10) / 10,
       cpuPercentMax: Math.round(cpuMax * 10) / 10,
       rssMaxBytes: rssMax,
       cpuSeconds,
+      mainThreadCpuSeconds,
       elapsedSec: Math.round(elapsedSec * 1000) / 1000,
       samples,
     };

@@ -46,6 +46,9 @@ describe('proc parsing', () => {
     expect(m.rssMaxBytes).toBeGreaterThan(1024 * 1024);
     expect(m.cpuPercent).toBeGreaterThanOrEqual(0);
     expect(m.cpuSeconds).toBeGreaterThanOrEqual(0.15);
+    // the burn ran on this (the main) thread
+    expect(m.mainThreadCpuSeconds).toBeGreaterThanOrEqual(0.15);
+    expect(m.mainThreadCpuSeconds).toBeLessThanOrEqual(m.cpuSeconds);
     expect(m.elapsedSec).toBeGreaterThanOrEqual(0.2);
     expect(await s.stop()).toBe(m); // idempotent
   });
@@ -103,6 +106,7 @@ describe('runBench report', () => {
       cpuPercentMax: expect.any(Number),
       cpuSeconds: expect.any(Number),
       cpuUsPerMessage: Math.round((r.proxy!.cpuSeconds * 1e6) / 40),
+      mainThreadUsPerMessage: expect.any(Number),
       rssMaxBytes: expect.any(Number),
     });
     expect(r.parameters.proxyRun).toBeNull(); // not started by bench: unknown
