@@ -74,29 +74,75 @@ export class Ledger {
  * bucket from which every later bucket (with messages) has at least `minOk` of its messages
  * accepted within `maxLatencyMs`. null if it never recovers; 0 if it was healthy at once. Only
  * entries `counted` count (e.g. not the mailboxes a scenario broke on purpose).
+ *
+ * Every message answered after the fault counts, in the bucket of the second it was due (its
+ * answer less its latency; one due during the fault goes in the first): bucketed by answer, the
+ * few stragglers answered after the load stopped made a last bucket of their own, and one slow
+ * straggler there was "no recovery".
  */
 export function recoverySec(
   entries: readonly Entry[],
   faultEndSec: number,
   counted: (e: Entry) => boolean = () => true,
-  { minOk = 0.95, maxLatencyMs = Infinity }: { minOk?: number; maxLatencyMs?: number } = {},
+  opts: RecoveryOptions = {},
 ): number | null {
-  const buckets = new Map<number, { ok: number; all: number }>();
-  for (const e of entries) {
-    if (e.t < faultEndSec || e.outcome.kind === 'abandoned' || !counted(e)) continue;
-    const b = Math.floor(e.t - faultEndSec);
-    const x = buckets.get(b) ?? { ok: 0, all: 0 };
-    x.all++;
-    if (e.outcome.kind === 'reply' && e.outcome.code < 300 && (e.latencyMs ?? 0) <= maxLatencyMs) x.ok++;
-    buckets.set(b, x);
-  }
-  const keys = [...buckets.keys()].sort((a, b) => a - b);
-  if (!keys.length) return null;
+  const minOk = opts.minOk ?? 0.95;
   let from: number | null = null;
-  for (const k of keys) {
-    const x = buckets.get(k)!;
-    if (x.ok / x.all >= minOk) from ??= k;
+  const seconds = secondsAfter(entries, faultEndSec, counted, opts);
+  for (const x of seconds) {
+    if (x.ok / x.all >= minOk) from ??= x.sec;
     else from = null;
   }
   return from;
+}
+
+export interface RecoveryOptions {
+  /** share of a second's messages that must be healthy (default 0.95) */
+  minOk?: number;
+  /** a 2xx slower than this (from its due time) is not healthy (default: no bound) */
+  maxLatencyMs?: number;
+}
+
+export interface SecondAfter {
+  /** seconds after the fault's end, by due time */
+  sec: number;
+  all: number;
+  /** 2xx within the latency bound */
+  ok: number;
+  /** 2xx, but slower */
+  slow: number;
+  /** anything else: 4xx, 5xx, no reply */
+  failed: number;
+}
+
+/** The seconds after the fault that had messages, as recoverySec judges them. */
+export function secondsAfter(
+  entries: readonly Entry[],
+  faultEndSec: number,
+  counted: (e: Entry) => boolean = () => true,
+  { maxLatencyMs = Infinity }: RecoveryOptions = {},
+): SecondAfter[] {
+  const buckets = new Map<number, SecondAfter>();
+  for (const e of entries) {
+    if (e.t < faultEndSec || e.outcome.kind === 'abandoned' || !counted(e)) continue;
+    const due = e.t - (e.latencyMs ?? 0) / 1000;
+    const sec = Math.floor(Math.max(due, faultEndSec) - faultEndSec);
+    const x = buckets.get(sec) ?? { sec, all: 0, ok: 0, slow: 0, failed: 0 };
+    x.all++;
+    if (e.outcome.kind !== 'reply' || e.outcome.code >= 300) x.failed++;
+    else if ((e.latencyMs ?? 0) <= maxLatencyMs) x.ok++;
+    else x.slow++;
+    buckets.set(sec, x);
+  }
+  return [...buckets.values()].sort((a, b) => a.sec - b.sec);
+}
+
+/** `0 s: 98/100 ok (2 slow), 1 s: 100/100 ok, ...`: what a failed recovery saw, second by second. */
+export function describeSeconds(seconds: readonly SecondAfter[]): string {
+  return seconds
+    .map((x) => {
+      const bad = [x.slow ? `${x.slow} slow` : '', x.failed ? `${x.failed} failed` : ''].filter(Boolean);
+      return `${x.sec} s: ${x.ok}/${x.all} ok${bad.length ? ` (${bad.join(', ')})` : ''}`;
+    })
+    .join(', ');
 }

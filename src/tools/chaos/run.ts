@@ -5,7 +5,14 @@
 import { performance } from 'node:perf_hooks';
 import { startBenchEnv, type BenchEnv, type Style } from '../harness/env.js';
 import { runGenerator } from '../harness/generator.js';
-import { Ledger, recoverySec, type LedgerCounts } from './ledger.js';
+import {
+  describeSeconds,
+  Ledger,
+  recoverySec,
+  secondsAfter,
+  type Entry,
+  type LedgerCounts,
+} from './ledger.js';
 import { pollReady, settle, unsettled, type Snapshot } from './probes.js';
 import { SCENARIOS, type ChaosContext, type Scenario } from './scenarios.js';
 
@@ -154,10 +161,9 @@ async function runScenario(
   const judgesRecovery = faultSec > 0 && !sc.endsProxy;
   const confirmSec = tail / 2;
   let faultEnd: number | undefined = undefined; // set once the fault is over
-  const recovery = () =>
-    recoverySec(ledger.entries, faultEnd!, (e) => !(sc.expectedToFail?.(ctx) ?? new Set()).has(e.user), {
-      maxLatencyMs: HEALTHY_LATENCY_MS,
-    });
+  const counted = (e: Entry) => !(sc.expectedToFail?.(ctx) ?? new Set()).has(e.user);
+  const healthy = { maxLatencyMs: HEALTHY_LATENCY_MS };
+  const recovery = () => recoverySec(ledger.entries, faultEnd!, counted, healthy);
   let askedAt = -1;
   let confirmed = false;
   const recoveryConfirmed = () => {
@@ -167,6 +173,9 @@ async function runScenario(
     return (confirmed = r !== null && ctx.t() - faultEnd - r >= confirmSec);
   };
   const ready = pollReady(env.proxyHttpPort);
+  // the lead-in counts from when the load is on (connecting its clients takes a while on a busy machine)
+  let measuring!: () => void;
+  const loadOn = new Promise<void>((r) => (measuring = r));
   const load = runGenerator({
     host: env.proxyHost,
     port: env.proxySmtpPort,
@@ -190,6 +199,7 @@ async function runScenario(
     quiet: true,
     drainTimeoutMs: 45_000,
     reconnectDelayMs: 100,
+    onMeasureStart: () => measuring(),
     onResult: (r) =>
       ledger.add({
         id: r.id,
@@ -202,6 +212,7 @@ async function runScenario(
             : { kind: 'reply', code: Number(r.reply.slice(0, 3)), text: r.reply },
       }),
   });
+  await Promise.race([loadOn, load]); // a load that fails to start ends the wait too
   await ctx.sleep(lead);
   await sc.start(ctx);
   if (sc.during) await sc.during(ctx, faultSec);
@@ -242,10 +253,13 @@ async function runScenario(
     if (judgesRecovery) {
       recovered = recovery();
       const past = (loadEnd - faultEnd).toFixed(1);
+      const seen = `healthy = 2xx within ${HEALTHY_LATENCY_MS} ms; ${describeSeconds(secondsAfter(ledger.entries, faultEnd, counted, healthy))}`;
       if (recovered === null)
-        failures.push(`delivery did not recover after the fault (the load ran on ${past} s past its end)`);
+        failures.push(
+          `delivery did not recover after the fault (the load ran on ${past} s past its end; ${seen})`,
+        );
       else if (recovered > MAX_RECOVERY_SEC)
-        failures.push(`recovery took ${recovered} s (limit ${MAX_RECOVERY_SEC} s)`);
+        failures.push(`recovery took ${recovered} s (limit ${MAX_RECOVERY_SEC} s; ${seen})`);
     }
     // the SIGHUP scenario adds a mailbox
     const settled = await settle(env, (s) => leaks(before, s, env.users.length + 1));

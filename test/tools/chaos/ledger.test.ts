@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { Ledger, recoverySec, type Entry } from '../../../src/tools/chaos/ledger.js';
+import {
+  describeSeconds,
+  Ledger,
+  recoverySec,
+  secondsAfter,
+  type Entry,
+} from '../../../src/tools/chaos/ledger.js';
 
 const ok = (id: string, t: number, latencyMs = 5): Entry => ({
   id,
@@ -56,6 +62,20 @@ describe('chaos ledger', () => {
     // slow 250s are not healthy yet when a latency bound is given
     const slow = [ok('<s1>', 10.5, 2600), ok('<s2>', 11.5, 900), ok('<s3>', 12.5, 20)];
     expect(recoverySec(slow, 10, undefined, { maxLatencyMs: 500 })).toBe(2);
+    // stragglers answered after the load stopped count in the second they were due: one slow one
+    // among a healthy second's messages is not a relapse of its own
+    const tail = Array.from({ length: 40 }, (_, i) => ok(`<h${i}>`, 10.02 + i / 50, 20));
+    tail.push(ok('<late>', 11.3, 700)); // due at 10.6, answered after the last due message
+    expect(recoverySec(tail, 10, undefined, { maxLatencyMs: 500 })).toBe(0);
+    tail.push(...Array.from({ length: 3 }, (_, i) => ok(`<l${i}>`, 11.4, 900))); // 4 of 44 slow: < 95 %
+    expect(recoverySec(tail, 10, undefined, { maxLatencyMs: 500 })).toBeNull();
+    // what a failed recovery saw, second by second
+    expect(describeSeconds(secondsAfter(tail, 10, undefined, { maxLatencyMs: 500 }))).toBe(
+      '0 s: 40/44 ok (4 slow)',
+    );
+    expect(describeSeconds(secondsAfter(entries, 10))).toBe(
+      '0 s: 0/2 ok (2 failed), 1 s: 0/1 ok (1 failed), 2 s: 1/1 ok, 3 s: 0/1 ok (1 failed), 4 s: 1/1 ok, 5 s: 1/1 ok, 6 s: 1/1 ok, 7 s: 1/1 ok, 8 s: 1/1 ok, 9 s: 1/1 ok',
+    );
     // a mailbox broken on purpose does not count
     const broken = [tempfail('<b1>', 10.5, 'revoked@example.com'), ok('<o>', 10.6)];
     expect(recoverySec(broken, 10, (e) => e.user !== 'revoked@example.com')).toBe(0);
