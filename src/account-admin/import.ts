@@ -4,7 +4,8 @@
 // refresh_token, oauth_token_url, ip_address, connection_settings: {max_connections_per_account}}]}`
 // (keys starting with `_` are ignored, as the Python proxy does).
 // CSV: `email,account_id,refresh_token,client_id[,timestamp,hostname]`, with optional header and
-// `#` comment lines.
+// `#` comment lines; or `email,password` (for app-only providers, or accounts to be authorized
+// later): the password is given back as `password` for the caller to hash, never written as is.
 
 import YAML from 'yaml';
 import { normalizeEmail } from '../shared/email.js';
@@ -250,9 +251,30 @@ export function splitCsvLine(line: string): string[] {
   return fields;
 }
 
+/** Data lines of a CSV (no blank, comment or header lines), with their line numbers. */
+function csvRows(text: string): { n: number; fields: string[] }[] {
+  const rows: { n: number; fields: string[] }[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const trimmed = line.replace(/^\uFEFF/, '').trim();
+    if (!trimmed || trimmed.startsWith('#')) return;
+    const fields = splitCsvLine(trimmed);
+    if (fields[0]!.toLowerCase() === 'email') return; // header
+    rows.push({ n: i + 1, fields });
+  });
+  return rows;
+}
+
+/** A CSV of `email,password` lines (the onboarding of app-only mailboxes), not the Python proxy's. */
+export function isPasswordCsv(text: string): boolean {
+  const rows = csvRows(text);
+  return rows.length > 0 && rows.every((r) => r.fields.length === 2);
+}
+
 export function parseCsvAccounts(text: string, opts: ImportParseOptions = {}): ImportParseResult {
   const out: ImportParseResult = { accounts: [], providers: [], errors: [], notes: [] };
   const forced = opts.provider ? normalizeProviderName(opts.provider) : undefined;
+  // email,password only when every line is: a two-field line among the Python proxy's is a broken one
+  const passwordForm = isPasswordCsv(text);
   let googleWithoutSecret = 0;
   text.split(/\r?\n/).forEach((line, i) => {
     const source = `line ${i + 1}`;
@@ -260,11 +282,26 @@ export function parseCsvAccounts(text: string, opts: ImportParseOptions = {}): I
     if (!trimmed || trimmed.startsWith('#')) return;
     const f = splitCsvLine(trimmed);
     if (f[0]!.toLowerCase() === 'email') return; // header
+    if (passwordForm) {
+      const [email, password] = f;
+      if (!email || !password) {
+        out.errors.push({ path: source, message: 'expected email,password (both non-empty)' });
+      } else if (!forced) {
+        out.errors.push({
+          path: `${source} (${email})`,
+          message: 'an email,password line needs --provider (the provider whose app-only auth serves it)',
+        });
+      } else {
+        out.accounts.push({ source, account: { email: normalizeEmail(email), provider: forced, password } });
+      }
+      return;
+    }
     const [email, , refreshToken, clientId] = f;
     if (f.length < 4 || !email || !refreshToken || !clientId) {
       out.errors.push({
         path: source,
-        message: 'expected email,account_id,refresh_token,client_id[,timestamp,hostname]',
+        message:
+          'expected email,account_id,refresh_token,client_id[,timestamp,hostname] (or a file of email,password lines)',
       });
       return;
     }

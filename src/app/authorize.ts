@@ -7,7 +7,7 @@
 // out of it, and tell the running proxy, which adopts the new token at once (no restart).
 import type { AccountConfig, Config, OAuthClientConfig, ProviderConfig } from '../config/types.js';
 import { formatPath } from '../config/errors.js';
-import { authMode, oauthClientOf, providerUrl } from '../config/providers.js';
+import { authMode, isBuiltinProvider, oauthClientOf, providerUrl } from '../config/providers.js';
 import { hashPassword } from '../accounts/password.js';
 import type { AccountsFileEditor } from '../account-admin/file-editor.js';
 import { formatIssue } from '../shared/issue.js';
@@ -89,6 +89,7 @@ export interface AuthorizationPlan {
   deviceAuthorizationUrl?: string;
   tokenUrl: string;
   scope: string;
+  /** google / microsoft for the built-in entries (whatever their URLs), else by the endpoint's host */
   flavor: ProviderFlavor;
   /** the accounts file would change (add the account, or take a plain refresh token out of it) */
   changesAccountsFile: boolean;
@@ -180,7 +181,8 @@ export function planAuthorization(
     ...(deviceAuthorizationUrl !== undefined ? { deviceAuthorizationUrl } : {}),
     tokenUrl,
     scope: provider.scope,
-    flavor: providerFlavor(authorizeUrl ?? tokenUrl),
+    // a built-in entry keeps its provider's manners even when pointed elsewhere (the simulator)
+    flavor: isBuiltinProvider(provider.name) ? provider.name : providerFlavor(authorizeUrl ?? tokenUrl),
     changesAccountsFile,
   };
 }
@@ -225,10 +227,17 @@ export interface PendingAuthorization {
   redirectUri: string;
 }
 
-/** The authorization URL for `redirectUri` (PKCE S256, a fresh state, the mailbox as login hint). */
-export function beginAuthorization(plan: AuthorizationPlan, redirectUri: string): PendingAuthorization {
+/**
+ * The authorization URL for `redirectUri` (PKCE S256, a fresh state unless one is given, the mailbox
+ * as login hint).
+ */
+export function beginAuthorization(
+  plan: AuthorizationPlan,
+  redirectUri: string,
+  opts: { state?: string } = {},
+): PendingAuthorization {
   const pkce = newPkce();
-  const state = newState();
+  const state = opts.state ?? newState();
   const url = buildAuthorizationUrl({
     authorizeUrl: requireAuthorizeUrl(plan),
     clientId: plan.client.clientId,

@@ -8,12 +8,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import type { AccountValidation } from '../config/accounts.js';
-import type { AccountConfig } from '../config/types.js';
+import type { AccountConfig, Config } from '../config/types.js';
 import { normalizeEmail } from '../shared/email.js';
 import { formatIssue } from '../shared/issue.js';
 import { AccountsFileEditor } from '../account-admin/file-editor.js';
 import {
   detectFormat,
+  isPasswordCsv,
   normalizeProviderName,
   parseImport,
   providersSnippet,
@@ -21,6 +22,8 @@ import {
   type NeededProvider,
 } from '../account-admin/import.js';
 import { unusableSourceAddresses } from '../accounts/source-address.js';
+import { registerAuthorizeCommand } from './authorize.js';
+import { offlineAccountStatus } from '../app/account-auth.js';
 
 export const DEFAULT_CONFIG_FILE = './xoauth2-proxy.yaml';
 
@@ -38,6 +41,8 @@ export interface AccountsContext {
   /** all accounts of the config (inline and file) */
   accounts: readonly AccountConfig[];
   validate: (raw: unknown) => AccountValidation;
+  /** the whole snapshot (providers' auth modes, state dir, http), when loaded from a file */
+  config?: Config;
 }
 
 /** Load the config with the config module (imported lazily; it is another component). */
@@ -73,6 +78,7 @@ export async function loadAccountsContext(
     providers,
     accounts: config.accounts,
     validate: (raw) => cfg.validateAccount(raw, config.providers),
+    config,
   };
 }
 
@@ -105,25 +111,76 @@ const editorFor = (ctx: AccountsContext) =>
 
 const APPLY_HINT = 'a running proxy applies it on its own (the accounts file is watched) or on SIGHUP';
 
+/** What the running proxy says about its mailboxes (GET /admin/accounts), when it can be asked. */
+interface LiveAccount {
+  email: string;
+  auth?: string;
+  state?: string;
+  tokenExpiresAt?: string;
+}
+
+/**
+ * The running proxy's view of the accounts, through its admin API on http.listen (loopback for a
+ * wildcard address), if adminToken is set and it answers within a second; else undefined.
+ */
+async function liveAccounts(config: Config | undefined): Promise<Map<string, LiveAccount> | undefined> {
+  const listen = config?.http.listen;
+  const token = config?.http.adminToken;
+  if (!listen || !token) return undefined;
+  const host = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${listen.port}/admin/accounts`;
+  try {
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(1000),
+    });
+    if (!res.ok) return undefined;
+    const body = (await res.json()) as { accounts?: LiveAccount[] };
+    return new Map((body.accounts ?? []).map((a) => [a.email, a]));
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runList(
   ctx: AccountsContext,
   out: Out,
   opts: { json?: boolean } = {},
 ): Promise<number> {
-  const rows = ctx.accounts.map((a) => ({
-    email: a.email,
-    provider: a.provider,
-    hasPassword: a.passwordHash !== undefined || a.password !== undefined,
-    sourceAddress: a.sourceAddress ?? '',
-  }));
+  const offline = ctx.config ? new Map(offlineAccountStatus(ctx.config).map((a) => [a.email, a])) : undefined;
+  const live = await liveAccounts(ctx.config);
+  const rows = ctx.accounts.map((a) => {
+    const off = offline?.get(a.email);
+    const now = live?.get(a.email);
+    // offline, only a store-held token tells something (authorized or needs_authorization)
+    const state = now?.state ?? (off?.state === 'configured' ? undefined : off?.state);
+    const tokenExpiresAt = now ? now.tokenExpiresAt : off?.tokenExpiresAt;
+    return {
+      email: a.email,
+      provider: a.provider,
+      ...(off ? { auth: now?.auth ?? off.auth } : {}),
+      ...(state ? { state } : {}),
+      ...(tokenExpiresAt ? { tokenExpiresAt } : {}),
+      hasPassword: a.passwordHash !== undefined || a.password !== undefined,
+      sourceAddress: a.sourceAddress ?? '',
+    };
+  });
   if (opts.json) {
     out.write(JSON.stringify(rows, null, 2) + '\n');
     return 0;
   }
-  const head = ['EMAIL', 'PROVIDER', 'PASSWORD', 'SOURCE ADDRESS'];
+  const head = ['EMAIL', 'PROVIDER', 'AUTHENTICATES', 'STATE', 'TOKEN EXPIRES', 'PASSWORD', 'SOURCE ADDRESS'];
   const table = [
     head,
-    ...rows.map((r) => [r.email, r.provider, r.hasPassword ? 'yes' : 'no', r.sourceAddress || '-']),
+    ...rows.map((r) => [
+      r.email,
+      r.provider,
+      r.auth ?? '-',
+      r.state ?? '-',
+      r.tokenExpiresAt ?? '-',
+      r.hasPassword ? 'yes' : 'no',
+      r.sourceAddress || '-',
+    ]),
   ];
   const widths = head.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
   for (const r of table)
@@ -133,7 +190,17 @@ export async function runList(
         .join('  ')
         .trimEnd() + '\n',
     );
-  out.write(`${rows.length} account${rows.length === 1 ? '' : 's'}\n`);
+  out.write(`${rows.length} account${rows.length === 1 ? '' : 's'}`);
+  out.write(
+    live
+      ? '; state and token expiry from the running proxy\n'
+      : '; the running proxy was not asked (http.listen and http.adminToken), so STATE shows only what the state store tells\n',
+  );
+  for (const r of rows)
+    if (r.state === 'needs_authorization')
+      out.write(
+        `${r.email} needs authorization: xoauth2-proxy accounts authorize ${r.email} -c ${ctx.configFile}\n`,
+      );
   const bad = unusableSourceAddresses(ctx.accounts);
   for (const [email, reason] of bad) out.write(`warning: ${email}: ${reason}\n`);
   return 0;
@@ -142,9 +209,11 @@ export async function runList(
 export interface AddFields {
   email: string;
   provider: string;
-  clientId: string;
+  /** absent: the provider's oauthClient (or its app-only auth) */
+  clientId?: string;
   clientSecret?: string;
-  refreshToken: string;
+  /** absent: from `accounts authorize` (stored in the state store), or app-only */
+  refreshToken?: string;
   sourceAddress?: string;
   tenant?: string;
   maxConnections?: number;
@@ -162,8 +231,15 @@ export async function runAdd(ctx: AccountsContext, fields: AddFields, out: Out, 
     for (const i of r.issues ?? []) err.write(`  ${formatIssue(i)}\n`);
     return 1;
   }
-  out.write(`added ${normalizeEmail(fields.email)} to ${ctx.accountsFile}; ${APPLY_HINT}\n`);
+  const email = normalizeEmail(fields.email);
+  out.write(`added ${email} to ${ctx.accountsFile}; ${APPLY_HINT}\n`);
   for (const w of r.warnings ?? []) out.write(`warning: ${w}\n`);
+  const provider = ctx.config?.providers[fields.provider];
+  if (provider && !provider.auth && fields.refreshToken === undefined)
+    out.write(
+      `${email} has no refresh token yet: run \`xoauth2-proxy accounts authorize ${email} -c ${ctx.configFile}\` ` +
+        '(until then its messages get 451 4.7.0)\n',
+    );
   return 0;
 }
 
@@ -216,8 +292,17 @@ export async function runImport(
     return 1;
   }
   const format = opts.format ?? detectFormat(fileName, text);
-  const parsed = parseImport(text, format, opts.provider ? { provider: opts.provider } : {});
+  let provider = opts.provider;
+  const passwords = format === 'csv' && isPasswordCsv(text);
+  if (passwords && !provider) {
+    // email,password lines: the provider whose app-only auth serves them, when there is just one
+    const appOnly = Object.values(ctx.config?.providers ?? {}).filter((p) => p.auth);
+    if (appOnly.length === 1) provider = appOnly[0]!.name;
+  }
+  const parsed = parseImport(text, format, provider ? { provider } : {});
   for (const e of parsed.errors) err.write(`${fileName}: ${formatIssue(e)}\n`);
+  // the client passwords of email,password lines are stored hashed, never as given
+  await hashImportedPasswords(parsed.accounts.map((a) => a.account));
 
   // Accounts that need a provider the config does not define yet are held back: written now they
   // would make the config invalid (and a running proxy would refuse the reload).
@@ -247,7 +332,12 @@ export async function runImport(
     );
   }
   const imported = r.added.length + r.replaced.length;
-  if (imported) {
+  const withoutPassword = ready.filter(
+    (a) =>
+      a.account.passwordHash === undefined &&
+      (r.added.includes(a.account.email) || r.replaced.includes(a.account.email)),
+  ).length;
+  if (withoutPassword) {
     out.write(
       `\n${imported} account(s) ${opts.dryRun ? 'would have' : 'have'} no password. Each needs a passwordHash ` +
         '(`echo -n PASSWORD | xoauth2-proxy accounts set-password EMAIL` stores the hash; or put a value ' +
@@ -255,6 +345,17 @@ export async function runImport(
         'or must send from smtp.trustedNetworks (the account is chosen by MAIL FROM).\n',
     );
   }
+  const toAuthorize = ready.filter(
+    (a) =>
+      a.account.refreshToken === undefined &&
+      !ctx.config?.providers[a.account.provider]?.auth &&
+      (r.added.includes(a.account.email) || r.replaced.includes(a.account.email)),
+  );
+  if (toAuthorize.length)
+    out.write(
+      `\n${toAuthorize.length} account(s) have no refresh token yet: authorize each with ` +
+        `\`xoauth2-proxy accounts authorize EMAIL -c ${ctx.configFile}\` (or the status page's onboarding)\n`,
+    );
   const written = new Set([...r.added, ...r.replaced]);
   const bad = unusableSourceAddresses(
     ready.filter((a) => written.has(a.account.email)).map((a) => a.account as unknown as AccountConfig),
@@ -267,6 +368,22 @@ export async function runImport(
   if (!opts.dryRun && imported) out.write(`${ctx.accountsFile} updated; ${APPLY_HINT}\n`);
   if (opts.dryRun) out.write('dry run: nothing written\n');
   return parsed.errors.length || r.invalid.length ? 1 : 0;
+}
+
+/** `password` -> `passwordHash` in place, a few KDF runs at a time (scrypt runs on the thread pool). */
+async function hashImportedPasswords(accounts: Record<string, unknown>[]): Promise<void> {
+  const todo = accounts.filter((a) => typeof a.password === 'string');
+  if (!todo.length) return;
+  const { hashPassword } = await import('../accounts/password.js');
+  let i = 0;
+  const worker = async () => {
+    while (i < todo.length) {
+      const a = todo[i++]!;
+      a.passwordHash = await hashPassword(a.password as string);
+      delete a.password;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, todo.length) }, worker));
 }
 
 function indent(s: string): string {
@@ -314,7 +431,9 @@ export function registerAccountsCommands(program: Command, deps: AccountsCommand
   const cfgOpt = (c: Command) => c.option('-c, --config <file>', 'config file', DEFAULT_CONFIG_FILE);
 
   cfgOpt(accounts.command('list'))
-    .description('list accounts: email, provider, whether it has a password, sourceAddress (never secrets)')
+    .description(
+      'list accounts: email, provider, how it authenticates, state and token expiry (from the running proxy when its admin API answers), password, sourceAddress (never secrets)',
+    )
     .option('--json', 'print JSON')
     .action(async (o: { config: string; json?: boolean }) => {
       process.exitCode = await runList(await load(o.config), stdout, { json: o.json === true });
@@ -324,9 +443,15 @@ export function registerAccountsCommands(program: Command, deps: AccountsCommand
     .description('add an account')
     .requiredOption('--email <email>', 'mailbox address (the AUTH username)')
     .requiredOption('--provider <name>', 'google, microsoft or a provider from the config')
-    .requiredOption('--client-id <id>', 'OAuth client id')
+    .option(
+      '--client-id <id>',
+      "OAuth client id (default: the provider's oauthClient; none for app-only providers)",
+    )
     .option('--client-secret <secret>', 'OAuth client secret (omit for public clients)')
-    .requiredOption('--refresh-token <token>', 'OAuth refresh token')
+    .option(
+      '--refresh-token <token>',
+      'OAuth refresh token (stored in the accounts file as is; better: leave it out and run `accounts authorize`)',
+    )
     .option('--password-stdin', 'read the client password from stdin and store its hash')
     .option('--source-address <ip>', 'local address for upstream connections')
     .option('--tenant <tenant>', 'Microsoft tenant (default: the provider\'s, "common")')
@@ -341,9 +466,9 @@ export function registerAccountsCommands(program: Command, deps: AccountsCommand
         config: string;
         email: string;
         provider: string;
-        clientId: string;
+        clientId?: string;
         clientSecret?: string;
-        refreshToken: string;
+        refreshToken?: string;
         passwordStdin?: boolean;
         sourceAddress?: string;
         tenant?: string;
@@ -354,8 +479,8 @@ export function registerAccountsCommands(program: Command, deps: AccountsCommand
         const fields: AddFields = {
           email: o.email,
           provider: normalizeProviderName(o.provider),
-          clientId: o.clientId,
-          refreshToken: o.refreshToken,
+          ...(o.clientId !== undefined ? { clientId: o.clientId } : {}),
+          ...(o.refreshToken !== undefined ? { refreshToken: o.refreshToken } : {}),
           ...(o.clientSecret !== undefined ? { clientSecret: o.clientSecret } : {}),
           ...(o.sourceAddress !== undefined ? { sourceAddress: o.sourceAddress } : {}),
           ...(o.tenant !== undefined ? { tenant: o.tenant } : {}),
@@ -366,6 +491,8 @@ export function registerAccountsCommands(program: Command, deps: AccountsCommand
         process.exitCode = await runAdd(ctx, fields, stdout, stderr);
       },
     );
+
+  registerAuthorizeCommand(accounts, DEFAULT_CONFIG_FILE);
 
   cfgOpt(accounts.command('remove').argument('<email>'))
     .description('remove an account')
@@ -386,12 +513,12 @@ export function registerAccountsCommands(program: Command, deps: AccountsCommand
 
   cfgOpt(accounts.command('import').argument('<file>'))
     .description(
-      'import accounts from the Python PowerMTA proxy (JSON) or CSV email,account_id,refresh_token,client_id',
+      "import accounts: CSV email,password (app-only providers, or mailboxes to authorize later), the Python PowerMTA proxy's JSON, or its CSV email,account_id,refresh_token,client_id",
     )
     .option('--format <format>', 'csv or json (default: from the file name or content)')
     .option(
       '--provider <name>',
-      'provider for every imported account (google, microsoft or a configured name)',
+      'provider for every imported account (google, microsoft or a configured name; email,password files: default the only app-only provider)',
     )
     .option('--dry-run', 'show what would be imported; write nothing')
     .option('--replace', 'overwrite accounts that already exist')

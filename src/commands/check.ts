@@ -5,8 +5,10 @@ import type { Command } from 'commander';
 import { hashPassword } from '../accounts/password.js';
 import { ConfigError } from '../config/errors.js';
 import { formatIssue } from '../shared/issue.js';
-import { loadConfig } from '../config/load.js';
 import { summarizeConfig } from '../config/summary.js';
+import type { Config } from '../config/types.js';
+import { loadCheckedConfig } from '../app/credentials.js';
+import { offlineAccountStatus } from '../app/account-auth.js';
 
 export const DEFAULT_CONFIG_FILE = './xoauth2-proxy.yaml';
 
@@ -22,8 +24,10 @@ export async function runCheck(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   try {
-    const { config, warnings } = await loadConfig(file, env);
-    out.write(`${summarizeConfig(config, warnings)}\nconfiguration OK\n`);
+    const { config, warnings } = await loadCheckedConfig(file, env);
+    out.write(
+      `${summarizeConfig(config, warnings)}\n${authenticationSummary(config, file)}configuration OK\n`,
+    );
     return 0;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
@@ -32,6 +36,47 @@ export async function runCheck(
     err.write(`${file}: ${e.issues.length} problem${e.issues.length === 1 ? '' : 's'} found\n`);
     return 1;
   }
+}
+
+/**
+ * How the mailboxes authenticate upstream, and which still need `accounts authorize` (an account
+ * without a refresh token in the file is valid when the state store holds one for it).
+ */
+function authenticationSummary(config: Config, file: string): string {
+  if (!config.accounts.length) return '';
+  const all = offlineAccountStatus(config);
+  const count = (f: (a: (typeof all)[number]) => boolean) => all.filter(f).length;
+  const pending = all.filter((a) => a.state === 'needs_authorization');
+  const lines = ['authentication'];
+  const row = (label: string, n: number, extra = '') => {
+    if (n) lines.push(`  ${label.padEnd(24)}${n}${extra}`);
+  };
+  row(
+    'refresh token in file',
+    count((a) => a.source === 'file'),
+    ' (plain text in YAML: `accounts authorize` moves it into the state store, sealed)',
+  );
+  row(
+    'refresh token in store',
+    count((a) => a.state === 'authorized'),
+  );
+  row(
+    'app-only',
+    count((a) => a.source === 'client_credentials'),
+  );
+  row(
+    'service account',
+    count((a) => a.source === 'service_account'),
+  );
+  row(
+    'needs authorization',
+    pending.length,
+    ': no refresh token in the file nor in the state store; until authorized, their mail gets 451 4.7.0',
+  );
+  for (const a of pending.slice(0, 20))
+    lines.push(`    xoauth2-proxy accounts authorize ${a.email} -c ${file}`);
+  if (pending.length > 20) lines.push(`    ... and ${pending.length - 20} more`);
+  return lines.join('\n') + '\n';
 }
 
 type Input = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };

@@ -2,7 +2,25 @@
 
 import { formatHostPort } from '../shared/net.js';
 import { formatDuration } from './duration.js';
-import type { Config } from './types.js';
+import { providerUrl } from './providers.js';
+import type { Config, ProviderConfig } from './types.js';
+
+/** How the provider's accounts get tokens, in a few words (no secrets). */
+function authText(p: ProviderConfig): string {
+  const a = p.auth;
+  if (a?.type === 'client_credentials')
+    return `app-only: client credentials of ${a.clientId} (${a.certificate ? 'certificate' : 'client secret'}), tenant ${a.tenant ?? p.tenant}`;
+  if (a?.type === 'service_account') return `service account (domain-wide delegation), key ${a.keyFile}`;
+  const ways = [
+    p.authorizeUrl ? 'browser' : '',
+    p.deviceAuthorizationUrl && p.name !== 'google' ? 'device' : '',
+  ].filter(Boolean);
+  return (
+    'refresh tokens' +
+    (p.oauthClient ? `, OAuth client ${p.oauthClient.clientId}` : '') +
+    (ways.length && providerUrl(p, 'authorizeUrl') ? ` (accounts authorize: ${ways.join(', ')})` : '')
+  );
+}
 
 export function summarizeConfig(config: Config, warnings: readonly string[] = []): string {
   const lines: string[] = [];
@@ -44,6 +62,7 @@ export function summarizeConfig(config: Config, warnings: readonly string[] = []
       `  ${name.padEnd(width)}  ${formatHostPort(p.smtp)} ${p.smtp.security}, ` +
         `${p.maxConnectionsPerAccount} conn/account, ${rate}; ${n} account${n === 1 ? '' : 's'}`,
     );
+    if (n > 0 || p.auth || p.oauthClient) lines.push(`  ${''.padEnd(width)}  ${authText(p)}`);
   }
   const fromFile = config.accountsFile ? ` (accounts file ${config.accountsFile})` : '';
   lines.push(`accounts   ${config.accounts.length}${fromFile}`);

@@ -161,11 +161,19 @@ describe('accounts CLI', () => {
     expect(bad.err).toMatch(/provider: unknown provider "gmial"/);
 
     const list = await cli('accounts', 'list', '-c', cfg);
-    expect(list.out).toMatch(/ops@example\.com\s+microsoft\s+no\s+127\.0\.0\.1/);
+    expect(list.out).toMatch(
+      /ops@example\.com\s+microsoft\s+refresh token in file\s+-\s+-\s+no\s+127\.0\.0\.1/,
+    );
     expect(list.out).not.toMatch(/SECRET/);
     const json = JSON.parse((await cli('accounts', 'list', '--json', '-c', cfg)).out);
     expect(json).toEqual([
-      { email: 'ops@example.com', provider: 'microsoft', hasPassword: false, sourceAddress: '127.0.0.1' },
+      {
+        email: 'ops@example.com',
+        provider: 'microsoft',
+        auth: 'refresh token in file',
+        hasPassword: false,
+        sourceAddress: '127.0.0.1',
+      },
     ]);
 
     const hash = '$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
@@ -178,7 +186,9 @@ describe('accounts CLI', () => {
       tenant: 'contoso',
       clientSecret: 'TOPSECRET',
     });
-    expect((await cli('accounts', 'list', '-c', cfg)).out).toMatch(/ops@example\.com\s+microsoft\s+yes/);
+    expect((await cli('accounts', 'list', '-c', cfg)).out).toMatch(
+      /ops@example\.com\s+microsoft\s+refresh token in file\s+-\s+-\s+yes/,
+    );
 
     expect((await cli('accounts', 'remove', 'ops@example.com', '-c', cfg)).code).toBe(0);
     const gone = await cli('accounts', 'remove', 'ops@example.com', '-c', cfg);
