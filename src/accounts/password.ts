@@ -1,8 +1,9 @@
-// Client passwords: scrypt hashes in the format of config/password-hash.ts. scrypt runs on the
-// libuv thread pool (async) so verification never blocks the event loop.
+// Client passwords: scrypt hashes in the format of config/password-hash.ts, computed by ./scrypt.ts
+// (in slices on the main thread, without growing malloc arenas; why there: docs/performance.md).
 
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { formatPasswordHash, parsePasswordHash } from '../config/password-hash.js';
+import { scrypt } from './scrypt.js';
 
 const LN = 14; // N = 2^14: ~16 MiB and tens of ms per hash; the OWASP baseline for scrypt
 const R = 8;
@@ -11,11 +12,11 @@ const SALT_BYTES = 16;
 const KEY_BYTES = 32;
 
 /**
- * At most this many KDFs run at once: each takes 16 MiB and a libuv pool thread, so an AUTH storm
- * (an MTA opening hundreds of connections, or password spraying) can neither grow memory without
- * bound nor starve the pool the rest of the process uses. Extra verifications queue (FIFO).
+ * One KDF at a time: each takes a 16 MiB block, and they all share the main thread, so running two
+ * at once would finish neither sooner. An AUTH storm (an MTA opening hundreds of connections, or
+ * password spraying) therefore holds one block, not one per login. Extra verifications queue (FIFO).
  */
-const MAX_CONCURRENT_KDF = 2;
+const MAX_CONCURRENT_KDF = 1;
 let running = 0;
 const queue: (() => void)[] = [];
 
@@ -30,12 +31,7 @@ async function derive(
   if (running >= MAX_CONCURRENT_KDF) await new Promise<void>((resolve) => queue.push(resolve));
   running++;
   try {
-    const N = 2 ** ln;
-    // scrypt needs 128*N*r*p bytes; Node's default maxmem (32 MiB) is too tight for larger params.
-    const opts: ScryptOptions = { N, r, p, maxmem: 128 * N * r * p + 16 * 1024 * 1024 };
-    return await new Promise<Buffer>((resolve, reject) => {
-      scrypt(pw.normalize('NFC'), salt, keyLen, opts, (err, key) => (err ? reject(err) : resolve(key)));
-    });
+    return await scrypt(Buffer.from(pw.normalize('NFC'), 'utf8'), salt, keyLen, { N: 2 ** ln, r, p });
   } finally {
     running--;
     queue.shift()?.();
