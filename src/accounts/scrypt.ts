@@ -4,8 +4,9 @@
 // that thread's malloc arena and kept: +64 MB of RSS after a few logins, unless GLIBC_TUNABLES
 // fixes the threshold (docs/performance.md). Here the block is one allocation larger than glibc's
 // ceiling for that threshold (32 MiB on 64-bit), which glibc always maps with mmap and which
-// never moves the threshold; it is kept for the next check. It runs on the main thread in slices
-// of about a millisecond, so the event loop keeps serving connections while a password is checked.
+// never moves the threshold, and which is given back soon after the last check. It runs on the
+// main thread in slices of about a millisecond, so the event loop keeps serving connections while
+// a password is checked.
 import { pbkdf2Sync } from 'node:crypto';
 import os from 'node:os';
 
@@ -17,6 +18,8 @@ export interface ScryptCost {
 
 /** glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (4 MiB x sizeof(long)); a larger block is always mmapped. */
 const GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024;
+/** A block is kept this long after a check, for the next one. */
+const KEEP_BLOCK_MS = 1000;
 /** Longest stretch of work between two event-loop turns. */
 const SLICE_MS = 1;
 
@@ -161,23 +164,36 @@ function swapWords(w: Uint32Array): void {
 }
 
 /**
- * The block of the running check, kept for the next one: allocated at the first check and never
- * given back, so it costs its touched pages (16 MiB for our hashes) once, instead of waiting for
- * a major GC after every check. A second check running at the same time gets a block of its own.
+ * The block of the last check, kept for the next one while checks follow each other (an AUTH
+ * storm) and given back KEEP_BLOCK_MS after the last: handed to a fresh ArrayBuffer, which dies in
+ * the next young-generation GC, so glibc unmaps it then instead of after some later full GC.
  */
 let kept: ArrayBuffer | null = null;
-let keptInUse = false;
+let release: NodeJS.Timeout | null = null;
 
-function takeScratch(bytes: number): ArrayBuffer {
+function takeBlock(bytes: number): ArrayBuffer {
   const size = Math.max(bytes, GLIBC_MMAP_THRESHOLD_MAX + 64 * 1024);
-  if (keptInUse) return new ArrayBuffer(size);
-  if (!kept || kept.byteLength < size) kept = new ArrayBuffer(size);
-  keptInUse = true;
-  return kept;
+  const b = kept;
+  kept = null;
+  if (b && b.byteLength === size) return b;
+  if (b) giveBack(b);
+  return new ArrayBuffer(size);
 }
 
-function giveScratch(s: ArrayBuffer): void {
-  if (s === kept) keptInUse = false;
+function keepBlock(b: ArrayBuffer): void {
+  if (kept) giveBack(kept); // two checks ran at once
+  kept = b;
+  if (release) clearTimeout(release);
+  release = setTimeout(() => {
+    release = null;
+    if (kept) giveBack(kept);
+    kept = null;
+  }, KEEP_BLOCK_MS);
+  release.unref();
+}
+
+function giveBack(b: ArrayBuffer): void {
+  structuredClone(b, { transfer: [b] });
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -202,7 +218,7 @@ export async function scrypt(
   const R = 32 * r; // words per block
   const B = pbkdf2Sync(password, salt, 1, p * 128 * r, 'sha256');
   // V (N blocks), then two work blocks
-  const scratch = takeScratch(4 * R * (N + 2));
+  const scratch = takeBlock(4 * R * (N + 2));
   try {
     const V = new Uint32Array(scratch, 0, R * (N + 2));
     const X = new Uint32Array(16);
@@ -240,7 +256,7 @@ export async function scrypt(
       Buffer.from(out.buffer).copy(B, 4 * R * b);
     }
   } finally {
-    giveScratch(scratch);
+    keepBlock(scratch);
   }
   return pbkdf2Sync(password, B, 1, keyLen, 'sha256');
 }
