@@ -16,6 +16,7 @@ import { clientCredentialsGrant } from '../oauth/grants/client-credentials.js';
 import { jwtBearerGrant } from '../oauth/grants/jwt-bearer.js';
 import { authLabel } from './account-auth.js';
 import { appOnlyGrant } from './credentials.js';
+import { onboardingBackend } from './onboarding.js';
 import type { Proxy } from './proxy.js';
 
 const INLINE_ACCOUNTS =
@@ -78,7 +79,7 @@ function listAccounts(proxy: Proxy): AccountView[] {
 export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): void } {
   const client = new TokenClient({ timeoutMs: proxy.config.oauth.requestTimeoutMs });
   // The editor follows the snapshot's accountsFile (a reload may point it elsewhere).
-  let ops: { file: string; ops: AccountAdminOps } | undefined;
+  let ops: { file: string; editor: AccountsFileEditor; ops: AccountAdminOps } | undefined;
   const accountOps = (): AccountAdminOps | undefined => {
     const file = proxy.config.accountsFile;
     if (!file) return undefined;
@@ -90,10 +91,11 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
           if (!r.ok) throw new Error(r.error);
         },
       });
-      ops = { file, ops: accountAdminOps(editor, oneShotRefresh(proxy, client)) };
+      ops = { file, editor, ops: accountAdminOps(editor, oneShotRefresh(proxy, client)) };
     }
     return ops.ops;
   };
+  const editor = () => (accountOps() ? ops!.editor : undefined);
   const inline = (): Promise<AdminResult> =>
     Promise.resolve(adminFailure('no_accounts_file', INLINE_ACCOUNTS));
 
@@ -111,6 +113,14 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
         : adminFailure('failed', r.error ?? 'reload failed');
     },
     live: () => proxy.live.snapshot(),
+    onboarding: onboardingBackend({
+      config: () => proxy.config,
+      store: proxy.store,
+      tokenClient: client,
+      editor,
+      adopt: () => void proxy.adoptAuthorizations(),
+      log: proxy.log,
+    }),
   };
   return { backend, close: () => client.close() };
 }

@@ -50,12 +50,14 @@ function cookieAttributes(publicUrl: string, maxAgeSec: number): string {
 }
 
 /**
- * A browser's form POST must come from our own pages: Sec-Fetch-Site (modern browsers) and Origin
- * (all of them) say where it came from. Clients that send neither (curl) are not browsers to protect.
+ * A browser's form POST must come from our own pages. Sec-Fetch-Site says where it came from in
+ * every current browser and decides when present (our pages send no referrer, so their Origin is
+ * "null"); without it, Origin must be ours. Clients that send neither (curl) are not browsers to
+ * protect.
  */
 function sameOrigin(req: IncomingMessage, publicUrl: string): boolean {
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
+  if (site !== undefined) return site === 'same-origin' || site === 'none';
   const origin = req.headers.origin;
   if (origin === undefined) return true;
   const host = req.headers.host;

@@ -101,14 +101,19 @@ export interface ProxyProc extends Proc {
   http(p: string, init?: RequestInit): Promise<Response>;
 }
 
-/** Write config (an object; smtp.listen and http.listen are filled with free ports) and start `serve`. */
+/**
+ * Write config (an object; smtp.listen and http.listen are filled with free ports, unless it sets
+ * http.listen itself, e.g. to name it in http.publicUrl) and start `serve`.
+ */
 export async function startProxy(
   config: any,
   opts: { dir?: string; env?: Record<string, string> } = {},
 ): Promise<ProxyProc> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xo-proxy-'));
   const smtpPort = await freePort();
-  const httpPort = await freePort();
+  const httpPort = config.http?.listen
+    ? Number(String(config.http.listen).split(':').pop())
+    : await freePort();
   const cfg = {
     ...config,
     smtp: { listen: [`127.0.0.1:${smtpPort}`], hostname: 'proxy.test', ...config.smtp },

@@ -162,6 +162,7 @@ describe('onboarding routes', () => {
     const crossSite: Record<string, string>[] = [
       { origin: 'https://evil.example' },
       { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site', origin: 'https://relay.example.com' },
       { origin: 'null' },
     ];
     for (const headers of crossSite) {
@@ -176,6 +177,9 @@ describe('onboarding routes', () => {
       form({ link: GOOD_LINK }, { origin: 'https://relay.example.com' }),
     );
     expect(ok.status).toBe(303);
+    // what chromium sends from a page with Referrer-Policy: no-referrer
+    const chromium = { origin: 'null', 'sec-fetch-site': 'same-origin' };
+    expect((await get('/onboard/start', form({ link: GOOD_LINK }, chromium))).status).toBe(303);
   });
 
   it('the callback passes the cookie of its state; the result page is not cached and clears the cookie', async () => {
