@@ -214,6 +214,7 @@ async function runScenario(
   });
   await Promise.race([loadOn, load]); // a load that fails to start ends the wait too
   await ctx.sleep(lead);
+  const faultStart = ctx.t();
   await sc.start(ctx);
   if (sc.during) await sc.during(ctx, faultSec);
   else await ctx.sleep(faultSec);
@@ -253,7 +254,16 @@ async function runScenario(
     if (judgesRecovery) {
       recovered = recovery();
       const past = (loadEnd - faultEnd).toFixed(1);
-      const seen = `healthy = 2xx within ${HEALTHY_LATENCY_MS} ms; ${describeSeconds(secondsAfter(ledger.entries, faultEnd, counted, healthy))}`;
+      // the lead-in too: a machine too busy to carry the load before the fault shows there
+      const leadIn = secondsAfter(
+        ledger.entries.filter((e) => e.t - (e.latencyMs ?? 0) / 1000 < faultStart),
+        0,
+        counted,
+        healthy,
+      ).reduce((a, x) => ({ ok: a.ok + x.ok, all: a.all + x.all }), { ok: 0, all: 0 });
+      const seen =
+        `healthy = 2xx within ${HEALTHY_LATENCY_MS} ms; before the fault ${leadIn.ok}/${leadIn.all}; after it ` +
+        describeSeconds(secondsAfter(ledger.entries, faultEnd, counted, healthy));
       if (recovered === null)
         failures.push(
           `delivery did not recover after the fault (the load ran on ${past} s past its end; ${seen})`,
