@@ -1,5 +1,5 @@
-// Signed onboarding links (docs/onboarding.md, "Web onboarding and links"): what an administrator
-// hands to a mailbox owner. The token in the link is
+// Signed onboarding links (docs/web-onboarding.md): what an administrator hands to a mailbox
+// owner. The token in the link is
 //
 //   v1.<payload>.<mac>    payload = base64url(JSON [id, email | "any", provider, expiry in epoch s])
 //                         mac     = base64url(HMAC-SHA256(key, "v1." + payload))

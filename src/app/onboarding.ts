@@ -1,6 +1,6 @@
-// The web onboarding flow behind the HTTP routes (http/onboarding-routes.ts): signed links, the
-// authorization-code flow with PKCE through http.publicUrl, and the end shared with
-// `accounts authorize` (app/authorize.ts: verify, store sealed, add the account, adopt at once).
+// The web onboarding flow behind the HTTP routes (http/onboarding-routes.ts; docs/web-onboarding.md):
+// signed links, the authorization-code flow with PKCE through http.publicUrl, and the end shared
+// with `accounts authorize` (app/authorize.ts: verify, store sealed, add the account, adopt at once).
 //
 // Who may start a flow: an administrator (the routes checked the admin token) or the holder of an
 // unexpired, unused, unrevoked link. Who may finish one: the browser that started it (a cookie bound

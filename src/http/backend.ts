@@ -47,7 +47,7 @@ export interface AdminBackend {
   onboarding?: OnboardingBackend;
 }
 
-// Web onboarding (docs/onboarding.md, "Web onboarding and links"): app/onboarding.ts implements it.
+// Web onboarding (docs/web-onboarding.md): app/onboarding.ts implements it.
 
 /** A refusal or failure of an onboarding step: an HTTP status, a page title and one human text. */
 export interface OnboardingFailure {

@@ -1,4 +1,4 @@
-// The routes of the web onboarding flow (docs/onboarding.md, "Web onboarding and links").
+// The routes of the web onboarding flow (docs/web-onboarding.md).
 //
 // Public, for the holder of a link or the browser of a flow in progress:
 //   GET  /onboard?link=TOKEN   the link's page (changes nothing); errors: invalid, expired, used, revoked
