@@ -14,6 +14,7 @@ import {
   tenantUrl,
   type AuthorizeParams,
 } from './oauth-helpers.js';
+import { sleep } from '../../helpers/wait.js';
 
 const LOOPBACK = 'http://127.0.0.1:53682/callback';
 const WEB_CALLBACK = 'https://proxy.example.test/oauth/callback';
@@ -175,7 +176,7 @@ describe('authorization code flow with PKCE (google style)', () => {
     sim.setFlows({ codeLifetimeSec: 0.05 });
     try {
       const code = await codeFor('gus@example.com');
-      await new Promise((r) => setTimeout(r, 120));
+      await sleep(120);
       expect((await exchange(code)).body).toEqual({
         error: 'invalid_grant',
         error_description: 'Bad Request',
@@ -391,7 +392,7 @@ describe('authorization code flow (microsoft style, per tenant, rotating refresh
     sim.setFlows({ codeLifetimeSec: 0.05 });
     try {
       const code3 = await codeFor('max@contoso.example');
-      await new Promise((r) => setTimeout(r, 120));
+      await sleep(120);
       expect((await exchange('contoso.onmicrosoft.com', code3)).body.error_codes).toEqual([70008]);
     } finally {
       sim.setFlows({ codeLifetimeSec: 60 });

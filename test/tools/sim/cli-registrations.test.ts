@@ -1,20 +1,10 @@
 import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { registerSimulateCommand } from '../../../src/tools/sim/index.js';
-import { postForm } from './helpers.js';
+import { postForm, simulateProgram } from './helpers.js';
+import { waitFor } from '../../helpers/wait.js';
 import { get, JWT_BEARER, rsaKeyPair, signJwt } from './oauth-helpers.js';
-
-function program(): { cmd: Command; errors: string[] } {
-  const errors: string[] = [];
-  const cmd = new Command()
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => errors.push(s), writeOut: () => {} });
-  registerSimulateCommand(cmd);
-  return { cmd, errors };
-}
 
 const listen = ['--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0'];
 
@@ -25,15 +15,17 @@ async function run(args: string[]) {
     lines.push(...String(chunk).split('\n').filter(Boolean));
     return true;
   });
-  const { cmd } = program();
+  const { cmd } = simulateProgram();
   const done = cmd.parseAsync(['simulate', ...listen, ...args], { from: 'user' });
-  let event: any;
-  for (let i = 0; i < 300 && !event; i++) {
-    const json = lines.find((l) => l.startsWith('{'));
-    if (json) event = JSON.parse(json);
-    else await new Promise((r) => setTimeout(r, 20));
-  }
-  if (!event) throw new Error(`no listening line: ${lines.join(' | ')}`);
+  const json = await waitFor(
+    'the listening line',
+    () => lines.find((l) => l.startsWith('{')),
+    (l) => l !== undefined,
+    6000,
+  ).catch(() => {
+    throw new Error(`no listening line: ${lines.join(' | ')}`);
+  });
+  const event = JSON.parse(json!);
   return {
     event,
     lines,
@@ -136,7 +128,7 @@ describe('simulate: registering clients, apps, service accounts and permissions'
     [['--permission', 'nomailbox'], /option '--permission <id=mailbox>'.*must be ID=MAILBOX/],
     [['--device-interval', '0'], /option '--device-interval <ms>'.*must be a number >= 1/],
   ])('rejects %j naming the option', async (args, pattern) => {
-    const { cmd, errors } = program();
+    const { cmd, errors } = simulateProgram();
     await expect(cmd.parseAsync(['simulate', ...listen, ...args], { from: 'user' })).rejects.toThrow();
     expect(errors.join('')).toMatch(pattern);
   });
@@ -156,7 +148,7 @@ describe('simulate: registering clients, apps, service accounts and permissions'
     ],
   ])('refuses %j at start with a clear error', async (args, pattern) => {
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    const { cmd, errors } = program();
+    const { cmd, errors } = simulateProgram();
     await expect(cmd.parseAsync(['simulate', ...listen, ...args], { from: 'user' })).rejects.toThrow();
     expect(errors.join('')).toMatch(pattern);
   });

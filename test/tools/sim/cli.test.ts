@@ -1,20 +1,10 @@
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { registerSimulateCommand, simRefreshToken } from '../../../src/tools/sim/index.js';
-import { postForm, RawSmtp } from './helpers.js';
+import { simRefreshToken } from '../../../src/tools/sim/index.js';
+import { postForm, RawSmtp, simulateProgram } from './helpers.js';
 import { waitFor } from '../../helpers/wait.js';
-
-function program(): { cmd: Command; errors: string[] } {
-  const errors: string[] = [];
-  const cmd = new Command()
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => errors.push(s), writeOut: () => {} });
-  registerSimulateCommand(cmd);
-  return { cmd, errors };
-}
 
 describe('simulate command', () => {
   afterEach(() => vi.restoreAllMocks());
@@ -32,7 +22,7 @@ describe('simulate command', () => {
       /option '--max-connections-per-user <n>'.*must be an integer >= 0/,
     ],
   ])('rejects %j naming the option', async (args, pattern) => {
-    const { cmd, errors } = program();
+    const { cmd, errors } = simulateProgram();
     await expect(cmd.parseAsync(['simulate', ...args], { from: 'user' })).rejects.toThrow();
     expect(errors.join('')).toMatch(pattern);
   });
@@ -45,7 +35,7 @@ describe('simulate command', () => {
       lines.push(...String(chunk).split('\n').filter(Boolean));
       return true;
     });
-    const { cmd } = program();
+    const { cmd } = simulateProgram();
     const done = cmd.parseAsync(
       [
         'simulate',

@@ -2,10 +2,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../../src/tools/sim/index.js';
 import { ephemeral, getStats, postForm } from './helpers.js';
 import { accepted, base, DEVICE_CODE, get, postFormRaw, smtpAuth, tenantUrl } from './oauth-helpers.js';
+import { sleep } from '../../helpers/wait.js';
 
 const SCOPE = 'https://outlook.office.com/SMTP.Send offline_access';
 const TENANT = 'contoso.onmicrosoft.com';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('device authorization grant (microsoft style)', () => {
   let sim: Simulator;

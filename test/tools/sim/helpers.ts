@@ -1,9 +1,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { Command } from 'commander';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { HostPort } from '../../../src/config/types.js';
-import type { Simulator } from '../../../src/tools/sim/index.js';
+import { registerSimulateCommand, type Simulator } from '../../../src/tools/sim/index.js';
 
 /**
  * A deliberately dumb SMTP client over a real socket: sends bytes exactly as given and hands back
@@ -214,4 +215,14 @@ export async function nodemailerLogin(
     conn.close();
     throw err;
   }
+}
+
+/** A program with just `simulate`, whose errors are collected instead of exiting the process. */
+export function simulateProgram(): { cmd: Command; errors: string[] } {
+  const errors: string[] = [];
+  const cmd = new Command()
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => errors.push(s), writeOut: () => {} });
+  registerSimulateCommand(cmd);
+  return { cmd, errors };
 }
