@@ -267,6 +267,8 @@ export class TokenManager {
       }
       if (stored === undefined || stored === entry.refreshToken) continue;
       this.drop(entry);
+      // an access token cached for the old grant is not the new one's
+      this.storeWrite('delete access token', () => this.store.deleteAccessToken(email));
       this.entries.set(email, this.createEntry(email, entry.account));
       replaced.push(email);
       this.log.info({ email }, 'new authorization in the state store: token state reset');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
+  isPasswordCsv,
   detectFormat,
   inferProvider,
   parseCsvAccounts,
@@ -159,5 +160,35 @@ describe('CSV import', () => {
     expect(inferProvider('whatever')).toBeUndefined();
     expect(detectFormat('accounts.txt', ' {"accounts":[]}')).toBe('json');
     expect(detectFormat('accounts.txt', 'a@b,1,2,3')).toBe('csv');
+  });
+});
+
+describe('CSV of emails and passwords', () => {
+  it('every line email,password: accounts of the given provider with the password (for the caller to hash)', () => {
+    const text = 'email,password\nA@Contoso.example,"pw,with comma"\nb@contoso.example,pw-b\n';
+    expect(isPasswordCsv(text)).toBe(true);
+    const r = parseCsvAccounts(text, { provider: 'm365' });
+    expect(r.errors).toEqual([]);
+    expect(r.accounts).toEqual([
+      {
+        source: 'line 2',
+        account: { email: 'a@contoso.example', provider: 'm365', password: 'pw,with comma' },
+      },
+      { source: 'line 3', account: { email: 'b@contoso.example', provider: 'm365', password: 'pw-b' } },
+    ]);
+    expect(parseCsvAccounts(text).errors[0]).toEqual({
+      path: 'line 2 (A@Contoso.example)',
+      message: 'an email,password line needs --provider (the provider whose app-only auth serves it)',
+    });
+  });
+
+  it("a two-field line among the Python proxy's is an error, never a password", () => {
+    const text = 'a@x.io,a1,rt,abc.apps.googleusercontent.com\nc@x.io,c1\n';
+    expect(isPasswordCsv(text)).toBe(false);
+    const r = parseCsvAccounts(text);
+    expect(r.accounts.map((a) => a.account.email)).toEqual(['a@x.io']);
+    expect(r.errors).toEqual([
+      { path: 'line 2', message: expect.stringMatching(/^expected email,account_id/) },
+    ]);
   });
 });

@@ -4,7 +4,13 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
-import { openStateStore, type StateStore } from '../../src/state/store.js';
+import {
+  AUTHORIZATION_SIGNAL_FILE,
+  openStateStore,
+  readStoredAccountsSummary,
+  signalAuthorization,
+  type StateStore,
+} from '../../src/state/store.js';
 import { silentLogger } from '../../src/shared/log.js';
 
 const SECRET = 'a-secret-key-of-at-least-32-characters!!';
@@ -199,5 +205,34 @@ describe('state store', () => {
     // new writes under the new key work
     s2.putAccessToken('a@x.com', 'tok-new', 6);
     expect(s2.getAccessToken('a@x.com')?.token).toBe('tok-new');
+  });
+
+  it('keeps an authorization apart from the lineages of configured refresh tokens, sealed', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.putAuthorizedRefreshToken('a@x.com', 'rt-authorized-secret');
+    expect(s.getAuthorizedRefreshToken('a@x.com')).toBe('rt-authorized-secret');
+    // a configured token's rotation lineage never reads as the authorization, nor the reverse
+    expect(s.getRotatedRefreshToken('a@x.com', 'authorized')).toBeUndefined();
+    s.putRotatedRefreshToken('b@x.com', 'rt-configured', 'rt-rotated');
+    expect(s.getAuthorizedRefreshToken('b@x.com')).toBeUndefined();
+    s.putAccessToken('a@x.com', 'at-1', 1_700_000_000_000);
+    const raw = fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f)));
+    for (const b of raw) expect(b.includes('rt-authorized-secret')).toBe(false);
+    // what can be told without the key: who is authorized, when access tokens expire
+    expect(readStoredAccountsSummary(dir)).toEqual({
+      authorized: new Set(['a@x.com']),
+      accessExpiresAt: new Map([['a@x.com', 1_700_000_000_000]]),
+    });
+    expect(readStoredAccountsSummary(path.join(dir, 'nowhere'))).toBeUndefined();
+  });
+
+  it('signalAuthorization rewrites the signal file (0600) in the state dir', () => {
+    const dir = tmpDir();
+    open(dir);
+    signalAuthorization(dir);
+    const file = path.join(dir, AUTHORIZATION_SIGNAL_FILE);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.readFileSync(file, 'utf8')).toMatch(/^\d{4}-\d\d-\d\dT/);
   });
 });
