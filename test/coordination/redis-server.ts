@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from '../../src/tools/harness/ports.js';
+import { sleep } from '../helpers/wait.js';
 
 /** the redis-server binary, or undefined (the tests that need it are skipped) */
 export function findRedisServer(): string | undefined {
@@ -73,7 +74,7 @@ async function launch(bin: string, port: number): Promise<ChildProcess> {
       child.kill('SIGKILL');
       throw new Error(`redis-server did not start on ${port}: ${out}`);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
 }
 

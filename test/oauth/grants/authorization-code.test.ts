@@ -16,6 +16,7 @@ import { newPkce } from '../../../src/oauth/grants/pkce.js';
 import { TokenClient } from '../../../src/oauth/token-client.js';
 import { startOAuthServer, type OAuthServer, type OAuthServerOptions } from './oauth-server.js';
 import { expectRejection } from '../../helpers/expect-rejection.js';
+import { sleep } from '../../helpers/wait.js';
 
 const CLIENT_ID = 'desktop-app.fake';
 const SCOPE = 'https://mail.google.com/';
@@ -181,7 +182,7 @@ describe('authorization code flow', () => {
     expect(q.get('code_challenge')).toBe(pkce.challenge);
     expect(q.get('access_type')).toBe('offline');
     // one callback, then the listener is gone
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     expect(await refused(redirect.port)).toBe(true);
   });
 
@@ -341,7 +342,7 @@ describe('loopback redirect listener', () => {
     expect(ok.status).toBe(200);
     expect(ok.headers.get('cache-control')).toBe('no-store');
     expect(await r.code).toBe('the-code');
-    await new Promise((res) => setTimeout(res, 20));
+    await sleep(20);
     expect(await refused(r.port)).toBe(true);
   });
 

@@ -5,6 +5,7 @@ import { parseStatTicks, parseStatusRss, sampleProcess } from '../../../src/tool
 import { cpuUsPerMessage, formatSummary } from '../../../src/tools/bench/report.js';
 import { runBench } from '../../../src/tools/bench/run.js';
 import { FakeSmtpServer } from '../../helpers/fake-smtp-server.js';
+import { sleep } from '../../helpers/wait.js';
 
 let sink: FakeSmtpServer | undefined;
 afterEach(async () => {
@@ -38,7 +39,7 @@ describe('proc parsing', () => {
 
   it('samples this process', async () => {
     const s = sampleProcess(process.pid, 20);
-    await new Promise((r) => setTimeout(r, 60)); // the first samples are in
+    await sleep(60); // the first samples are in
     const end = Date.now() + 200;
     while (Date.now() < end); // burn 200 ms of CPU inside the window
     const m = await s.stop();
