@@ -5,22 +5,16 @@
 //   simulator rotates refresh tokens, so every account has both secrets stored.
 // - A mailbox address is case-insensitive wherever it comes in: SMTP AUTH, MAIL FROM from a trusted
 //   network, the admin API, the `accounts` commands.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import YAML from 'yaml';
-import {
-  CLI,
-  runProxy,
-  startProxy,
-  startSim,
-  simProvider,
-  type ProxyProc,
-  type SimProc,
-} from '../helpers/procs.js';
+import { CLI, simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { runScript } from '../helpers/run-script.js';
+import { simAccount } from '../helpers/sim-accounts.js';
+import { useProcs } from '../helpers/use-procs.js';
 import { TestClient, makeMessage } from '../helpers/smtp-client.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
@@ -33,13 +27,8 @@ const BY_API = 'by-api@example.com';
 const WHILE_STOPPED = 'while-stopped@example.com';
 const ALL = [KEEP, BY_SIGHUP, BY_CLI, BY_API, WHILE_STOPPED];
 
-const account = (email: string) => ({
-  email,
-  provider: 'sim',
-  clientId: 'removal-client',
-  refreshToken: `simrt.${email}.removal`,
-  password: PW,
-});
+const account = (email: string) =>
+  simAccount(email, { clientId: 'removal-client', tag: 'removal', password: PW });
 
 interface Row {
   email: string;
@@ -48,6 +37,7 @@ interface Row {
 }
 
 describe('removing an account deletes its stored secrets', () => {
+  const procs = useProcs('all');
   let sim: SimProc;
   let proxy: ProxyProc;
   let dir: string;
@@ -75,11 +65,11 @@ describe('removing an account deletes its stored secrets', () => {
   const cliRemove = (email: string) => runScript(CLI, ['accounts', 'remove', email, '-c', proxy.configFile]);
 
   beforeAll(async () => {
-    sim = await startSim(['--rotate-refresh-tokens']);
+    sim = await procs.sim(['--rotate-refresh-tokens']);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-removal-'));
     accountsFile = path.join(dir, 'accounts.yaml');
     fs.writeFileSync(accountsFile, YAML.stringify({ accounts: ALL.map(account) }));
-    proxy = await startProxy(
+    proxy = await procs.proxy(
       { providers: { sim: simProvider(sim) }, accountsFile: './accounts.yaml', http: { adminToken: ADMIN } },
       { dir },
     );
@@ -90,10 +80,6 @@ describe('removing an account deletes its stored secrets', () => {
       (rs) => ALL.every((e) => rs.some((r) => r.email === e && r.access_token && r.refresh_token)),
       10_000,
     );
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   it('file edit + SIGHUP', async () => {
@@ -127,7 +113,7 @@ describe('removing an account deletes its stored secrets', () => {
     expect(await proxy.stop()).toBe(0);
     const r = await cliRemove(WHILE_STOPPED);
     expect(r.code).toBe(0);
-    proxy = await runProxy(dir, proxy.configFile, proxy.smtpPort, proxy.httpPort);
+    proxy = await procs.restart(proxy);
     expect(emailsInStore()).toEqual([KEEP]);
     // the account that stays keeps its secrets across the restart
     const keep = rows()[0]!;
@@ -137,23 +123,20 @@ describe('removing an account deletes its stored secrets', () => {
 });
 
 describe('a mailbox address is case-insensitive at every entry point', () => {
+  const procs = useProcs('all');
   const ALICE = 'alice@example.com';
   const TRUSTED_CLIENT = '127.0.0.2';
   let sim: SimProc;
   let proxy: ProxyProc;
 
   beforeAll(async () => {
-    sim = await startSim();
-    proxy = await startProxy({
+    sim = await procs.sim();
+    proxy = await procs.proxy({
       providers: { sim: simProvider(sim) },
       accounts: [account(ALICE)],
       smtp: { trustedNetworks: [`${TRUSTED_CLIENT}/32`] },
       http: { adminToken: ADMIN },
     });
-  });
-  afterAll(async () => {
-    await proxy?.stop();
-    await sim?.stop();
   });
 
   it('SMTP AUTH', async () => {
