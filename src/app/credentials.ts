@@ -59,28 +59,42 @@ function parseAuth(provider: ProviderConfig, auth: ProviderAuthConfig): ParsedAu
   return out;
 }
 
-/** Problems in the app-only credentials of the snapshot's providers, each named by its path. */
-export function credentialIssues(config: Config): Issue[] {
+/** A certificate this close to its end gets a warning at start-up, on reload and from `check`. */
+const CERTIFICATE_WARNING_MS = 30 * 86_400_000;
+
+/**
+ * Problems in the app-only credentials of the snapshot's providers, each named by its path, and
+ * warnings (a certificate that expired or soon will: Microsoft refuses it then, but the proxy's
+ * other providers must keep working, so it does not stop a start or a reload).
+ */
+export function checkCredentials(config: Config, now = Date.now()): { issues: Issue[]; warnings: string[] } {
   const issues: Issue[] = [];
+  const warnings: string[] = [];
   for (const p of Object.values(config.providers)) {
     if (!p.auth) continue;
     try {
       const r = parseAuth(p, p.auth);
       if (r.type === 'client_credentials' && 'certificate' in r.auth) {
-        const left = r.auth.certificate.notAfter.getTime() - Date.now();
-        if (left <= 0)
-          issues.push({
-            path: formatPath(['providers', p.name, 'auth', 'certificate']),
-            message: `the certificate expired on ${r.auth.certificate.notAfter.toISOString()}: upload a new one for the app`,
-          });
+        const end = r.auth.certificate.notAfter;
+        const at = formatPath(['providers', p.name, 'auth', 'certificate']);
+        if (end.getTime() <= now)
+          warnings.push(
+            `${at}: the certificate expired on ${end.toISOString()}: upload a new one for the app`,
+          );
+        else if (end.getTime() - now < CERTIFICATE_WARNING_MS)
+          warnings.push(
+            `${at}: the certificate expires on ${end.toISOString()}: upload a new one for the app`,
+          );
       }
     } catch (err) {
       if (!(err instanceof CredentialError)) throw err;
       issues.push({ path: `${err.source}.${err.field}`, message: err.problem });
     }
   }
-  return issues;
+  return { issues, warnings };
 }
+
+export const credentialIssues = (config: Config): Issue[] => checkCredentials(config).issues;
 
 /** loadConfig, then the app-only credentials: what `serve`, a reload and `check` accept. */
 export async function loadCheckedConfig(
@@ -88,9 +102,9 @@ export async function loadCheckedConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<LoadResult> {
   const r = await loadConfig(file, env);
-  const issues = credentialIssues(r.config);
-  if (issues.length) throw new ConfigError(issues, r.warnings);
-  return r;
+  const { issues, warnings } = checkCredentials(r.config);
+  if (issues.length) throw new ConfigError(issues, [...r.warnings, ...warnings]);
+  return { config: r.config, warnings: [...r.warnings, ...warnings] };
 }
 
 /** The app-only grant of a provider for an account (its tenant, when it names one). */

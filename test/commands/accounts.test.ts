@@ -196,6 +196,72 @@ describe('accounts CLI', () => {
     expect(gone.err).toMatch(/no account "ops@example.com"/);
   });
 
+  it('add: an app-only account is an email (and password); a refresh-token account without a token is told to authorize', async () => {
+    await writeFile(
+      cfg,
+      YAML.stringify({
+        accountsFile: './accounts.yaml',
+        providers: {
+          m365: {
+            tokenUrl: 'http://127.0.0.1:1/{tenant}/token',
+            smtp: { host: '127.0.0.1', port: 1 },
+            auth: {
+              type: 'client_credentials',
+              tenant: 'contoso.example',
+              clientId: 'app',
+              clientSecret: 'not-real',
+            },
+          },
+          google: { oauthClient: { clientId: 'g.apps.googleusercontent.com' } },
+        },
+      }),
+    );
+    const app = await cli('accounts', 'add', '--email', 'A@contoso.example', '--provider', 'm365', '-c', cfg);
+    expect(app.err).toBe('');
+    expect(app.code).toBe(0);
+    expect(app.out).not.toMatch(/authorize/);
+    const extra = await cli(
+      'accounts',
+      'add',
+      '--email',
+      'b@contoso.example',
+      '--provider',
+      'm365',
+      '--client-id',
+      'c',
+      '-c',
+      cfg,
+    );
+    expect(extra.code).toBe(1);
+    expect(extra.err).toMatch(
+      /clientId: not used: provider "m365" gets tokens for its mailboxes as Microsoft app-only/,
+    );
+    const delegated = await cli(
+      'accounts',
+      'add',
+      '--email',
+      'c@example.com',
+      '--provider',
+      'google',
+      '-c',
+      cfg,
+    );
+    expect(delegated.code).toBe(0);
+    expect(delegated.out).toMatch(
+      /c@example\.com has no refresh token yet: run `xoauth2-proxy accounts authorize c@example\.com/,
+    );
+    expect(await stored()).toEqual([
+      { email: 'a@contoso.example', provider: 'm365' },
+      { email: 'c@example.com', provider: 'google' },
+    ]);
+    const list = await cli('accounts', 'list', '-c', cfg);
+    expect(list.out).toMatch(/a@contoso\.example\s+m365\s+app-only\s+-/);
+    expect(list.out).toMatch(/c@example\.com\s+google\s+refresh token in store\s+needs_authorization/);
+    expect(list.out).toMatch(
+      /c@example\.com needs authorization: xoauth2-proxy accounts authorize c@example\.com/,
+    );
+  });
+
   it('a config without accountsFile is refused with a clear message', async () => {
     await writeFile(cfg, 'accounts: []\n');
     await expect(cli('accounts', 'list', '-c', cfg)).rejects.toThrow(/has no accountsFile/);
