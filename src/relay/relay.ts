@@ -15,6 +15,8 @@ export type { DeliveryResult, Envelope };
 
 export interface Deliverer {
   deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult>;
+  /** a client of `email` logged in: get ready to deliver for it (open an upstream connection) */
+  prepare?(email: string): void;
 }
 
 export interface MessageObserver {
@@ -73,6 +75,11 @@ export class Relay {
 
   get inflightMessages(): number {
     return this.inflight;
+  }
+
+  /** A client logged in as `account`: its mail will follow, so the upstream side gets ready now. */
+  prepare(account: Account): void {
+    if (!account.unusable) this.opts.deliverer.prepare?.(account.email);
   }
 
   /** true when a new transaction must be refused with `452 4.3.1` */

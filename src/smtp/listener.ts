@@ -162,6 +162,7 @@ export class SmtpListeners {
     if (account) {
       this.throttle.recordSuccess(addr);
       metrics.authAttemptsTotal.inc({ result: 'success' });
+      this.opts.relay.prepare(account);
       return { user: account.email };
     }
     metrics.authAttemptsTotal.inc({ result: 'failure' });

@@ -68,6 +68,8 @@ const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|HOSTNAME|ALTNAME/;
 export class UpstreamConnection {
   state: ConnectionState = 'connecting';
   readonly createdAt = Date.now();
+  /** when it was set up and could carry its first message (set by the pool) */
+  readyAt = 0;
   /** transactions started on this connection (counts toward maxMessagesPerConnection) */
   messages = 0;
   /** set by the pool: when a connection kept in service past its limits must retire (0 = not kept) */

@@ -4,7 +4,10 @@
 // right. Acquire and release never scan: entries of connections that died while idle, and waiters
 // that timed out, are skipped lazily when reached. Never more than maxConnections connections open,
 // connecting or closing for the account. A spent connection retires once a replacement can
-// authenticate, within a bounded grace (RETIRE_GRACE_MS).
+// authenticate, within a bounded grace (RETIRE_GRACE_MS). So that no message waits for a
+// connection to be set up (connect + TLS + EHLO + AUTH, the tail of the latency), the first one
+// opens when a client logs in (prepare), and a replacement opens shortly before a busy
+// connection is spent (SPARE_LEAD_MS).
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
@@ -34,6 +37,13 @@ interface Waiter {
  * 2 x maxMessagesPerConnection messages and lives at most 2 x maxAge.
  */
 export const RETIRE_GRACE_MS = 5 * 60_000;
+
+/**
+ * A replacement opens this long (at least) before a busy connection is expected to be spent, at
+ * the pace of its messages so far, or 4 x the last setup time when that is longer. One that would
+ * sit idle for more than half the idle timeout is not opened (a quiet account waits instead).
+ */
+export const SPARE_LEAD_MS = 1000;
 
 /** Exact sliding window: the last `limit` accepted timestamps in a ring; O(1) per check. */
 export class RateWindow {
@@ -70,6 +80,8 @@ export class AccountPool {
   private draining = false;
   private killed = false;
   private spareConnecting = false;
+  /** how long the last connection took to set up (token, connect, TLS, EHLO, AUTH), ms */
+  private setupMs = 0;
   private drainedWaiters: (() => void)[] = [];
   private rate: RateWindow | null;
   private readonly log: Logger;
@@ -150,6 +162,15 @@ export class AccountPool {
       }
       return result;
     }
+  }
+
+  /**
+   * A client of this account has logged in: open its first connection now, in the background, so
+   * its first message does not wait for the setup. Nothing when the pool has any connection.
+   */
+  prepare(): void {
+    if (this.total() > 0 || this.waitingCount > 0) return;
+    this.openSpare();
   }
 
   /** stop reusing: QUIT idle connections now, busy ones when their message finishes; waiters are still served */
@@ -234,7 +255,10 @@ export class AccountPool {
   private release(c: UpstreamConnection): void {
     if (!c.reusable || (this.draining && this.waitingCount === 0)) this.retire(c);
     else if (this.spent(c)) this.retireSpent(c);
-    else this.putBack(c);
+    else {
+      if (this.count.idle === 0 && this.dueSoon(c)) this.openSpare();
+      this.putBack(c);
+    }
   }
 
   /** back to work: straight to the first waiter (it stays busy; FIFO among waiters), else idle */
@@ -272,6 +296,21 @@ export class AccountPool {
       this.busyGauge.inc();
       c.setTimeout(this.account.commandTimeoutMs);
     }
+  }
+
+  /** expected to be spent within the lead (SPARE_LEAD_MS) */
+  private dueSoon(c: UpstreamConnection): boolean {
+    const a = this.account;
+    const lead = Math.min(
+      Math.max(SPARE_LEAD_MS, 4 * this.setupMs),
+      a.idleTimeoutMs > 0 ? a.idleTimeoutMs / 2 : Infinity,
+    );
+    const now = Date.now();
+    if (a.maxAgeMs > 0 && a.maxAgeMs - (now - c.createdAt) <= Math.min(lead, a.maxAgeMs / 2)) return true;
+    const max = a.maxMessagesPerConnection;
+    // the pace is judged on a tenth of the connection's messages at least (2 at the fewest)
+    if (max <= 0 || c.messages < Math.max(2, Math.ceil(max / 10))) return false;
+    return ((max - c.messages) * (now - c.readyAt)) / c.messages <= lead;
   }
 
   /** reached maxMessagesPerConnection or maxAge */
@@ -424,13 +463,24 @@ export class AccountPool {
   private replaceSpent(): void {
     // messages that waited to see whether the spent connection stays get new ones, if slots are free
     if (this.waitingCount > 0) return this.slotFreed();
-    if (this.spareConnecting || this.draining || this.killed || this.count.idle > 0) return;
-    if (this.total() >= this.max) return;
+    if (this.count.idle > 0) return;
+    this.openSpare();
+  }
+
+  /**
+   * Open a connection in the background, if a slot is free and none is on its way. Ready, it
+   * serves the first waiter, or waits idle under the ones already idle, so that a connection
+   * close to its limits carries its last messages before the spare takes over.
+   */
+  private openSpare(): void {
+    if (this.spareConnecting || this.draining || this.killed || this.total() >= this.max) return;
     this.spareConnecting = true;
     this.connectFor().then(
       (c) => {
         this.spareConnecting = false;
-        this.release(c);
+        if (this.waitingCount > 0 || this.draining) return this.release(c);
+        this.transition(c, 'idle');
+        if (this.idle.at(-1) === c && this.idle.length > 1) this.idle.unshift(this.idle.pop()!);
       },
       () => {
         // connectFor() logged and counted it; a message that waited for this spare connects on its own
@@ -447,6 +497,7 @@ export class AccountPool {
   private async connectFor(): Promise<UpstreamConnection> {
     const a = this.account;
     const { host, port } = a.smtp;
+    const started = performance.now();
     let c = this.newConnection();
     for (let attempt = 0; ; attempt++) {
       let failure: SmtpError;
@@ -458,6 +509,8 @@ export class AccountPool {
         await c.connect();
         const out = await c.authenticate(a.email, token);
         if (out.kind === 'ok') {
+          this.setupMs = performance.now() - started;
+          c.readyAt = Date.now();
           this.connectOk.inc();
           this.log.debug({ host, port }, 'upstream connection ready');
           this.transition(c, 'busy');

@@ -49,6 +49,11 @@ export class UpstreamPools {
     return pool.deliver(envelope, message);
   }
 
+  /** A client of `email` has logged in: get its first upstream connection ready (AccountPool.prepare). */
+  prepare(email: string): void {
+    if (!this.closed) this.pools.get(email)?.prepare();
+  }
+
   stats(email: string): PoolStats | undefined {
     return this.pools.get(email)?.stats();
   }

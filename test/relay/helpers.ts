@@ -41,6 +41,8 @@ export interface Delivery {
 /** A Deliverer that records what it is given and answers with `answer` (by default the upstream's 250). */
 export class FakeDeliverer implements Deliverer {
   readonly deliveries: Delivery[] = [];
+  /** mailboxes it was asked to get ready for (a client logged in) */
+  readonly prepared: string[] = [];
   answer: (d: Delivery) => DeliveryResult | Promise<DeliveryResult> = () => ({
     kind: 'delivered',
     reply: { code: 250, enhanced: '2.0.0', text: 'OK id=1' },
@@ -50,6 +52,10 @@ export class FakeDeliverer implements Deliverer {
     const d = { email, envelope, bytes: Buffer.concat(message) };
     this.deliveries.push(d);
     return this.answer(d);
+  }
+
+  prepare(email: string): void {
+    this.prepared.push(email);
   }
 
   /** From now on, deliveries wait until the returned function is called. */

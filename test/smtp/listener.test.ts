@@ -46,15 +46,17 @@ const line = <C extends ReplyCode>(code: C, ...args: ReplyArgs<C>) => formatRepl
 const plain = (user: string, pw: string) => Buffer.from(`\0${user}\0${pw}`).toString('base64');
 
 describe('client AUTH and the envelope', () => {
-  it('AUTH PLAIN: a wrong password gets 535 5.7.8, the right one 235', async () => {
-    const { connect, metrics } = await start();
+  it('AUTH PLAIN: a wrong password gets 535 5.7.8, the right one 235 (and the upstream side gets ready)', async () => {
+    const { connect, metrics, deliverer } = await start();
     const c = await connect();
     expect((await c.cmd('EHLO client.test')).join('\n')).toMatch(/250[- ]AUTH PLAIN LOGIN/);
     expect(await c.cmd(`AUTH PLAIN ${plain(ALICE, 'wrong')}`)).toEqual([line('AUTH_INVALID')]);
     expect(await c.cmd(`AUTH PLAIN ${plain('nobody@example.com', PASSWORD)}`)).toEqual([
       line('AUTH_INVALID'),
     ]);
+    expect(deliverer.prepared).toEqual([]);
     expect((await c.cmd(`AUTH PLAIN ${plain(ALICE, PASSWORD)}`))[0]).toMatch(/^235 /);
+    expect(deliverer.prepared).toEqual([ALICE]);
     expect(await metric(metrics, 'auth_attempts_total', { result: 'failure' })).toBe(2);
     expect(await metric(metrics, 'auth_attempts_total', { result: 'success' })).toBe(1);
     c.close();

@@ -104,7 +104,9 @@ describe('pool limits and order', () => {
   it('QUITs after maxMessagesPerConnection messages', async () => {
     const { fake, pools } = await setup({}, { maxMessagesPerConnection: 2 });
     for (let i = 0; i < 5; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
-    expect(fake.conns.map((c) => c.messages)).toEqual([2, 2, 1]);
+    // each connection carries its two messages; the one after them is a spare, opened ahead
+    expect(fake.conns.slice(0, 3).map((c) => c.messages)).toEqual([2, 2, 1]);
+    expect(fake.conns.slice(3).every((c) => c.messages === 0)).toBe(true);
     await until(() => fake.conns[1].closed);
     expect(fake.conns[0].commands.at(-1)).toBe('QUIT');
     expect(fake.conns[1].commands.at(-1)).toBe('QUIT');
@@ -115,11 +117,43 @@ describe('pool limits and order', () => {
     const { fake, pools } = await setup({}, { maxMessagesPerConnection: 2 });
     for (let i = 0; i < 2; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
     // no message is waiting, yet a ready connection is: the next message pays no connect
-    await until(() => pools.stats(USER)?.idle === 1);
+    await until(() => pools.stats(USER)?.idle === 1 && fake.conns[0]!.closed);
     expect(fake.conns).toHaveLength(2);
     expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
-    expect(fake.conns).toHaveLength(2);
-    expect(fake.conns.map((c) => c.messages)).toEqual([2, 1]);
+    expect(fake.conns.slice(0, 2).map((c) => c.messages)).toEqual([2, 1]);
+  });
+
+  it('opens the replacement before a busy connection is spent: no message waits for a connection setup', async () => {
+    const SETUP_MS = 300;
+    const { fake, pools } = await setup(
+      { onCommand: (l) => (l.startsWith('AUTH') ? sleep(SETUP_MS).then(() => undefined) : undefined) },
+      { maxMessagesPerConnection: 20 },
+    );
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered'); // pays the first setup
+    const waits: number[] = [];
+    for (let i = 0; i < 45; i++) {
+      await sleep(25); // ~30 messages a second on one connection: spent after ~0.7 s
+      const t0 = performance.now();
+      expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+      waits.push(performance.now() - t0);
+    }
+    expect(fake.conns.filter((c) => c.messages > 0).length).toBeGreaterThanOrEqual(3);
+    expect(fake.conns.slice(0, 2).map((c) => c.messages)).toEqual([20, 20]);
+    // before: the message after each retirement waited for the rest of connect + EHLO + AUTH
+    // (SETUP_MS less the pause it came after)
+    expect(Math.max(...waits)).toBeLessThan(SETUP_MS / 3);
+  });
+
+  it('a client login opens the first connection, so the first message finds it ready', async () => {
+    const { fake, pools } = await setup();
+    pools.prepare(USER);
+    pools.prepare(USER); // one is enough
+    await until(() => pools.stats(USER)?.idle === 1);
+    expect(fake.conns).toHaveLength(1);
+    expect(fake.conns[0]!.commands).toContain('AUTH');
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(fake.conns).toHaveLength(1);
+    pools.prepare('nobody@example.com'); // not an account: nothing
   });
 
   it('a message that waited for a background replacement that failed connects on its own at once', async () => {
