@@ -1,0 +1,67 @@
+// The regression guard of the proxy's cost per message (docs/performance.md): `bench` at a fixed,
+// modest rate against the built proxy, run as a user's `serve` runs, and its CPU per message
+// (utime + stime of all its threads over the measured window / messages) held against the committed
+// baseline with a generous bound. Not a timed test: CPU time per message barely moves with other
+// load on the machine, where latencies and throughput do.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import type { BenchResult } from '../../src/tools/bench/report.js';
+import { CLI } from '../helpers/procs.js';
+
+const run = promisify(execFile);
+const baseline = JSON.parse(fs.readFileSync(path.join(__dirname, 'cpu-baseline.json'), 'utf8')) as {
+  proxyCpuUsPerMessage: number;
+  command: string;
+};
+
+/** A change that doubles the cost fails; noise from a loaded machine does not. */
+const BOUND = 2;
+
+describe('proxy CPU per message', () => {
+  it(
+    `stays under ${BOUND} x the baseline at 500 msg/s (10 connections, 10 mailboxes)`,
+    { timeout: 90_000 },
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-perf-'));
+      const json = path.join(dir, 'bench.json');
+      const env = { ...process.env };
+      delete env.GLIBC_TUNABLES; // as a user's serve runs: nothing tuned from outside
+      delete env.XO_BENCH_PROXY_NODE_ARGS;
+      try {
+        await run(
+          process.execPath,
+          [
+            CLI,
+            'bench',
+            '--rate',
+            '500',
+            '--mailboxes',
+            '10',
+            '--connections',
+            '10',
+            '--duration',
+            '6',
+          ].concat(['--warmup', '3', '--no-direct', '--quiet', '--json', json]),
+          { env, maxBuffer: 64 * 1024 * 1024 },
+        );
+        const r = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchResult;
+        expect(r.parameters.proxyRun).toMatchObject({ glibcTunables: null, nodeArgs: null });
+        expect(r.parameters.proxyRun?.log).toMatch(/^as served/);
+        expect(r.accepted).toBe(r.sent);
+        expect(r.lost).toBe(0);
+        const us = r.proxy!.cpuUsPerMessage!;
+        const what =
+          `proxy ${us} µs CPU per message against a baseline of ${baseline.proxyCpuUsPerMessage} ` +
+          `(test/perf/cpu-baseline.json; load average ${r.loadAverage})`;
+        expect(us, what).toBeGreaterThan(0);
+        expect(us, what).toBeLessThan(BOUND * baseline.proxyCpuUsPerMessage);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
