@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// xoauth2-proxy command line (SPEC section 1).
+// xoauth2-proxy command line (README, "Commands").
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { registerConfigCommands } from './commands/check.js';

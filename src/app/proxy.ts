@@ -1,5 +1,5 @@
 // The composition root: builds every component from a config snapshot, swaps snapshots on reload
-// (DESIGN principle 7) and drains on shutdown.
+// (docs/design.md, principle 7) and drains on shutdown.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config, HostPort } from '../config/types.js';

@@ -3,7 +3,7 @@
 // detection and issue paths. Sections are parsed separately (see load.ts) so one bad section does
 // not hide the problems in another.
 //
-// Keys, defaults and extensions beyond SPEC section 2 (README material):
+// Keys, defaults and extensions beyond the README's config reference:
 //
 //   smtp.listen               ["127.0.0.1:2525"]  plain SMTP (+STARTTLS when smtp.tls is set); a
 //                                                 single string is accepted too; ":2525" = loopback
@@ -49,7 +49,7 @@
 //     connectionMaxAge 10m (EXTENSION), acquireTimeout 10s (EXTENSION: wait for a free upstream
 //     connection before `451 4.7.0`), commandTimeout 30s (EXTENSION: connect/TLS/each reply).
 //     Built-in `google` and `microsoft` can be overridden field by field.
-//     Onboarding (EXTENSION, SPEC section 8): authorizeUrl, deviceAuthorizationUrl (built in for
+//     Onboarding (extension; docs/onboarding.md): authorizeUrl, deviceAuthorizationUrl (built in for
 //     google and microsoft; may contain {tenant}); oauthClient {clientId, clientSecret?}: the client
 //     accounts without their own clientId use; auth: app-only for every account of the provider,
 //     {type: client_credentials, tenant?, clientId, clientSecret | certificate + privateKey (PEM

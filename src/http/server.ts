@@ -1,5 +1,5 @@
-// The HTTP side of the proxy (SPEC section 4) on plain node:http: /metrics, /healthz, /readyz,
-// the admin API under /admin/ and the status page at /.
+// The HTTP side of the proxy (README, "Metrics, health, admin API") on plain node:http: /metrics,
+// /healthz, /readyz, the admin API under /admin/ and the status page at /.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';

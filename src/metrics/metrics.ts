@@ -1,4 +1,5 @@
-// All instruments in one place, so names and label sets stay the contract of SPEC section 5.
+// All instruments in one place, so names and label sets stay the contract the README lists
+// (docs/design.md, principle 6).
 // Labels take values only from small fixed sets (provider names come from the config).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 

@@ -1,4 +1,4 @@
-// Access tokens per account (DESIGN principle 5): a cached token is returned without I/O; one
+// Access tokens per account (docs/design.md, principle 5): a cached token is returned without I/O; one
 // refresh in flight per account, shared by every waiter; a timer renews each token ahead of its
 // expiry (with jitter) so the hot path only ever waits for an account's very first token.
 //

@@ -454,7 +454,7 @@ export function parseCapabilities(ehloText: string): Capabilities {
 
 /**
  * The verdict for refused recipients: 5xx only if every refusal was permanent. With several
- * recipients the text names the refused ones (SPEC 3), so the client knows which to fix.
+ * recipients the text names the refused ones (README, "SMTP replies"), so the client knows which to fix.
  */
 export function combineFailures(failures: { rcpt: string; reply: SmtpReply }[], recipients = 1): SmtpReply {
   if (failures.length === 1) {

@@ -1,4 +1,4 @@
-// All accounts' pools. A reload replaces only the pools whose settings changed (DESIGN principle 7);
+// All accounts' pools. A reload replaces only the pools whose settings changed (docs/design.md, principle 7);
 // the old pool drains: idle connections QUIT now, busy ones when their message finishes.
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';

@@ -30,7 +30,7 @@ describe('docs name real metrics', () => {
     for (const name of used) expect(known, `unknown metric ${name}`).toContain(name);
     expect(exprs.some((e) => e.includes('histogram_quantile(0.99'))).toBe(true);
     expect(exprs.some((e) => e.includes('rate(xoauth2_proxy_messages_total'))).toBe(true);
-    // SPEC section 5 instruments all have a panel
+    // the instruments the README lists all have a panel
     for (const n of [
       'messages_total',
       'message_duration_seconds',

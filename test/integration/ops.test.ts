@@ -181,7 +181,7 @@ describe('operations against the running proxy (accounts file)', () => {
     expect(text).not.toMatch(/refreshToken|clientSecret|passwordHash|"password"/);
   });
 
-  it('counts exactly the messages of a known run in /metrics, with every metric SPEC section 5 names', async () => {
+  it('counts exactly the messages of a known run in /metrics, with every metric the README names', async () => {
     const N = 5;
     const before = await metrics();
     // nothing was sent yet: the counter is absent or 0, so the value after the run must be N
@@ -224,7 +224,7 @@ describe('operations against the running proxy (accounts file)', () => {
     // Node's default process metrics
     expect(text).toMatch(/^process_resident_memory_bytes /m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
-    // no label takes a value from client input (SPEC section 5)
+    // no label takes a value from client input (docs/design.md, principle 6)
     expect(text).not.toContain(ALICE);
     expect(text).not.toContain('someone@example.net');
   });

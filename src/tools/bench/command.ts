@@ -1,4 +1,4 @@
-// `bench`: the load generator and report (SPEC section 7), registered on the CLI by cli.ts.
+// `bench`: the load generator and report (README, "Benchmarks"), registered on the CLI by cli.ts.
 import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { BenchOptionError, parseBenchOptions, type RawBenchOptions } from './options.js';

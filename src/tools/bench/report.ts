@@ -1,4 +1,4 @@
-// The `bench` result (SPEC section 7) and its one-screen text summary.
+// The `bench` result (README, "Benchmarks") and its one-screen text summary.
 import type { EventLoopDelayMs } from '../harness/generator.js';
 import type { LatencyMs } from '../harness/latency.js';
 

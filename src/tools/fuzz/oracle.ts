@@ -38,6 +38,6 @@ export function checkReplies(raw: Buffer): ReplyCheck {
   return { ok: true, replies };
 }
 
-/** The proxy's reply for a delivered message (SPEC: 250 only after the upstream's 250). */
+/** The proxy's reply for a delivered message (docs/design.md, principle 10: 250 only after the upstream's 250). */
 export const isDeliveredReply = (r: { code: number; text: string }) =>
   r.code === 250 && / upstream: /.test(r.text);

@@ -64,7 +64,7 @@ describe('CPU per message', () => {
 });
 
 describe('runBench report', () => {
-  it('has the SPEC section 7 shape (against --target: no direct run, no loss check)', async () => {
+  it('has the documented report shape (against --target: no direct run, no loss check)', async () => {
     sink = await FakeSmtpServer.start();
     const opts = parseBenchOptions({
       target: `127.0.0.1:${sink.port}`,
