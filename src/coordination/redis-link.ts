@@ -124,7 +124,11 @@ export class RedisLink {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.allSettled([this.cmd.quit(), this.sub.quit()]);
+    // a polite QUIT when Redis answers; never wait longer than a command may take
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise((r) => (timer = setTimeout(r, this.opts.commandTimeoutMs)));
+    await Promise.race([this.cmd.quit().catch(() => undefined), late]);
+    clearTimeout(timer);
     this.cmd.disconnect();
     this.sub.disconnect();
   }
