@@ -17,6 +17,7 @@ import type {
   Health,
   Lease,
   RateGate,
+  RefreshLineage,
   RefreshLock,
   RotationResult,
   RotationWrite,
@@ -348,17 +349,31 @@ export class InProcessCoordinator implements Coordinator {
     return this.hub.waitForLock(mailbox, timeoutMs);
   }
 
-  async getRefreshToken(mailbox: string, configured: string): Promise<string | undefined> {
-    return this.hub.store.getRotatedRefreshToken(mailbox, configured);
+  async getRefreshToken(mailbox: string, configured: RefreshLineage): Promise<string | undefined> {
+    const store = this.hub.store;
+    return configured === undefined
+      ? store.getAuthorizedRefreshToken(mailbox)
+      : store.getRotatedRefreshToken(mailbox, configured);
   }
 
   async rotateRefreshToken(mailbox: string, w: RotationWrite): Promise<RotationResult> {
     if (this.hub.currentFence(mailbox) !== w.fence) return 'fenced';
-    const stored = this.hub.store.getRotatedRefreshToken(mailbox, w.configured);
+    const store = this.hub.store;
+    if (w.configured === undefined) {
+      // an authorized token rotates only while it is still the one stored (a new authorization wins)
+      if (store.getAuthorizedRefreshToken(mailbox) !== w.used) return 'stale';
+      store.putAuthorizedRefreshToken(mailbox, w.next);
+      return 'ok';
+    }
+    const stored = store.getRotatedRefreshToken(mailbox, w.configured);
     // absent: the first rotation of this lineage (or the state was lost): the fence alone decides
     if (stored !== undefined && stored !== w.used) return 'stale';
-    this.hub.store.putRotatedRefreshToken(mailbox, w.configured, w.next);
+    store.putRotatedRefreshToken(mailbox, w.configured, w.next);
     return 'ok';
+  }
+
+  async putAuthorizedRefreshToken(mailbox: string, refreshToken: string): Promise<void> {
+    this.hub.store.putAuthorizedRefreshToken(mailbox, refreshToken);
   }
 
   // --- account state ---

@@ -148,18 +148,36 @@ return 0`,
 
 /**
  * Compare-and-set of the rotated refresh token. KEYS: refresh (hash v, fp, origin), fence.
- * ARGV: fence, origin (fingerprint of the configured token), fingerprint of the token used,
- * sealed next, fingerprint of next. fenced: the lock was granted again since; stale: the stored
- * token of this lineage is not the one used. Absent (first rotation, or data lost): the fence decides.
+ * ARGV: fence, origin (fingerprint of the configured token, or 'authorized'), fingerprint of the
+ * token used, sealed next, fingerprint of next, '1' when this lineage may start from nothing stored.
+ * fenced: the lock was granted again since; stale: the stored token of this lineage is not the one
+ * used. Nothing of this lineage stored (its first rotation, or data lost): the fence decides, for a
+ * configured lineage only (an authorized token that is gone was removed or replaced).
  */
 const rotate: ScriptDef = {
   numberOfKeys: 2,
   lua: `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'fenced' end
 local cur = redis.call('HMGET', KEYS[1], 'origin', 'fp')
-if cur[1] == ARGV[2] and cur[2] and cur[2] ~= ARGV[3] then return 'stale' end
+if cur[1] == ARGV[2] then
+  if cur[2] ~= ARGV[3] then return 'stale' end
+elseif ARGV[6] ~= '1' then
+  return 'stale'
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 'fp', ARGV[5], 'origin', ARGV[2])
 return 'ok'`,
+};
+
+/**
+ * KEYS: refresh. ARGV: sealed token, fingerprint, origin. Writes only when Redis holds no refresh
+ * token for the mailbox (it lost its data): the instances that still know one agree on the first.
+ */
+const seedRefresh: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'fp', ARGV[2], 'origin', ARGV[3])
+return 1`,
 };
 
 /** KEYS: token (hash). ARGV: fingerprint, or '' for any. Deletes when it still holds that token. */
@@ -181,6 +199,7 @@ export const SCRIPTS = {
   xoLockAcquire: lockAcquire,
   xoLockRelease: lockRelease,
   xoRotate: rotate,
+  xoSeedRefresh: seedRefresh,
   xoTokenInvalidate: tokenInvalidate,
 } as const;
 

@@ -31,6 +31,7 @@ import {
   type Health,
   type Lease,
   type RateGate,
+  type RefreshLineage,
   type RefreshLock,
   type RotationResult,
   type RotationWrite,
@@ -84,6 +85,11 @@ type Event =
   | { kind: 'refresh-done'; from: string; mailbox: string }
   | { kind: 'account-state'; from: string; mailbox: string; state: string }
   | { kind: 'accounts-changed'; from: string };
+
+/** what the refresh hash's `origin` holds: as the embedded store's refresh_origin column */
+function originOf(configured: RefreshLineage): string {
+  return configured === undefined ? 'authorized' : fingerprint(configured);
+}
 
 interface LocalToken {
   token: string;
@@ -561,25 +567,44 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
     for (const w of set) w();
   }
 
-  async getRefreshToken(mailbox: string, configured: string): Promise<string | undefined> {
+  async getRefreshToken(mailbox: string, configured: RefreshLineage): Promise<string | undefined> {
     if (!this.ok || !this.sealer) throw new SharedStateUnavailable('read the rotated refresh token');
     const sealer = this.sealer;
+    const key = this.keys.mailbox(mailbox).refresh;
     const [v, origin] = await this.link.run('read the rotated refresh token', (r) =>
-      r.hmgetBuffer(this.keys.mailbox(mailbox).refresh, 'v', 'origin'),
+      r.hmgetBuffer(key, 'v', 'origin'),
     );
-    if (!v) return this.localRotation(mailbox, configured);
-    if (origin?.toString() !== fingerprint(configured)) return undefined;
+    if (!v) return this.seedFromLocal(mailbox, configured);
+    if (origin?.toString() !== originOf(configured)) return undefined;
     return sealer.open(mailbox, 'refresh_token', v);
   }
 
-  /** Redis has no rotation (it lost its data?): the one this instance wrote last, if any */
-  private localRotation(mailbox: string, configured: string): string | undefined {
+  /**
+   * Redis holds no refresh token for the mailbox (it lost its data?): offer the one this instance
+   * wrote last, if any, and put it in Redis unless another instance did first (then use theirs).
+   */
+  private async seedFromLocal(mailbox: string, configured: RefreshLineage): Promise<string | undefined> {
+    let mine: string | undefined;
     try {
-      return this.opts.local?.getRotatedRefreshToken(mailbox, configured);
+      const local = this.opts.local;
+      mine =
+        configured === undefined
+          ? local?.getAuthorizedRefreshToken(mailbox)
+          : local?.getRotatedRefreshToken(mailbox, configured);
     } catch (err) {
-      this.log.warn({ mailbox, err: (err as Error).message }, 'cannot read the local rotated refresh token');
-      return undefined;
+      this.log.warn({ mailbox, err: (err as Error).message }, 'cannot read the local refresh token');
     }
+    if (mine === undefined || !this.sealer) return undefined;
+    const seeded = await this.link.script<number>(
+      'xoSeedRefresh',
+      [this.keys.mailbox(mailbox).refresh],
+      [this.sealer.seal(mailbox, 'refresh_token', mine), fingerprint(mine), originOf(configured)],
+    );
+    if (seeded === 1) {
+      this.log.warn({ mailbox }, 'shared state had no refresh token: restored the one this instance kept');
+      return mine;
+    }
+    return this.getRefreshToken(mailbox, configured);
   }
 
   async rotateRefreshToken(mailbox: string, w: RotationWrite): Promise<RotationResult> {
@@ -590,23 +615,37 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
       [k.refresh, k.fence],
       [
         String(w.fence),
-        fingerprint(w.configured),
+        originOf(w.configured),
         fingerprint(w.used),
         this.sealer.seal(mailbox, 'refresh_token', w.next),
         fingerprint(w.next),
+        w.configured === undefined ? '0' : '1',
       ],
     );
-    if (result === 'ok' && this.opts.local) {
-      try {
-        this.opts.local.putRotatedRefreshToken(mailbox, w.configured, w.next);
-      } catch (err) {
-        this.log.warn(
-          { mailbox, err: (err as Error).message },
-          'cannot keep the rotated refresh token locally',
-        );
-      }
-    }
+    if (result === 'ok') this.keepLocally(mailbox, w.configured, w.next);
     return result;
+  }
+
+  async putAuthorizedRefreshToken(mailbox: string, refreshToken: string): Promise<void> {
+    if (!this.ok || !this.sealer) throw new SharedStateUnavailable('store the authorized refresh token');
+    const sealed = this.sealer.seal(mailbox, 'refresh_token', refreshToken);
+    const key = this.keys.mailbox(mailbox).refresh;
+    await this.link.run('store the authorized refresh token', (r) =>
+      r.hset(key, 'v', sealed, 'fp', fingerprint(refreshToken), 'origin', originOf(undefined)),
+    );
+    this.keepLocally(mailbox, undefined, refreshToken);
+  }
+
+  /** the local store's copy: what this instance offers if Redis ever loses the token */
+  private keepLocally(mailbox: string, configured: RefreshLineage, token: string): void {
+    const local = this.opts.local;
+    if (!local) return;
+    try {
+      if (configured === undefined) local.putAuthorizedRefreshToken(mailbox, token);
+      else local.putRotatedRefreshToken(mailbox, configured, token);
+    } catch (err) {
+      this.log.warn({ mailbox, err: (err as Error).message }, 'cannot keep the refresh token locally');
+    }
   }
 
   // --- account state ---------------------------------------------------------------------------

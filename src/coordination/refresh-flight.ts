@@ -8,7 +8,7 @@
 //      refreshes with the latest rotation and stores the next one by compare-and-set under the
 //      lock's fence before it uses anything: a holder that lost its lock meanwhile stores nothing
 //      and goes back to 1, where the winner's token is waiting.
-import type { Coordinator, StoredAccessToken } from './types.js';
+import type { Coordinator, RefreshLineage, StoredAccessToken } from './types.js';
 
 export interface RefreshOutcome {
   accessToken: string;
@@ -22,8 +22,8 @@ export interface RefreshFlightOptions {
   mailbox: string;
   /** the credentials fingerprint the cached token must carry */
   lineage?: string;
-  /** the operator's configured refresh token (the lineage of the rotations) */
-  configured: string;
+  /** the configured refresh token (the lineage of the rotations); undefined: the authorized one */
+  configured: RefreshLineage;
   /** a cached token is used only if it stays valid at least this much longer */
   minValidityMs: number;
   /** longer than one token request can take (a holder that pauses past it is fenced out) */
@@ -45,6 +45,15 @@ export interface FlightResult {
   refreshed: boolean;
   /** the refresh token that was used (the latest rotation, or the configured one) */
   refreshTokenUsed?: string;
+}
+
+/** An account without a refresh token in the config has none in the state either. */
+export class NoRefreshToken extends Error {
+  readonly code = 'NO_REFRESH_TOKEN';
+  constructor(mailbox: string) {
+    super(`no refresh token is stored for ${mailbox} (authorize it: accounts authorize)`);
+    this.name = 'NoRefreshToken';
+  }
 }
 
 /** Another instance holds the refresh for longer than `waitMs`. */
@@ -75,6 +84,7 @@ export async function refreshOnce(coord: Coordinator, o: RefreshFlightOptions): 
       const again = await coord.getAccessToken(o.mailbox, o.lineage);
       if (usable(again)) return { accessToken: again.token, expiresAt: again.expiresAt, refreshed: false };
       const used = (await coord.getRefreshToken(o.mailbox, o.configured)) ?? o.configured;
+      if (used === undefined) throw new NoRefreshToken(o.mailbox);
       const out = await o.refresh(used);
       if (out.refreshToken !== undefined && out.refreshToken !== used) {
         const r = await coord.rotateRefreshToken(o.mailbox, {

@@ -73,9 +73,16 @@ export interface RefreshLock {
   release(): Promise<void>;
 }
 
+/**
+ * A refresh token's lineage: the token configured in the accounts file (its rotations descend from
+ * it), or undefined for an account whose refresh token was obtained by `accounts authorize` (or the
+ * web onboarding) and lives in the state itself.
+ */
+export type RefreshLineage = string | undefined;
+
 export interface RotationWrite {
-  /** the operator's configured refresh token: the lineage the rotation belongs to */
-  configured: string;
+  /** the lineage the rotation belongs to */
+  configured: RefreshLineage;
   /** the refresh token that was sent to the provider */
   used: string;
   /** the one the provider returned */
@@ -126,10 +133,15 @@ export interface Coordinator {
   acquireRefreshLock(mailbox: string, ttlMs: number): Promise<RefreshLock | undefined>;
   /** resolves when the current holder releases the lock, its TTL ends, or after `timeoutMs` */
   waitForRefresh(mailbox: string, timeoutMs: number): Promise<void>;
-  /** the latest rotation descending from `configured`, if any */
-  getRefreshToken(mailbox: string, configured: string): Promise<string | undefined>;
-  /** compare-and-set: store `next` only if the stored token is still `used` and `fence` is current */
+  /** the latest rotation descending from `configured`; undefined lineage: the authorized token */
+  getRefreshToken(mailbox: string, configured: RefreshLineage): Promise<string | undefined>;
+  /**
+   * compare-and-set: store `next` only if `fence` is current and the stored token is still `used`
+   * (a configured lineage with nothing stored yet: the fence alone decides)
+   */
   rotateRefreshToken(mailbox: string, write: RotationWrite): Promise<RotationResult>;
+  /** a new authorization (accounts authorize, web onboarding); rejects SharedStateUnavailable when degraded */
+  putAuthorizedRefreshToken(mailbox: string, refreshToken: string): Promise<void>;
 
   // --- account state ---
   getAccountState(mailbox: string): Promise<StoredAccountState | undefined>;

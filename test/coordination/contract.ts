@@ -137,6 +137,27 @@ export function coordinatorContract(name: string, newFixture: () => Promise<Fixt
       );
     });
 
+    it('rotates an authorized refresh token only while it is still the one stored', async () => {
+      const f = await fixture();
+      const [a, b] = [await f.make(), await f.make()];
+      await a.putAuthorizedRefreshToken(MB, 'authorized-1');
+      expect(await b.getRefreshToken(MB, undefined)).toBe('authorized-1');
+      expect(await b.getRefreshToken(MB, 'configured-rt')).toBeUndefined(); // another lineage
+      const lock = (await b.acquireRefreshLock(MB, 5000))!;
+      const w = { configured: undefined, fence: lock.fence };
+      expect(await b.rotateRefreshToken(MB, { ...w, used: 'authorized-1', next: 'authorized-2' })).toBe('ok');
+      expect(await a.getRefreshToken(MB, undefined)).toBe('authorized-2');
+      // a new authorization written meanwhile is never overwritten by the old grant's rotation
+      await a.putAuthorizedRefreshToken(MB, 'authorized-new');
+      expect(await b.rotateRefreshToken(MB, { ...w, used: 'authorized-2', next: 'late' })).toBe('stale');
+      expect(await b.getRefreshToken(MB, undefined)).toBe('authorized-new');
+      // nor does a rotation bring back an authorization that was removed
+      await a.deleteAccount(MB);
+      expect(await b.rotateRefreshToken(MB, { ...w, used: 'authorized-new', next: 'late' })).toBe('stale');
+      expect(await b.getRefreshToken(MB, undefined)).toBeUndefined();
+      await lock.release();
+    });
+
     it('wakes the instances waiting for a refresh when the holder releases', async () => {
       const f = await fixture();
       const [a, b] = [await f.make(), await f.make()];

@@ -1,6 +1,9 @@
 // The Redis coordinator against a real redis-server started here: the shared contract, then what
 // only Redis can show (secrets at rest, a paused Redis, a Redis restarted empty, round trips).
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { refreshOnce } from '../../src/coordination/refresh-flight.js';
 import { RedisCoordinator, type RedisCoordinatorOptions } from '../../src/coordination/redis.js';
@@ -11,6 +14,7 @@ import {
 } from '../../src/coordination/types.js';
 import { freePort } from '../../src/tools/harness/ports.js';
 import { silentLogger } from '../../src/shared/log.js';
+import { openStateStore } from '../../src/state/store.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { LEASE_TTL_MS, RATE_VALIDITY_MS, coordinatorContract } from './contract.js';
 import { NO_REDIS_MESSAGE, REDIS_SERVER, startRedis, type RedisServer } from './redis-server.js';
@@ -243,6 +247,33 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
     // a new instance still gets only the one free slot
     expect(await cs[2]!.acquireLease(MB, 3)).toBeDefined();
     expect(await cs[2]!.acquireLease(MB, 3)).toBeUndefined();
+  });
+
+  it('after a Redis restarted empty: restores the latest rotation from the instance that kept it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-coord-'));
+    const local = openStateStore({ dir, secretKey: SECRET, log: silentLogger });
+    try {
+      const prefix = newPrefix();
+      const [a, b] = [await started(prefix, { local }), await started(prefix)];
+      const lock = (await a.acquireRefreshLock(MB, 5000))!;
+      const w = { configured: 'configured-rt', used: 'configured-rt', next: 'rotated-1', fence: lock.fence };
+      expect(await a.rotateRefreshToken(MB, w)).toBe('ok');
+      await lock.release();
+      await redis.restart();
+      for (const c of [a, b])
+        await waitFor(
+          'back to ok',
+          () => c.health().state,
+          (s) => s === 'ok',
+          8000,
+        );
+      expect(await b.getRefreshToken(MB, 'configured-rt')).toBeUndefined(); // b kept nothing
+      expect(await a.getRefreshToken(MB, 'configured-rt')).toBe('rotated-1'); // a offers its copy...
+      expect(await b.getRefreshToken(MB, 'configured-rt')).toBe('rotated-1'); // ...to everyone
+    } finally {
+      local.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('starts degraded when Redis is not there, and joins without a restart when it appears', async () => {
