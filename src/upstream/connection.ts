@@ -16,6 +16,23 @@ export interface ConnectionOptions {
   ehloName: string;
   localAddress?: string;
   commandTimeoutMs: number;
+  /** TLS state shared by the connections of one pool (same host and settings) */
+  tls?: TlsReuse;
+}
+
+/**
+ * What the TLS connections to one upstream share: the secure context (the CA parsed once, not at
+ * every connect) and the last session ticket, so the next handshake can resume instead of
+ * verifying the certificate chain again (the setup cost of a connection: docs/performance.md).
+ */
+export class TlsReuse {
+  private ctx: tls.SecureContext | undefined;
+  session: Buffer | undefined;
+  constructor(private readonly smtp: UpstreamSmtpConfig) {}
+  get context(): tls.SecureContext {
+    // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
+    return (this.ctx ??= tls.createSecureContext({ ca: this.smtp.ca, minVersion: 'TLSv1.2' }));
+  }
 }
 
 export interface Capabilities {
@@ -80,6 +97,7 @@ export class UpstreamConnection {
   onIdleTimeout: (() => void) | null = null;
 
   private socket: net.Socket | undefined;
+  private reuse: TlsReuse | undefined;
   private readonly parser = new ReplyParser((r) => this.onReply(r));
   private phase = 'connect';
   /** why this connection must not carry another transaction (broken, 421 seen, aborted, out of sync) */
@@ -105,10 +123,12 @@ export class UpstreamConnection {
     const { smtp, localAddress, commandTimeoutMs } = this.opts;
     try {
       const base = { host: smtp.host, port: smtp.port, localAddress };
-      const sock =
-        smtp.security === 'tls'
-          ? tls.connect({ ...base, ...this.tlsOptions() })
-          : net.connect(base as net.NetConnectOpts);
+      let sock: net.Socket;
+      if (smtp.security === 'tls') {
+        const t = tls.connect({ ...base, ...this.tlsOptions() });
+        this.keepSessions(t);
+        sock = t;
+      } else sock = net.connect(base as net.NetConnectOpts);
       this.socket = sock;
       this.attach(sock);
       sock.setNoDelay(true);
@@ -252,14 +272,20 @@ export class UpstreamConnection {
 
   private tlsOptions(): tls.ConnectionOptions {
     const { smtp } = this.opts;
+    const reuse = (this.reuse ??= this.opts.tls ?? new TlsReuse(smtp));
     return {
       // SNI must not be an IP address (RFC 6066); Node still verifies the IP against the certificate
       servername: net.isIP(smtp.host) ? undefined : smtp.host,
-      ca: smtp.ca,
+      secureContext: reuse.context,
+      session: reuse.session,
       rejectUnauthorized: smtp.rejectUnauthorized,
-      // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
-      minVersion: 'TLSv1.2',
     };
+  }
+
+  /** keep the session tickets the upstream sends, for the pool's next connection */
+  private keepSessions(sock: tls.TLSSocket): void {
+    const reuse = this.reuse;
+    if (reuse) sock.on('session', (s: Buffer) => (reuse.session = s));
   }
 
   private upgrade(): void {
@@ -268,6 +294,7 @@ export class UpstreamConnection {
     raw.setTimeout(0);
     this.phase = 'TLS handshake';
     const sec = tls.connect({ socket: raw, host: this.opts.smtp.host, ...this.tlsOptions() });
+    this.keepSessions(sec);
     this.attach(sec);
     sec.setTimeout(this.opts.commandTimeoutMs);
     sec.on('data', this.onData);

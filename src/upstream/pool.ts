@@ -11,7 +11,7 @@
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
-import { ConnectError, UpstreamConnection, oneLine, type ConnectionState } from './connection.js';
+import { ConnectError, TlsReuse, UpstreamConnection, oneLine, type ConnectionState } from './connection.js';
 import { smtpError, smtpErrorCausedBy } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
 
@@ -84,6 +84,7 @@ export class AccountPool {
   private setupMs = 0;
   private drainedWaiters: (() => void)[] = [];
   private rate: RateWindow | null;
+  private readonly tls: TlsReuse;
   private readonly log: Logger;
   // prom-client children resolved once, so the hot path does no label lookups
   private readonly idleGauge;
@@ -102,6 +103,7 @@ export class AccountPool {
   ) {
     this.max = Math.max(1, account.maxConnections);
     this.rate = account.messagesPerMinute > 0 ? new RateWindow(account.messagesPerMinute) : null;
+    this.tls = new TlsReuse(account.smtp);
     this.log = deps.log.child({ account: account.email });
     const m = deps.metrics;
     const provider = account.providerName;
@@ -570,6 +572,7 @@ export class AccountPool {
       ehloName: a.ehloName,
       localAddress: a.sourceAddress,
       commandTimeoutMs: a.commandTimeoutMs,
+      tls: this.tls,
     });
     c.onClose = () => this.onConnClose(c);
     c.onIdleTimeout = () => this.onIdleTimeout(c);

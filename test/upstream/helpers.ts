@@ -1,6 +1,7 @@
 // Test upstreams: `smtp-server` as a real XOAUTH2 server, and pools on a FakeSmtpServer (whose every
 // reply can be scripted, see test/helpers/fake-smtp-server.ts).
 import net from 'node:net';
+import type tls from 'node:tls';
 import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../../src/shared/log.js';
 import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
@@ -59,6 +60,8 @@ export interface Sink {
   connections: number;
   open: number;
   maxOpen: number;
+  /** per TLS connection (implicit or STARTTLS): whether it resumed an earlier TLS session */
+  resumed: boolean[];
   close(): Promise<void>;
 }
 
@@ -81,6 +84,7 @@ export async function startSink(
     connections: 0,
     open: 0,
     maxOpen: 0,
+    resumed: [],
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
   const server = new SMTPServer({
@@ -92,6 +96,10 @@ export async function startSink(
     allowInsecureAuth: security === 'none',
     authMethods: ['XOAUTH2'],
     size: 10 * 1024 * 1024,
+    onSecure(socket, _s, cb) {
+      sink.resumed.push((socket as tls.TLSSocket).isSessionReused());
+      cb();
+    },
     onConnect(_s, cb) {
       sink.connections++;
       sink.open++;
