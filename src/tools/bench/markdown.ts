@@ -34,6 +34,35 @@ export interface ScenarioRun {
   steps: { step: LoadStep; result: BenchResult | null; error?: string }[];
 }
 
+/** The connections sweep (issue 14): 833 msg/s over 10 mailboxes and max over 100, plain and TLS upstream. */
+export const SWEEP_CONNECTIONS = [1, 10, 50, 100] as const;
+export const SWEEP_RATE_PER_MINUTE = 50_000;
+
+export interface SweepSpec extends ScenarioSpec {
+  step: LoadStep;
+}
+
+export function sweepScenarios(durationSec: number): SweepSpec[] {
+  const all: SweepSpec[] = [];
+  for (const max of [false, true])
+    for (const tls of [false, true])
+      for (const connections of SWEEP_CONNECTIONS) {
+        const mailboxes = max ? 100 : 10;
+        all.push({
+          id: `sweep-${max ? 'max' : '833'}-c${connections}-${tls ? 'tls' : 'plain'}`,
+          title: `${connections} connections, ${max ? 'max' : '833 msg/s'}, ${tls ? 'STARTTLS' : 'plain'} upstream`,
+          mailboxes,
+          connections,
+          size: 2048,
+          tls,
+          step: max
+            ? { label: 'max', durationSec }
+            : { label: '50k', perMinute: SWEEP_RATE_PER_MINUTE, durationSec },
+        });
+      }
+  return all;
+}
+
 export interface MatrixReport {
   machine: Machine;
   date: string;
@@ -48,6 +77,8 @@ export interface MatrixReport {
   /** free text shown under the header (e.g. how this run differs from a plain `npm run bench`) */
   note?: string;
   runs: ScenarioRun[];
+  /** the connections sweep (sweepScenarios), when it ran */
+  sweep?: ScenarioRun[];
 }
 
 const f = (n: number | null | undefined, d = 2) =>
@@ -79,6 +110,38 @@ export function chartSvgs(report: MatrixReport): { throughput: string; latency: 
       series: series((r) => r.latencyMs.p99),
     }),
   };
+}
+
+/** One table: connections x {833 msg/s, max} x {plain, TLS}, with the direct run of the same step. */
+export function renderSweep(sweep: ScenarioRun[]): string[] {
+  const first = sweep[0]?.scenario;
+  const L = [
+    '## Connections: 1 to 100, at 833 msg/s and at the maximum',
+    '',
+    `2 KB messages, 1 recipient. 833 msg/s (50,000 msg/min, open loop) over 10 mailboxes; the maximum (closed loop) over 100 mailboxes. ` +
+      `Each step ran ${first ? sweep[0]!.steps[0]?.step.durationSec : '-'} s, direct and through the proxy. ` +
+      'CPU per message is the whole proxy process (all threads), with its main thread in parentheses.',
+    '',
+    '| load | upstream | connections | msg/s | ratio | p50 ms | p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const run of sweep) {
+    const s = run.scenario;
+    for (const { step, result: r, error } of run.steps) {
+      const head = `| ${step.perMinute === undefined ? 'max' : '833 msg/s'} | ${s.tls ? 'STARTTLS' : 'plain'} | ${s.connections} |`;
+      if (!r) {
+        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} |||||||`);
+        continue;
+      }
+      L.push(
+        `${head} ${f(r.throughputPerSec, 0)} | ${f(r.ratio, 3)} | ${f(r.latencyMs.p50)} | ${f(r.latencyMs.p99)} | ` +
+          `${f(r.addedP99Ms)} | ${f(r.proxy?.cpuUsPerMessage, 0)} (${f(r.proxy?.mainThreadUsPerMessage, 0)}) | ` +
+          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} |`,
+      );
+    }
+  }
+  L.push('');
+  return L;
 }
 
 export function renderBenchmarksMarkdown(report: MatrixReport): string {
@@ -140,6 +203,7 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     '![p99 latency](bench-latency.svg)',
     '',
   );
+  if (report.sweep?.length) L.push(...renderSweep(report.sweep));
   for (const run of report.runs) {
     const s = run.scenario;
     L.push(

@@ -1,10 +1,12 @@
 // The standard benchmark matrix (`npm run bench` = build + `node dist/tools/bench/matrix.js`):
 // offered loads 1k, 5k, 10k, 20k, 50k msg/min, then max, for every combination of
 // {100, 1,000 mailboxes} x {2 KB, 100 KB messages} x {plain, STARTTLS upstream}.
+// Then the connections sweep: 1, 10, 50 and 100 connections at 833 msg/s (10 mailboxes) and at max
+// (100 mailboxes), plain and STARTTLS upstream, --sweep seconds per step (default 10; 0 = none).
 // Writes docs/benchmarks.md, docs/bench-throughput.svg and docs/bench-latency.svg.
 //
-//   node dist/tools/bench/matrix.js [--quick] [--duration SEC] [--warmup SEC] [--only ID,ID] [--out-dir DIR]
-//                             [--json FILE] [--cli FILE] [--note TEXT] [--quiet]
+//   node dist/tools/bench/matrix.js [--quick] [--duration SEC] [--warmup SEC] [--only ID,ID|sweep] [--out-dir DIR]
+//                             [--json FILE] [--cli FILE] [--note TEXT] [--sweep SEC] [--quiet]
 //
 // Durations: each step runs max(--duration, minMessages / rate) seconds, direct and proxy, each after
 // 1 s of warm-up. Default 3 s and 100 messages (the 1k msg/min step runs 6 s, so its p99 is not just
@@ -21,6 +23,7 @@ import { startBenchEnv } from '../harness/env.js';
 import {
   renderBenchmarksMarkdown,
   chartSvgs,
+  sweepScenarios,
   type LoadStep,
   type MatrixReport,
   type ScenarioRun,
@@ -48,6 +51,8 @@ export interface MatrixOptions {
   cli?: string;
   /** shown in benchmarks.md under the header */
   note?: string;
+  /** seconds per step of the connections sweep (sweepScenarios); 0 = no sweep */
+  sweepSec: number;
 }
 
 export function scenarios(quick: boolean): ScenarioSpec[] {
@@ -91,6 +96,10 @@ const matrixTool: Tool<MatrixOptions> = {
       .option('--json <file>', 'also write the JSON report here')
       .option('--cli <file>', 'the dist/cli.js to run (default: the one of this build)')
       .option('--note <text>', 'shown in benchmarks.md under the header')
+      .option(
+        '--sweep <sec>',
+        'seconds per step of the connections sweep (1/10/50/100 connections at 833 msg/s and max); 0 = none (default 10, 0 with --quick)',
+      )
       .option('--quiet', 'no progress lines of the load generator'),
   check(v: OptionValues): MatrixOptions {
     const quick = v.quick === true;
@@ -114,9 +123,10 @@ const matrixTool: Tool<MatrixOptions> = {
       ...(v.json !== undefined ? { json: path.resolve(v.json as string) } : {}),
       ...(v.cli !== undefined ? { cli: path.resolve(v.cli as string) } : {}),
       ...(v.note !== undefined ? { note: v.note as string } : {}),
+      sweepSec: v.sweep === undefined ? (quick ? 0 : 10) : seconds('sweep', v.sweep, (n) => n >= 0, '>= 0'),
     };
     if (o.only) {
-      const known = scenarios(false).map((s) => s.id);
+      const known = [...scenarios(false).map((s) => s.id), 'sweep'];
       for (const id of o.only)
         if (!known.includes(id))
           throw new Error(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
@@ -136,6 +146,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
   const log = (s: string) => process.stderr.write(`${stamp()} ${s}\n`);
   const runs: ScenarioRun[] = [];
   const list = scenarios(o.quick && !o.only).filter((s) => !o.only || o.only.includes(s.id));
+  const sweep = o.sweepSec > 0 && (!o.only || o.only.includes('sweep')) ? sweepScenarios(o.sweepSec) : [];
   const report: MatrixReport = {
     machine: {
       cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -199,6 +210,51 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
       await env.close();
     }
   }
+  if (sweep.length) report.sweep = [];
+  for (const spec of sweep) {
+    log(`== sweep: ${spec.title}`);
+    const run: ScenarioRun = { scenario: spec, steps: [] };
+    report.sweep!.push(run);
+    const { step } = spec;
+    try {
+      const env = await startBenchEnv({
+        mailboxes: spec.mailboxes,
+        connections: spec.connections,
+        tls: spec.tls,
+        userPrefix: BENCH_DEFAULTS.userPrefix,
+        userDomain: BENCH_DEFAULTS.userDomain,
+        recipients: 1,
+        cli: o.cli,
+        logAsServed: true,
+      });
+      try {
+        const result = await runBench(
+          {
+            mailboxes: spec.mailboxes,
+            connections: spec.connections,
+            rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
+            durationSec: step.durationSec,
+            size: spec.size,
+            recipients: 1,
+            tls: spec.tls,
+            userPrefix: BENCH_DEFAULTS.userPrefix,
+            userDomain: BENCH_DEFAULTS.userDomain,
+            direct: true,
+            warmupSec: o.warmupSec,
+            quiet: o.quiet,
+          },
+          { env },
+        );
+        log(formatSummary(result));
+        run.steps.push({ step, result });
+      } finally {
+        await env.close();
+      }
+    } catch (err) {
+      log(`   failed: ${(err as Error).message}`);
+      run.steps.push({ step, result: null, error: (err as Error).message });
+    }
+  }
   report.totalSec = Math.round((Date.now() - started) / 1000);
   return report;
 }
@@ -231,7 +287,9 @@ runTool(import.meta.url, 'bench matrix', matrixTool, async (o, argv) => {
   const report = await runMatrix(o, command);
   if (o.json) fs.writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
   for (const f of writeMatrixOutputs(report, o.outDir)) process.stderr.write(`wrote ${f}\n`);
-  const lost = report.runs.flatMap((r) => r.steps).reduce((n, s) => n + (s.result?.lost ?? 0), 0);
+  const lost = [...report.runs, ...(report.sweep ?? [])]
+    .flatMap((r) => r.steps)
+    .reduce((n, s) => n + (s.result?.lost ?? 0), 0);
   if (lost > 0) {
     process.stderr.write(`bench matrix: ${lost} messages lost\n`);
     return 1;

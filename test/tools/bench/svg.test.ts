@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { chartSvgs, renderBenchmarksMarkdown, type MatrixReport } from '../../../src/tools/bench/markdown.js';
+import {
+  chartSvgs,
+  renderBenchmarksMarkdown,
+  renderSweep,
+  sweepScenarios,
+  type MatrixReport,
+} from '../../../src/tools/bench/markdown.js';
 import { loadSteps, parseMatrixArgs, scenarios } from '../../../src/tools/bench/matrix.js';
 import type { BenchResult } from '../../../src/tools/bench/report.js';
 import { niceCeil, renderLineChart } from '../../../src/tools/bench/svg.js';
@@ -170,5 +176,34 @@ describe('benchmarks.md', () => {
     expect(() => parseMatrixArgs(['--only', 'nope'])).toThrow(/--only: unknown scenario "nope"/);
     expect(() => parseMatrixArgs(['--bogus'])).toThrow(/unknown option '--bogus'/);
     expect(scenarios(false)).toHaveLength(8);
+    expect(parseMatrixArgs([])).toMatchObject({ sweepSec: 10 });
+    expect(parseMatrixArgs(['--quick'])).toMatchObject({ sweepSec: 0 });
+    expect(parseMatrixArgs(['--sweep', '4', '--only', 'sweep'])).toMatchObject({
+      sweepSec: 4,
+      only: ['sweep'],
+    });
+    expect(() => parseMatrixArgs(['--sweep', 'x'])).toThrow(/--sweep: expected seconds >= 0/);
+  });
+
+  it('renders the connections sweep as one table: load, upstream, connections, CPU per message', () => {
+    const specs = sweepScenarios(10);
+    expect(specs).toHaveLength(16);
+    expect(specs.map((s) => s.connections).slice(0, 4)).toEqual([1, 10, 50, 100]);
+    expect(specs.filter((s) => s.step.perMinute === 50_000).every((s) => s.mailboxes === 10)).toBe(true);
+    expect(specs.filter((s) => s.step.label === 'max').every((s) => s.mailboxes === 100)).toBe(true);
+    const sweep = specs.slice(0, 2).map((scenario) => ({
+      scenario,
+      steps: [{ step: scenario.step, result: fakeResult(833, 3) }],
+    }));
+    sweep.push({
+      scenario: specs[15]!,
+      steps: [{ step: specs[15]!.step, result: null, error: 'boom' }],
+    } as never);
+    const md = renderSweep(sweep);
+    expect(md[0]).toBe('## Connections: 1 to 100, at 833 msg/s and at the maximum');
+    expect(md).toContain(
+      '| 833 msg/s | plain | 1 | 833 | 1.000 | 1.00 | 3.00 | 2.00 | 5000 (4000) | 100 | 0 |',
+    );
+    expect(md.some((l) => l.startsWith('| max | STARTTLS | 100 | failed: boom'))).toBe(true);
   });
 });
