@@ -96,3 +96,40 @@ export function makeMessage(
     `Date: ${new Date().toUTCString()}\r\n\r\n${opts.body ?? 'Hello.\r\n.leading dot line\r\nBye.\r\n'}`;
   return { id, raw };
 }
+
+export interface OneMessage {
+  login: SendOutcome;
+  /** the reply to the message; absent when the login was refused */
+  sent?: SendOutcome;
+  /** the message's Message-ID */
+  id: string;
+  /** the message as sent (or as it would have been) */
+  raw: string;
+  /** what the client saw last: the login's refusal, else the reply to the message */
+  reply: SendOutcome;
+}
+
+/**
+ * Connects, logs in as `user` and, when that works, sends one message (from `user` unless `from`
+ * says otherwise) to `to`; always closes the connection.
+ */
+export async function loginAndSend(
+  server: number | ClientOptions,
+  user: string,
+  password: string,
+  opts: { from?: string; to?: string; body?: string; method?: 'PLAIN' | 'LOGIN' } = {},
+): Promise<OneMessage> {
+  const c = new TestClient(typeof server === 'number' ? { port: server } : server);
+  await c.connect();
+  try {
+    const from = opts.from ?? user;
+    const to = opts.to ?? 'rcpt@example.net';
+    const m = makeMessage(from, to, { body: opts.body });
+    const login = await c.login(user, password, opts.method);
+    if (!login.ok) return { login, id: m.id, raw: m.raw, reply: login };
+    const sent = await c.send(from, to, m.raw);
+    return { login, sent, id: m.id, raw: m.raw, reply: sent };
+  } finally {
+    c.close();
+  }
+}

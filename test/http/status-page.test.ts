@@ -1,24 +1,19 @@
 // The status page in a real browser (Debian's chromium via playwright-core): the mailboxes are
 // shown and the chart moves as live stats arrive.
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpServer, type RunningHttpServer } from '../../src/http/server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { silentLogger } from '../../src/shared/log.js';
+import { CHROMIUM, requireChromium, useBrowser } from '../helpers/browser.js';
 import { fakeBackend, type FakeBackend } from './fake-backend.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'status-page-token-abcdef';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  console.warn(`SKIPPED status page browser test: ${CHROMIUM} is missing (apt-get install -y chromium)`);
-}
+const haveChromium = requireChromium('status page browser test');
 
 describe.skipIf(!haveChromium)(`status page in chromium (skipped when ${CHROMIUM} is missing)`, () => {
   let server: RunningHttpServer;
   let backend: FakeBackend;
-  let browser: Browser;
+  const browser = useBrowser();
   let feeder: NodeJS.Timeout;
 
   beforeAll(async () => {
@@ -58,30 +53,16 @@ describe.skipIf(!haveChromium)(`status page in chromium (skipped when ${CHROMIUM
       backend,
       log: silentLogger,
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
   });
 
   afterAll(async () => {
     clearInterval(feeder);
-    await browser?.close();
     await server?.close();
     await backend?.cleanup();
   });
 
   it('shows the 3 mailboxes, hides the token from the URL, and the chart changes over 3 s', async () => {
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => {
@@ -129,7 +110,7 @@ describe.skipIf(!haveChromium)(`status page in chromium (skipped when ${CHROMIUM
   });
 
   it('without the token the page asks for it', async () => {
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     const res = await page.goto(`http://127.0.0.1:${server.address.port}/`);
     expect(res?.status()).toBe(401);
     expect(await page.locator('input[name=token]').count()).toBe(1);

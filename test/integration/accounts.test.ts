@@ -15,7 +15,7 @@ import { CLI, simProvider, type ProxyProc, type SimProc } from '../helpers/procs
 import { runScript } from '../helpers/run-script.js';
 import { simAccount } from '../helpers/sim-accounts.js';
 import { useProcs } from '../helpers/use-procs.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { TestClient, loginAndSend, makeMessage } from '../helpers/smtp-client.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
 const PW = 'client-password-for-tests-only';
@@ -140,15 +140,9 @@ describe('a mailbox address is case-insensitive at every entry point', () => {
   });
 
   it('SMTP AUTH', async () => {
-    const c = new TestClient({ port: proxy.smtpPort });
-    await c.connect();
-    try {
-      expect(await c.login('Alice@EXAMPLE.com', PW)).toMatchObject({ ok: true });
-      const r = await c.send(ALICE, 'rcpt@example.net', makeMessage(ALICE, 'rcpt@example.net').raw);
-      expect(r).toMatchObject({ ok: true, code: 250 });
-    } finally {
-      c.close();
-    }
+    const r = await loginAndSend(proxy.smtpPort, 'Alice@EXAMPLE.com', PW, { from: ALICE });
+    expect(r.login).toMatchObject({ ok: true });
+    expect(r.sent).toMatchObject({ ok: true, code: 250 });
   });
 
   it('MAIL FROM from a trusted network (no AUTH)', async () => {

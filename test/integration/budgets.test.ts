@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { TEST_PASSWORD as PW, simAccount } from '../helpers/sim-accounts.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { loginAndSend } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
@@ -34,13 +34,9 @@ const heldBytes = async () =>
   metricValue(await (await proxy.http('/metrics')).text(), 'xoauth2_proxy_inflight_bytes');
 
 async function sendOne(size = 6_000) {
-  const c = new TestClient({ port: proxy.smtpPort });
-  await c.connect();
-  await c.login(ALICE, PW);
-  const m = makeMessage(ALICE, 'r@example.net', { body: line.repeat(size / line.length) });
-  const r = await c.send(ALICE, 'r@example.net', m.raw);
-  c.close();
-  return { ...r, id: m.id };
+  const body = line.repeat(size / line.length);
+  const r = await loginAndSend(proxy.smtpPort, ALICE, PW, { to: 'r@example.net', body });
+  return { ...r.reply, id: r.id };
 }
 
 describe('in-flight byte budget', () => {

@@ -5,25 +5,15 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { simProvider } from '../helpers/procs.js';
 import { TEST_PASSWORD as PW, simAccount } from '../helpers/sim-accounts.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { TestClient, loginAndSend, makeMessage } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { sleep } from '../helpers/wait.js';
 
 const acct = (email: string, password = PW) => simAccount(email, { password });
 const procs = useProcs();
 
-async function trySend(port: number, user: string, password = PW) {
-  const c = new TestClient({ port });
-  await c.connect();
-  const auth = await c.login(user, password);
-  if (!auth.ok) {
-    c.close();
-    return auth;
-  }
-  const r = await c.send(user, 'r@example.net', makeMessage(user, 'r@example.net').raw);
-  c.close();
-  return r;
-}
+const trySend = async (port: number, user: string, password = PW) =>
+  (await loginAndSend(port, user, password, { to: 'r@example.net' })).reply;
 
 describe('reload', () => {
   it('adds, changes and removes accounts under load without failing unchanged ones; a bad file keeps the old snapshot', async () => {

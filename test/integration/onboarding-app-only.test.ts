@@ -10,24 +10,16 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CLI, type ProxyProc, type SimProc } from '../helpers/procs.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { loginAndSend } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { waitFor } from '../helpers/wait.js';
 
 const ADMIN = 'test-admin-token-not-secret';
 const PW = 'client-password-for-tests-only';
 
-async function send(proxy: ProxyProc, email: string, pw = PW) {
-  const c = new TestClient({ port: proxy.smtpPort });
-  await c.connect();
-  try {
-    const login = await c.login(email, pw);
-    if (!login.ok) return login;
-    return await c.send(email, 'rcpt@example.net', makeMessage(email, 'rcpt@example.net').raw);
-  } finally {
-    c.close();
-  }
-}
+/** One message as `email`: the login's refusal or the reply to the message. */
+const send = async (proxy: ProxyProc, email: string, pw = PW) =>
+  (await loginAndSend(proxy.smtpPort, email, pw)).reply;
 
 async function adminAccount(proxy: ProxyProc, email: string): Promise<any> {
   const r = await proxy.http('/admin/accounts', { headers: { authorization: `Bearer ${ADMIN}` } });

@@ -5,26 +5,22 @@
 // with slow_down, Google's refusal of the device flow; after each authorization mail flows through
 // the mailbox without a restart of the proxy, the refresh token is nowhere in plain text on disk,
 // and re-authorizing a mailbox in needs_reauth clears that state at once.
-import { existsSync } from 'node:fs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { chromium, type Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/tools/harness/ports.js';
 import { openStateStore } from '../../src/state/store.js';
 import { silentLogger } from '../../src/shared/log.js';
+import { requireChromium, useBrowser } from '../helpers/browser.js';
 import { approveDeviceCode, consentByForm, startAuthorize, URL_LINE } from '../helpers/authorize-cli.js';
 import type { ProxyProc, SimProc } from '../helpers/procs.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { loginAndSend } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium)
-  console.warn(`SKIPPED the Chromium part of onboarding-cli.test.ts: ${CHROMIUM} is missing`);
+const haveChromium = requireChromium('the Chromium part of onboarding-cli.test.ts');
 
 const ADMIN = 'test-admin-token-not-secret';
 const SECRET = 'test-secret-key-0123456789-abcdefghijklmnop';
@@ -32,21 +28,8 @@ const PW = 'client-password-for-tests-only';
 const CLIENT = 'onboard-app';
 const CLIENT_SECRET = 'onboard-secret-not-real';
 
-/** Send one message as `email`; the reply line (code + text). */
-async function send(
-  proxy: ProxyProc,
-  email: string,
-): Promise<{ ok: boolean; code?: number; response: string }> {
-  const c = new TestClient({ port: proxy.smtpPort });
-  await c.connect();
-  try {
-    const login = await c.login(email, PW);
-    if (!login.ok) return login;
-    return await c.send(email, 'rcpt@example.net', makeMessage(email, 'rcpt@example.net').raw);
-  } finally {
-    c.close();
-  }
-}
+/** One message as `email`: the login's refusal or the reply to the message. */
+const send = async (proxy: ProxyProc, email: string) => (await loginAndSend(proxy.smtpPort, email, PW)).reply;
 
 async function adminAccount(proxy: ProxyProc, email: string): Promise<any> {
   const r = await proxy.http('/admin/accounts', { headers: { authorization: `Bearer ${ADMIN}` } });
@@ -93,7 +76,7 @@ describe('accounts authorize: authorization code + PKCE (google style)', () => {
   let cfg: string;
   let accountsFile: string;
   let stateDir: string;
-  let browser: Browser | undefined;
+  const browser = useBrowser();
 
   beforeAll(async () => {
     // a registered confidential client, and refresh tokens that rotate on every refresh
@@ -139,20 +122,6 @@ describe('accounts authorize: authorization code + PKCE (google style)', () => {
       { dir },
     );
     cfg = proxy.configFile;
-    if (haveChromium)
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--no-first-run',
-        ],
-      });
-  });
-  afterAll(async () => {
-    await browser?.close();
   });
 
   it.skipIf(!haveChromium)(
@@ -167,7 +136,7 @@ describe('accounts authorize: authorization code + PKCE (google style)', () => {
       expect(q.get('code_challenge_method')).toBe('S256');
       expect(q.get('state')).toMatch(/^[\w-]{43}$/);
       expect(new URL(q.get('redirect_uri')!).hostname).toBe('127.0.0.1');
-      const page = await browser!.newPage();
+      const page = await browser().newPage();
       await page.goto(url);
       expect(await page.inputValue('#login')).toBe(email);
       await Promise.all([page.waitForURL(/127\.0\.0\.1:\d+\/callback\?/), page.click('#allow')]);

@@ -7,21 +7,19 @@
 //   one: error pages. Cancelling at the consent page keeps the link usable.
 // - Nobody without a link or the admin token starts a flow; a callback with a wrong state, or from
 //   another browser, is refused and exchanges nothing.
-import { existsSync } from 'node:fs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, requireChromium, useBrowser } from '../helpers/browser.js';
 import { freePort } from '../../src/tools/harness/ports.js';
 import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { loginAndSend } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { until } from '../helpers/wait.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`SKIPPED web onboarding browser tests: ${CHROMIUM} is missing`);
+const haveChromium = requireChromium('web onboarding browser tests');
 
 const ADMIN = 'onboarding-admin-token-not-secret';
 const CLIENT_ID = 'onboarding-web-app';
@@ -73,54 +71,32 @@ async function createLink(env: Env, body: Record<string, unknown>) {
 }
 
 /** SMTP AUTH with the generated password, then one message to the upstream. */
-async function sendAs(env: Env, email: string, password: string) {
-  const c = new TestClient({ port: env.proxy.smtpPort });
-  await c.connect();
-  try {
-    const auth = await c.login(email, password);
-    if (!auth.ok) return { auth, sent: undefined };
-    const m = makeMessage(email, 'rcpt@example.net');
-    const sent = await c.send(email, 'rcpt@example.net', m.raw);
-    return { auth, sent, id: m.id };
-  } finally {
-    c.close();
-  }
-}
+const sendAs = (env: Env, email: string, password: string) =>
+  loginAndSend(env.proxy.smtpPort, email, password);
 
-async function problemOf(page: import('playwright-core').Page): Promise<string | null> {
+async function problemOf(page: Page): Promise<string | null> {
   return page.getAttribute('#problem', 'data-problem');
 }
 
 describe.skipIf(!haveChromium)(`web onboarding in chromium (skipped when ${CHROMIUM} is missing)`, () => {
   const procs = useProcs('all');
   let env: Env;
-  let browser: Browser;
+  const browser = useBrowser();
   const contexts: BrowserContext[] = [];
   /** passwords, link tokens and redirect URLs seen: none may appear in the proxy's log */
   const secrets: string[] = [];
   /** a fresh browser profile: no cookies, no admin token */
   const freshContext = async () => {
-    const c = await browser.newContext();
+    const c = await browser().newContext();
     contexts.push(c);
     return c;
   };
 
   beforeAll(async () => {
     env = await startEnv(procs);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--no-first-run',
-      ],
-    });
   }, 60_000);
   afterAll(async () => {
     for (const c of contexts) await c.close().catch(() => undefined);
-    await browser?.close();
   });
 
   it('"Add mailbox" on the status page: consent, the password once, then mail flows without a restart', async () => {
@@ -142,10 +118,10 @@ describe.skipIf(!haveChromium)(`web onboarding in chromium (skipped when ${CHROM
     secrets.push(password, new URL(page.url()).searchParams.get('code')!);
 
     const r = await sendAs(env, 'new.user@example.com', password);
-    expect(r.auth.ok).toBe(true);
+    expect(r.login.ok).toBe(true);
     expect(r.sent?.ok, r.sent?.response).toBe(true);
     const stats = await env.sim.stats();
-    expect(JSON.stringify(stats)).toContain(r.id!);
+    expect(JSON.stringify(stats)).toContain(r.id);
     // only a hash of the password on disk, and no refresh token in the accounts file
     const file = fs.readFileSync(env.accountsFile, 'utf8');
     expect(file).toContain('new.user@example.com');
@@ -184,7 +160,7 @@ describe.skipIf(!haveChromium)(`web onboarding in chromium (skipped when ${CHROM
     const password = (await owner.textContent('#password'))!;
     secrets.push(password, new URL(owner.url()).searchParams.get('state')!);
     const r = await sendAs(env, 'owner@example.com', password);
-    expect(r.auth.ok).toBe(true);
+    expect(r.login.ok).toBe(true);
     expect(r.sent?.ok, r.sent?.response).toBe(true);
 
     // the same link again, in another browser: refused, with the reason

@@ -14,7 +14,7 @@ import { hashPassword } from '../../src/accounts/password.js';
 import { simRefreshToken } from '../../src/tools/sim/index.js';
 import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { simAccount } from '../helpers/sim-accounts.js';
-import { TestClient, makeMessage, type SendOutcome } from '../helpers/smtp-client.js';
+import { loginAndSend } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { metricValue, waitFor } from '../helpers/wait.js';
 
@@ -104,19 +104,11 @@ describe('operations against the running proxy (accounts file)', () => {
 
   /** AUTH PLAIN as `user`, then one message to one recipient if the login worked */
   async function send(user: string, password = PW) {
-    const c = new TestClient({ port: proxy.smtpPort });
-    await c.connect();
-    try {
-      const login = await c.login(user, password);
-      if (!login.ok) return { login, sent: undefined as SendOutcome | undefined, id: undefined };
-      const m = makeMessage(user, 'someone@example.net');
-      const sent = await c.send(user, 'someone@example.net', m.raw);
-      if (sent.ok) ledger.delivered.push({ id: m.id, bytes: Buffer.byteLength(m.raw), user });
-      else if (sent.code && sent.code >= 400 && sent.code < 500) ledger.deferred++;
-      return { login, sent, id: m.id };
-    } finally {
-      c.close();
-    }
+    const r = await loginAndSend(proxy.smtpPort, user, password, { to: 'someone@example.net' });
+    const { sent } = r;
+    if (sent?.ok) ledger.delivered.push({ id: r.id, bytes: Buffer.byteLength(r.raw), user });
+    else if (sent?.code && sent.code >= 400 && sent.code < 500) ledger.deferred++;
+    return r;
   }
   const metrics = async () => (await proxy.http('/metrics')).text();
   const listAccounts = async () =>
@@ -533,13 +525,9 @@ describe('admin API with inline accounts (no accountsFile)', () => {
 
     // the process is alive and the account it has still delivers
     expect(proxy.child.exitCode).toBeNull();
-    const c = new TestClient({ port: proxy.smtpPort });
-    await c.connect();
-    expect((await c.login(ALICE, PW)).ok).toBe(true);
-    const m = makeMessage(ALICE, 'someone@example.net');
-    const sent = await c.send(ALICE, 'someone@example.net', m.raw);
-    c.close();
-    expect(sent.ok, sent.response).toBe(true);
-    expect((await sim.stats()).messageIds).toContain(m.id);
+    const r = await loginAndSend(proxy.smtpPort, ALICE, PW, { to: 'someone@example.net' });
+    expect(r.login.ok).toBe(true);
+    expect(r.reply.ok, r.reply.response).toBe(true);
+    expect((await sim.stats()).messageIds).toContain(r.id);
   });
 });

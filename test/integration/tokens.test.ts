@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { simProvider } from '../helpers/procs.js';
 import { TEST_PASSWORD as PW, simAccounts } from '../helpers/sim-accounts.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { TestClient, loginAndSend, makeMessage } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
 import { sleep } from '../helpers/wait.js';
 
@@ -96,14 +96,8 @@ describe('token lifecycle', () => {
   it('keeps rotated refresh tokens across a restart', async () => {
     const sim = await procs.sim(['--rotate-refresh-tokens', '--token-lifetime', '3']);
     let proxy = await procs.proxy({ providers: { sim: simProvider(sim) }, accounts: accounts([users[0]!]) });
-    const send = async () => {
-      const c = new TestClient({ port: proxy.smtpPort });
-      await c.connect();
-      await c.login(users[0]!, PW);
-      const r = await c.send(users[0]!, 'r@example.net', makeMessage(users[0]!, 'r@example.net').raw);
-      c.close();
-      return r;
-    };
+    const send = async () =>
+      (await loginAndSend(proxy.smtpPort, users[0]!, PW, { to: 'r@example.net' })).reply;
     expect((await send()).ok).toBe(true);
     await sleep(4000); // at least one rotation happened
     expect((await send()).ok).toBe(true);

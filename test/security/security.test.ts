@@ -12,7 +12,7 @@ import { hashPassword } from '../../src/accounts/password.js';
 import { freePort } from '../../src/tools/harness/ports.js';
 import { simProvider, type ProxyProc, type SimProc } from '../helpers/procs.js';
 import { simAccount } from '../helpers/sim-accounts.js';
-import { TestClient, makeMessage } from '../helpers/smtp-client.js';
+import { TestClient, loginAndSend, makeMessage } from '../helpers/smtp-client.js';
 import { useProcs, type Procs } from '../helpers/use-procs.js';
 import { sleep, until } from '../helpers/wait.js';
 import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
@@ -262,12 +262,10 @@ describe('upstream TLS', () => {
       { dir },
     );
     try {
-      const c = new TestClient({ port: proxy.smtpPort });
-      await c.connect();
-      expect((await c.login(ALICE, PW)).ok).toBe(true);
-      const m = makeMessage(ALICE, 'someone@example.net');
-      const r = await c.send(ALICE, 'someone@example.net', m.raw);
-      c.close();
+      const { login, reply: r } = await loginAndSend(proxy.smtpPort, ALICE, PW, {
+        to: 'someone@example.net',
+      });
+      expect(login.ok).toBe(true);
       expect(r.ok).toBe(false);
       expect(r.response).toMatch(/^451 4\.4\.\d /);
       expect(handshakes).toBe(0);
@@ -282,12 +280,8 @@ describe('state at rest', () => {
   const procs = useProcs();
   it('keeps the state directory 0700 and every file in it 0600', async () => {
     const proxy = await procs.proxy({ providers: { sim: simProvider(sim) }, accounts: [account(hash)] });
-    const c = new TestClient({ port: proxy.smtpPort });
-    await c.connect();
-    await c.login(ALICE, PW);
-    const sent = await c.send(ALICE, 'someone@example.net', makeMessage(ALICE, 'someone@example.net').raw);
+    const sent = (await loginAndSend(proxy.smtpPort, ALICE, PW, { to: 'someone@example.net' })).reply;
     expect(sent.ok).toBe(true);
-    c.close();
     const data = path.join(proxy.dir, 'data');
     expect(fs.statSync(data).mode & 0o777).toBe(0o700);
     const files = fs.readdirSync(data);

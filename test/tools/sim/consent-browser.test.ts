@@ -1,10 +1,9 @@
 // The consent and device pages in a real browser (Debian's chromium via playwright-core), with the
 // redirect landing on a loopback listener as it does for `accounts authorize`.
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, requireChromium, useBrowser } from '../../helpers/browser.js';
 import { startSimulator, type Simulator } from '../../../src/tools/sim/index.js';
 import { ephemeral, postForm } from './helpers.js';
 import {
@@ -17,15 +16,11 @@ import {
   tenantUrl,
 } from './oauth-helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`SKIPPED simulator consent browser test: ${CHROMIUM} is missing`);
-
-describe.skipIf(!haveChromium)(
+describe.skipIf(!requireChromium('simulator consent browser test'))(
   `simulator consent pages in chromium (skipped when ${CHROMIUM} is missing)`,
   () => {
     let sim: Simulator;
-    let browser: Browser;
+    const browser = useBrowser();
     let callback: http.Server;
     let redirectUri: string;
     const landed: URL[] = [];
@@ -43,25 +38,14 @@ describe.skipIf(!haveChromium)(
       });
       await new Promise<void>((r) => callback.listen(0, '127.0.0.1', r));
       redirectUri = `http://127.0.0.1:${(callback.address() as AddressInfo).port}/callback`;
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--no-first-run',
-        ],
-      });
     });
     afterAll(async () => {
-      await browser?.close();
       callback?.close();
       await sim?.close();
     });
 
     it('Allow on the consent page lands on the loopback redirect with a code that redeems', async () => {
-      const page = await browser.newPage();
+      const page = await browser().newPage();
       const scope = 'https://outlook.office.com/SMTP.Send offline_access';
       const q = authorizeQuery({
         clientId: 'browser-app',
@@ -88,7 +72,7 @@ describe.skipIf(!haveChromium)(
     });
 
     it('Deny lands with error=access_denied', async () => {
-      const page = await browser.newPage();
+      const page = await browser().newPage();
       const q = authorizeQuery({ clientId: 'browser-app', redirectUri, scope: 'openid', state: 's2' });
       await page.goto(`${base(sim)}/authorize?${q}`);
       await Promise.all([page.waitForURL(/\/callback\?/), page.click('#deny')]);
@@ -102,7 +86,7 @@ describe.skipIf(!haveChromium)(
         client_id: 'browser-app',
         scope: 'https://outlook.office.com/SMTP.Send offline_access',
       });
-      const page = await browser.newPage();
+      const page = await browser().newPage();
       await page.goto(start.body.verification_uri);
       await page.fill('#user_code', start.body.user_code);
       await page.fill('#login', 'tv@contoso.example');
