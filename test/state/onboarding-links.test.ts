@@ -1,32 +1,10 @@
 // The onboarding links table: single use (one claim wins), a failed flow gives the link back,
 // revocation, persistence, and a MAC key that follows the secret but is not the data key.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { openStateStore, type StateStore } from '../../src/state/store.js';
+import { describe, expect, it } from 'vitest';
 import { subkey } from '../../src/state/crypto.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { storeFixture } from './store-fixture.js';
 
-const SECRET = 'a-secret-key-of-at-least-32-characters!!';
-const dirs: string[] = [];
-const stores: StateStore[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'xo2-links-'));
-  dirs.push(d);
-  return path.join(d, 'data');
-}
-
-function open(dir: string, secretKey = SECRET): StateStore {
-  const s = openStateStore({ dir, secretKey, log: silentLogger });
-  stores.push(s);
-  return s;
-}
+const { tmpDir, open, closeAll } = storeFixture('xo2-links-');
 
 const T0 = Date.UTC(2030, 0, 1);
 const link = (id: string, over: Record<string, unknown> = {}) => ({
@@ -81,9 +59,9 @@ describe('onboarding links in the state store', () => {
   it('the MAC key is stable across restarts, changes with the secret, and is 32 bytes', () => {
     const dir = tmpDir();
     const first = Buffer.from(open(dir).onboardingLinks.macKey);
-    stores.splice(0).forEach((s) => s.close());
+    closeAll();
     expect(open(dir).onboardingLinks.macKey.equals(first)).toBe(true);
-    stores.splice(0).forEach((s) => s.close());
+    closeAll();
     const other = open(dir, 'another-secret-key-of-32-characters-or-more');
     expect(other.onboardingLinks.macKey.equals(first)).toBe(false);
     expect(first).toHaveLength(32);

@@ -1,44 +1,22 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import {
   AUTHORIZATION_SIGNAL_FILE,
-  openStateStore,
   readStoredAccountsSummary,
   signalAuthorization,
-  type StateStore,
 } from '../../src/state/store.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { storeFixture } from './store-fixture.js';
 
-const SECRET = 'a-secret-key-of-at-least-32-characters!!';
-const dirs: string[] = [];
-const stores: StateStore[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'xo2-state-'));
-  dirs.push(d);
-  return path.join(d, 'data');
-}
+const { tmpDir, open } = storeFixture('xo2-state-');
 
 /** a pino logger that keeps its lines */
 function captureLogger() {
   const lines: any[] = [];
   const log = pino({ level: 'debug' }, { write: (s: string) => lines.push(JSON.parse(s)) });
   return { log, lines };
-}
-
-/** secretKey null: no configured key (the generated key file is used) */
-function open(dir: string, secretKey: string | null = SECRET, log = silentLogger): StateStore {
-  const s = openStateStore({ dir, secretKey: secretKey ?? undefined, log });
-  stores.push(s);
-  return s;
 }
 
 /** the emails with a row in state.db, read by a connection of the test's own */
