@@ -1,11 +1,19 @@
 #!/usr/bin/env node
 // `npm run fuzz -- [--cases N | --minutes M] [--seed S] [--concurrency C] [--only family,...]
 //   [--no-connection-attacks] [--json FILE]`. Exit 0 without findings, 1 with, 2 on bad options.
-import fs from 'node:fs';
 import type { OptionValues } from 'commander';
 import { FAMILIES, type Family } from './cases.js';
 import { runFuzz, type FuzzOptions } from './run.js';
-import { numberOption, parseToolArgs, runTool, toolCommand, type Tool } from '../harness/tool-cli.js';
+import {
+  listOption,
+  numberOption,
+  parseToolArgs,
+  runTool,
+  seedOption,
+  toolCommand,
+  writeReports,
+  type Tool,
+} from '../harness/tool-cli.js';
 
 type FuzzCliOptions = FuzzOptions & { json?: string };
 
@@ -23,20 +31,13 @@ const fuzzTool: Tool<FuzzCliOptions> = {
       .option('--no-connection-attacks', 'skip slowloris and the idle-connection flood')
       .option('--json <file>', 'also write the JSON report here'),
   check(v: OptionValues): FuzzCliOptions {
-    const only = (v.only as string | undefined)
-      ?.split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    const unknown = (only ?? []).filter((f) => !(FAMILIES as readonly string[]).includes(f));
-    if (unknown.length)
-      throw new Error(`--only: unknown family ${unknown.join(', ')} (known: ${FAMILIES.join(', ')})`);
+    const only = listOption<Family>('only', v.only, FAMILIES, 'family');
     return {
       cases: numberOption('cases', v.cases, 1, true),
       ...(v.minutes !== undefined ? { minutes: numberOption('minutes', v.minutes, 0.01, false) } : {}),
-      seed:
-        v.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : numberOption('seed', v.seed, 0, true),
+      seed: seedOption(v.seed),
       concurrency: numberOption('concurrency', v.concurrency, 1, true),
-      ...(only ? { only: only as Family[] } : {}),
+      ...(only ? { only } : {}),
       connectionAttacks: v.connectionAttacks !== false,
       ...(v.json ? { json: v.json as string } : {}),
     };
@@ -70,6 +71,6 @@ runTool(import.meta.url, 'fuzz', fuzzTool, async (opts) => {
           '\n'
         : 'no findings\n'),
   );
-  if (json) fs.writeFileSync(json, JSON.stringify(r, null, 2) + '\n');
+  writeReports({ json }, undefined, r);
   return r.ok ? 0 : 1;
 });

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, type OptionValues } from 'commander';
+import { STYLES, type Style } from './env.js';
 
 /** A bad command line: the message names the option. */
 export class UsageError extends Error {}
@@ -65,6 +66,71 @@ export function choiceOption<T extends string>(name: string, raw: string, choice
   if (!(choices as readonly string[]).includes(raw))
     throw new Error(`--${name}: expected ${choices.join(' or ')}, got "${raw}"`);
   return raw as T;
+}
+
+/** A comma-separated list of `known` names (undefined when not given); an unknown one is an error. */
+export function listOption<T extends string>(
+  name: string,
+  raw: unknown,
+  known: readonly T[],
+  what: string,
+): T[] | undefined {
+  if (raw === undefined) return undefined;
+  const list = String(raw)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = list.filter((n) => !(known as readonly string[]).includes(n));
+  if (unknown.length)
+    throw new Error(`--${name}: unknown ${what} ${unknown.join(', ')} (known: ${known.join(', ')})`);
+  return list as T[];
+}
+
+/** --seed: the given one, or a random one (the tool prints it, so a run can be replayed). */
+export function seedOption(raw: unknown): number {
+  return raw === undefined ? Math.floor(Math.random() * 2 ** 31) : numberOption('seed', raw, 0, true);
+}
+
+/** --upstream-tls and --style: the upstream leg a load tool runs its proxy against. */
+export function upstreamOptions(cmd: Command): Command {
+  return cmd
+    .option('--upstream-tls', "the proxy's upstream leg over STARTTLS")
+    .option(
+      '--style <style>',
+      'the provider the simulator plays: google or microsoft (rotating refresh tokens)',
+    );
+}
+
+export function checkUpstreamOptions(v: OptionValues): { upstreamTls?: true; style?: Style } {
+  return {
+    ...(v.upstreamTls ? { upstreamTls: true as const } : {}),
+    ...(v.style !== undefined ? { style: choiceOption('style', v.style as string, STYLES) } : {}),
+  };
+}
+
+export interface ReportFiles {
+  out?: string;
+  json?: string;
+}
+
+/** --out and --json: where else a tool writes its report, besides stdout. */
+export function reportOptions(cmd: Command): Command {
+  return cmd
+    .option('--out <file.md>', 'also write the markdown report here')
+    .option('--json <file>', 'also write the JSON report here');
+}
+
+export function checkReportOptions(v: OptionValues): ReportFiles {
+  return {
+    ...(v.out ? { out: v.out as string } : {}),
+    ...(v.json ? { json: v.json as string } : {}),
+  };
+}
+
+/** Write the markdown (when there is one) and the JSON report to the files asked for. */
+export function writeReports(files: ReportFiles, md: string | undefined, report: unknown): void {
+  if (files.out && md !== undefined) fs.writeFileSync(files.out, md);
+  if (files.json) fs.writeFileSync(files.json, JSON.stringify(report, null, 2) + '\n');
 }
 
 /** The file:// URL of the program node was started with (symlinks resolved, as import.meta.url has them). */

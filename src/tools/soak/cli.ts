@@ -1,47 +1,48 @@
 #!/usr/bin/env node
 // `npm run soak -- --minutes M`: see run.ts. Exit 0 on pass, 1 on a failed invariant or trend, 2 on
 // bad options.
-import fs from 'node:fs';
 import type { OptionValues } from 'commander';
 import { renderSoakMarkdown } from './report.js';
 import { runSoak, type SoakOptions } from './run.js';
 import { MAX_MESSAGE_IDS } from '../sim/types.js';
-import { STYLES } from '../harness/env.js';
 import {
-  choiceOption,
+  checkReportOptions,
+  checkUpstreamOptions,
   numberOption,
   parseToolArgs,
+  reportOptions,
   runTool,
+  seedOption,
   toolCommand,
+  upstreamOptions,
+  writeReports,
+  type ReportFiles,
   type Tool,
 } from '../harness/tool-cli.js';
 
-type SoakCliOptions = SoakOptions & { json?: string; out?: string };
+type SoakCliOptions = SoakOptions & ReportFiles;
 
 const soakTool: Tool<SoakCliOptions> = {
   program: () =>
-    toolCommand(
-      'npm run soak --',
-      'hours of steady load with random faults against a simulator and a proxy: loss, leaks and trends',
-    )
-      .option('--minutes <m>', 'how long', '60')
-      .option('--rate <msg/s>', 'offered load', '833')
-      .option('--mailboxes <n>', 'mailboxes', '100')
-      .option('--connections <n>', 'client connections', '50')
-      .option('--sample-sec <s>', 'seconds between samples of the proxy', '10')
-      .option('--fault-every-sec <s>', 'a random fault this often (0 = none)', '60')
-      .option('--segment-sec <s>', 'seconds per loss-check segment', '60')
-      .option('--seed <n>', 'replay the fault schedule of this seed (default: a random one, printed)')
-      .option('--token-lifetime-sec <s>', "the simulator's access-token lifetime", '120')
-      .option('--size <bytes>', 'message size', '2048')
-      .option('--warmup-sec <s>', 'unmeasured warm-up before the first sample')
-      .option('--upstream-tls', "the proxy's upstream leg over STARTTLS")
-      .option(
-        '--style <style>',
-        'the provider the simulator plays: google or microsoft (rotating refresh tokens)',
-      )
-      .option('--json <file>', 'also write the JSON result here')
-      .option('--out <file.md>', 'also write the markdown report here'),
+    reportOptions(
+      upstreamOptions(
+        toolCommand(
+          'npm run soak --',
+          'hours of steady load with random faults against a simulator and a proxy: loss, leaks and trends',
+        )
+          .option('--minutes <m>', 'how long', '60')
+          .option('--rate <msg/s>', 'offered load', '833')
+          .option('--mailboxes <n>', 'mailboxes', '100')
+          .option('--connections <n>', 'client connections', '50')
+          .option('--sample-sec <s>', 'seconds between samples of the proxy', '10')
+          .option('--fault-every-sec <s>', 'a random fault this often (0 = none)', '60')
+          .option('--segment-sec <s>', 'seconds per loss-check segment', '60')
+          .option('--seed <n>', 'replay the fault schedule of this seed (default: a random one, printed)')
+          .option('--token-lifetime-sec <s>', "the simulator's access-token lifetime", '120')
+          .option('--size <bytes>', 'message size', '2048')
+          .option('--warmup-sec <s>', 'unmeasured warm-up before the first sample'),
+      ),
+    ),
   check(v: OptionValues): SoakCliOptions {
     const n = (name: string, min: number, integer = false) => {
       const key = name.replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
@@ -55,14 +56,12 @@ const soakTool: Tool<SoakCliOptions> = {
       sampleSec: n('sample-sec', 1),
       faultEverySec: n('fault-every-sec', 0),
       segmentSec: n('segment-sec', 5),
-      seed: v.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : n('seed', 0, true),
+      seed: seedOption(v.seed),
       tokenLifetimeSec: n('token-lifetime-sec', 10, true),
       size: n('size', 256, true),
       ...(v.warmupSec !== undefined ? { warmupSec: n('warmup-sec', 0) } : {}),
-      ...(v.upstreamTls ? { upstreamTls: true } : {}),
-      ...(v.style !== undefined ? { style: choiceOption('style', v.style as string, STYLES) } : {}),
-      ...(v.json ? { json: v.json as string } : {}),
-      ...(v.out ? { out: v.out as string } : {}),
+      ...checkUpstreamOptions(v),
+      ...checkReportOptions(v),
     };
     // A segment's ids must fit in the simulator's list, or its accepted messages would look lost.
     if (opts.rate * opts.segmentSec > MAX_MESSAGE_IDS)
@@ -82,8 +81,7 @@ runTool(import.meta.url, 'soak', soakTool, async (opts, argv) => {
   const result = await runSoak(soak);
   const md = renderSoakMarkdown(result, command);
   process.stdout.write(md);
-  if (json) fs.writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
-  if (out) fs.writeFileSync(out, md);
+  writeReports({ out, json }, md, result);
   if (!result.ok)
     process.stderr.write(`soak FAILED:\n${result.failures.map((f) => `  - ${f}`).join('\n')}\n`);
   return result.ok ? 0 : 1;
