@@ -46,7 +46,8 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
       leaseTtlMs: LEASE_TTL_MS,
       heartbeatMs: 150,
       probeMs: 100,
-      commandTimeoutMs: 400,
+      // generous, so a loaded CI machine does not read as an outage; the pause tests set their own
+      commandTimeoutMs: 2000,
       rateValidityMs: RATE_VALIDITY_MS,
       ...extra,
     });
@@ -59,6 +60,9 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
     await c.start();
     return c;
   }
+
+  /** the pause tests: an unanswered command must read as an outage quickly */
+  const PAUSED = { commandTimeoutMs: 400 };
 
   const newPrefix = () => `t${randomBytes(4).toString('hex')}:`;
 
@@ -109,7 +113,7 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
 
   it('degrades to the local share while Redis is paused (SIGSTOP), then shares again after SIGCONT', async () => {
     const prefix = newPrefix();
-    const [a, b] = [await started(prefix), await started(prefix)];
+    const [a, b] = [await started(prefix, PAUSED), await started(prefix, PAUSED)];
     const health: string[] = [];
     a.onHealth((h) => health.push(h.state === 'ok' ? 'ok' : `degraded: ${h.reason}`));
     await a.putAccessToken(MB, 'cached-access', Date.now() + 60_000);
@@ -175,7 +179,7 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
 
   it('past the lease TTL of an outage, gives up the newest leases beyond its share (their connections retire)', async () => {
     const prefix = newPrefix();
-    const a = await started(prefix);
+    const a = await started(prefix, PAUSED);
     const lost: string[] = [];
     const held: Lease[] = [];
     for (let i = 0; i < 3; i++) held.push((await a.acquireLease(MB, 4, (l) => lost.push(l.id)))!);
