@@ -31,7 +31,7 @@ async function derive(
   if (running >= MAX_CONCURRENT_KDF) await new Promise<void>((resolve) => queue.push(resolve));
   running++;
   try {
-    return await scrypt(Buffer.from(pw.normalize('NFC'), 'utf8'), salt, keyLen, { N: 2 ** ln, r, p });
+    return await scrypt(Buffer.from(pw.normalize('NFC'), 'utf8'), salt, keyLen, { N: 1 << ln, r, p });
   } finally {
     running--;
     queue.shift()?.();

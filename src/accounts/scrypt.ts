@@ -214,7 +214,11 @@ export async function scrypt(
   cost: ScryptCost,
 ): Promise<Buffer> {
   checkScryptCost(cost);
-  const { N, r, p } = cost;
+  // small integers from here on: a cost computed as 2 ** ln arrives as a heap number, and indices
+  // derived from it made the optimized loops bail out ("not a Smi") and run unoptimized, 5x slower
+  const N = cost.N | 0;
+  const r = cost.r | 0;
+  const p = cost.p | 0;
   const R = 32 * r; // words per block
   const B = pbkdf2Sync(password, salt, 1, p * 128 * r, 'sha256');
   // V (N blocks), then two work blocks
