@@ -98,13 +98,15 @@ export function haproxyConfig(o: HaproxyOptions & { port: number; statsPort: num
     `  bind ${o.bindHost ?? '127.0.0.1'}:${o.port}`,
     '  default_backend proxies',
     'backend proxies',
-    '  balance roundrobin',
-    // a connection to a dead instance is tried again elsewhere
+    // SMTP sessions are long: the instance with the fewest open ones gets the next
+    '  balance leastconn',
+    // a connection to a dead instance is tried again elsewhere; sessions on a backend marked down
+    // are left alone (no on-marked-down shutdown-sessions): a draining proxy finishes them itself
     '  retries 2',
     '  option redispatch',
     '  option httpchk GET /readyz',
     '  http-check expect status 200',
-    `  default-server inter ${inter}ms fall 2 rise 1 on-marked-down shutdown-sessions`,
+    `  default-server inter ${inter}ms fall 2 rise 1`,
     ...o.backends.map(
       (b, i) =>
         `  server ${backendName(b, i)} ${b.host ?? '127.0.0.1'}:${b.smtpPort}${send}${source} check port ${b.httpPort}`,
