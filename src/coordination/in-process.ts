@@ -11,7 +11,7 @@ import type { StateStore } from '../state/store.js';
 import { HealthState } from './health.js';
 import { HeldLease, LeaseBook } from './lease.js';
 import { Listeners } from './listeners.js';
-import { SlidingWindow } from './sliding-window.js';
+import { SlidingWindow, WINDOW_MS } from './sliding-window.js';
 import type {
   Coordinator,
   Health,
@@ -53,6 +53,45 @@ class InProcessRateGate implements RateGate {
   }
 }
 
+/**
+ * Rate permits granted in batches to gates that spend them elsewhere (worker processes: their
+ * BatchedRateGate asks the primary's hub over IPC). As the Redis script: a grant counts for 60 s +
+ * the permits' validity (a permit spent at the end of its validity still counts a full minute), and
+ * unused permits given back leave the window at once. Separate from InProcessRateGate's ring: a hub
+ * serves a mailbox either to in-process gates or to batched ones (with workers, only the latter).
+ */
+class PermitLedger {
+  /** oldest first */
+  private grants: { id: string; at: number; count: number }[] = [];
+  private sum = 0;
+
+  grant(now: number, limit: number, want: number, windowMs: number, id: string): [number, number] {
+    const horizon = now - windowMs;
+    let drop = 0;
+    while (drop < this.grants.length && this.grants[drop]!.at <= horizon)
+      this.sum -= this.grants[drop++]!.count;
+    if (drop > 0) this.grants.splice(0, drop);
+    const granted = Math.min(want, limit - this.sum);
+    if (granted <= 0) {
+      const first = this.grants[0];
+      return [0, first ? first.at + windowMs - now : windowMs];
+    }
+    this.grants.push({ id, at: now, count: granted });
+    this.sum += granted;
+    return [granted, 0];
+  }
+
+  giveBack(id: string, unused: number): void {
+    const i = this.grants.findIndex((g) => g.id === id);
+    if (i < 0) return;
+    const g = this.grants[i]!;
+    const back = Math.min(g.count, unused);
+    g.count -= back;
+    this.sum -= back;
+    if (g.count === 0) this.grants.splice(i, 1);
+  }
+}
+
 interface LeaseRecord {
   owner: InProcessCoordinator;
   expiresAt: number;
@@ -76,6 +115,8 @@ export class InProcessHub {
   private readonly locks = new Map<string, LockRecord>();
   private readonly fences = new Map<string, number>();
   private readonly gates = new Map<string, InProcessRateGate>();
+  private readonly ledgers = new Map<string, PermitLedger>();
+  private grantSeq = 0;
   /** @internal */ readonly states = new Map<string, StoredAccountState>();
 
   constructor(opts: InProcessOptions) {
@@ -151,8 +192,31 @@ export class InProcessHub {
     return fresh;
   }
 
+  /**
+   * Up to `want` of `limit` permits per minute for a batched gate (a worker's), valid `validityMs`;
+   * granted 0: retry after `retryAfterMs`.
+   */
+  grantPermits(
+    mailbox: string,
+    limit: number,
+    want: number,
+    validityMs: number,
+  ): { granted: number; grantId: string; retryAfterMs: number } {
+    let l = this.ledgers.get(mailbox);
+    if (!l) this.ledgers.set(mailbox, (l = new PermitLedger()));
+    const grantId = `g${++this.grantSeq}`;
+    const [granted, retryAfterMs] = l.grant(this.now(), limit, want, WINDOW_MS + validityMs, grantId);
+    return { granted, grantId, retryAfterMs };
+  }
+
+  /** return the unused permits of a grant: they leave the window at once */
+  giveBackPermits(mailbox: string, grantId: string, unused: number): void {
+    this.ledgers.get(mailbox)?.giveBack(grantId, unused);
+  }
+
   /** @internal */ forgetMailbox(mailbox: string): void {
     this.gates.delete(mailbox);
+    this.ledgers.delete(mailbox);
     this.states.delete(mailbox);
   }
 
