@@ -87,7 +87,7 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
       const editor = new AccountsFileEditor(file, {
         validate: (raw) => validateAccount(raw, proxy.config.providers),
         apply: async () => {
-          const r = await proxy.reload('admin API');
+          const r = await proxy.applyAdminChange();
           if (!r.ok) throw new Error(r.error);
         },
       });
@@ -101,13 +101,14 @@ export function adminBackend(proxy: Proxy): { backend: AdminBackend; close(): vo
 
   const backend: AdminBackend = {
     isReady: () => proxy.isReady(),
+    degraded: () => proxy.degraded(),
     listAccounts: () => listAccounts(proxy),
     addAccount: (raw, verify) => accountOps()?.addAccount(raw, verify) ?? inline(),
     updateAccount: (email, raw, verify) => accountOps()?.updateAccount(email, raw, verify) ?? inline(),
     // the reload that applies the change deletes the account's stored tokens (TokenManager.setAccounts)
     deleteAccount: (email) => accountOps()?.deleteAccount(email) ?? inline(),
     async reload() {
-      const r = await proxy.reload('admin API');
+      const r = await proxy.applyAdminChange();
       return r.ok
         ? { ok: true, body: { reloaded: true } }
         : adminFailure('failed', r.error ?? 'reload failed');

@@ -15,6 +15,8 @@ import { Relay } from '../relay/relay.js';
 import { SmtpListeners, type SmtpContext } from '../smtp/listener.js';
 import { TrustedNetworks } from '../smtp/trusted-networks.js';
 import { LiveStats } from '../metrics/live.js';
+import type { Coordinator, Health } from '../coordination/types.js';
+import { defaultCoordinator, isShared, type CoordinatorFactory } from './coordinator.js';
 
 /** Identifies one version of a file, to tell our own reload's file from a later edit. */
 async function fileStamp(file: string | undefined): Promise<string | undefined> {
@@ -58,6 +60,8 @@ export class Proxy {
   private ctx: SmtpContext;
   /** the embedded state store (the web onboarding stores its authorizations here) */
   readonly store: StateStore;
+  /** what is global across instances (src/coordination): in-process unless workers or Redis */
+  readonly coord: Coordinator;
   readonly tokens: TokenManager;
   readonly pools: UpstreamPools;
   readonly relay: Relay;
@@ -72,15 +76,24 @@ export class Proxy {
   private accountsStamp: string | undefined;
   /** accounts already warned about (email -> why), so a reload repeats no warning */
   private unusableWarned = new Map<string, string>();
+  private readonly unsubscribe: (() => void)[] = [];
 
   private constructor(
     config: Config,
     readonly log: Logger,
     private readonly env: NodeJS.ProcessEnv,
+    coordinator: CoordinatorFactory,
   ) {
     this.metrics = new Metrics({ perAccount: config.metrics.perAccount });
     this.store = openStateStore({ dir: config.state.dir, secretKey: config.state.secretKey, log });
+    try {
+      this.coord = coordinator({ config, store: this.store, log });
+    } catch (err) {
+      this.store.close();
+      throw err;
+    }
     this.tokens = new TokenManager({
+      ...(isShared(this.coord) ? { shared: this.coord } : {}),
       store: this.store,
       log,
       metrics: this.metrics,
@@ -88,7 +101,7 @@ export class Proxy {
       requestTimeoutMs: config.oauth.requestTimeoutMs,
       warmupConcurrency: config.oauth.warmupConcurrency,
     });
-    this.pools = new UpstreamPools({ tokens: this.tokens, log, metrics: this.metrics });
+    this.pools = new UpstreamPools({ tokens: this.tokens, log, metrics: this.metrics, coord: this.coord });
     this.relay = new Relay({
       deliverer: this.pools,
       metrics: this.metrics,
@@ -112,11 +125,27 @@ export class Proxy {
     });
   }
 
-  static async start(opts: { configFile: string; log: Logger; env?: NodeJS.ProcessEnv }): Promise<Proxy> {
+  static async start(opts: {
+    configFile: string;
+    log: Logger;
+    env?: NodeJS.ProcessEnv;
+    /** default: Redis when state.redis is set, else in-process (app/coordinator.ts) */
+    coordinator?: CoordinatorFactory;
+  }): Promise<Proxy> {
     const env = opts.env ?? process.env;
     const { config, warnings } = await loadCheckedConfig(opts.configFile, env);
     for (const w of warnings) opts.log.warn(w);
-    const proxy = new Proxy(config, opts.log, env);
+    const proxy = new Proxy(config, opts.log, env, opts.coordinator ?? defaultCoordinator);
+    try {
+      // Redis: starts degraded rather than failing when unreachable; rejects on a secretKey mismatch
+      await proxy.coord.start();
+    } catch (err) {
+      proxy.tokens.close();
+      await proxy.coord.close().catch(() => undefined);
+      proxy.store.close();
+      throw err;
+    }
+    proxy.followSharedState();
     proxy.accountsStamp = await fileStamp(config.accountsFile);
     await proxy.listeners.listen();
     proxy.state = 'running';
@@ -144,6 +173,38 @@ export class Proxy {
 
   isReady(): boolean {
     return this.state === 'running';
+  }
+
+  /** undefined, or why the instances cannot share state right now ("shared state unreachable") */
+  degraded(): string | undefined {
+    const h: Health = this.coord.health();
+    return h.state === 'degraded' ? h.reason : undefined;
+  }
+
+  /**
+   * Another instance changed the accounts (the admin API there), or the shared state came back
+   * after an outage (its announcements may have been missed): load them again. Health changes are
+   * logged once per change.
+   */
+  private followSharedState(): void {
+    this.unsubscribe.push(
+      this.coord.onAccountsChanged(() => void this.reload('shared state: accounts changed')),
+      this.coord.onHealth((h) => {
+        if (h.state === 'degraded')
+          this.log.warn(
+            { reason: h.reason },
+            'degraded: shared state unreachable; each instance keeps to its share of the limits',
+          );
+        else this.log.info('shared state reachable again: limits and tokens are shared');
+      }),
+    );
+  }
+
+  /** An admin change was applied here: reload, then tell the other instances to reload too. */
+  async applyAdminChange(): Promise<ReloadResult> {
+    const r = await this.reload('admin API');
+    if (r.ok) this.coord.announceAccountsChanged();
+    return r;
   }
 
   private buildContext(config: Config, registry: AccountRegistry): SmtpContext {
@@ -245,7 +306,10 @@ export class Proxy {
   /** Use the authorizations stored since the entries were made (the web onboarding calls this). */
   adoptAuthorizations(): string[] {
     if (this.state !== 'running') return [];
-    return this.tokens.syncAuthorizations();
+    const replaced = this.tokens.syncAuthorizations();
+    // the other instances read the new authorization from the shared state (TokenManager)
+    if (replaced.length && isShared(this.coord)) this.coord.announceAccountsChanged();
+    return replaced;
   }
 
   /** The watcher's reload: skipped when the file is the one already loaded (e.g. written by the admin API). */
@@ -268,7 +332,11 @@ export class Proxy {
     this.log.info({ inflight: this.relay.inflightMessages }, 'draining');
     await Promise.race([Promise.all([this.listeners.drain(), this.relay.idle()]), deadline]);
     await this.pools.close(Math.max(1000, timeoutMs / 10));
+    for (const u of this.unsubscribe) u();
     this.tokens.close();
+    await this.coord
+      .close()
+      .catch((err: unknown) => this.log.warn({ err: String(err) }, 'coordination: close failed'));
     this.store.close();
     this.state = 'stopped';
   }

@@ -1,6 +1,7 @@
 // Build a validated, deep-frozen Config snapshot from a file or an in-memory object. Every section
 // is checked even when another one fails, and all problems are thrown together in one ConfigError.
 
+import os from 'node:os';
 import path from 'node:path';
 import { accountEntries, validateAccountList, type LocatedAccount } from './accounts.js';
 import { ConfigError, describeValue, formatPath } from './errors.js';
@@ -29,6 +30,7 @@ import {
   parseWith,
   providerSchema,
   shutdownTimeoutSchema,
+  workersSchema,
   smtpSchema,
   stateSchema,
   unknownKeyMessage,
@@ -112,6 +114,12 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
   const log = take(parseWith(logSchema, top.log, ['log']));
   const metrics = take(parseWith(metricsSchema, top.metrics, ['metrics']));
   const shutdownTimeoutMs = take(parseWith(shutdownTimeoutSchema, top.shutdownTimeout, ['shutdownTimeout']));
+  const workersIn = take(parseWith(workersSchema, top.workers, ['workers']));
+  if (state?.redis !== undefined && state.secretKey === undefined)
+    issue(
+      'state.secretKey',
+      'required with state.redis: the tokens kept in Redis are encrypted with it (the same value on every instance)',
+    );
   const accountsFileRel = take(parseWith(accountsFileSchema, top.accountsFile, ['accountsFile']));
 
   const { providers, caFiles, authFiles, knownNames } = resolveProviders(top.providers, issues, warnings);
@@ -218,8 +226,13 @@ export async function parseConfig(raw: unknown, opts: ParseOptions): Promise<Loa
     state: {
       dir: resolvePath(baseDir, state!.dir!),
       ...(state!.secretKey !== undefined ? { secretKey: state!.secretKey } : {}),
+      ...(state!.redis !== undefined ? { redis: state!.redis } : {}),
+      instances: state!.instances,
+      keyPrefix: state!.keyPrefix,
+      leaseTtlMs: state!.leaseTtl,
     },
     shutdownTimeoutMs: shutdownTimeoutMs!,
+    workers: workersIn === 0 ? Math.max(1, os.availableParallelism()) : workersIn!,
     oauth: {
       refreshAheadMs: oauth!.refreshAhead,
       requestTimeoutMs: oauth!.requestTimeout,

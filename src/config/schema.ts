@@ -31,7 +31,14 @@
 //                                                 https, no query); the web onboarding flow's redirect URI
 //                                                 is <publicUrl>/oauth/callback; absent = web flow off
 //   state.dir                 ./data              relative to the config file
-//   state.secretKey           (none)              if set, at least 32 characters
+//   state.secretKey           (none)              if set, at least 32 characters; required with state.redis
+//   state.redis               (none)              EXTENSION: redis:// or rediss:// URL; several instances
+//                                                 share leases, rate windows, tokens and account state there
+//   state.instances           1                   EXTENSION: how many proxy instances (hosts) share the Redis;
+//                                                 while it is unreachable each keeps to floor(limit / instances x workers)
+//   state.keyPrefix           "xoauth2-proxy:"    EXTENSION: prefix of every Redis key
+//   state.leaseTtl            30s                 EXTENSION: a dead instance's connection slots return within this
+//   workers                   1                   EXTENSION: processes sharing the listeners; "auto" = the cores
 //   shutdownTimeout           30s
 //   oauth.refreshAhead        5m                  EXTENSION: refresh access tokens this long before expiry
 //   oauth.requestTimeout      10s                 EXTENSION: timeout of one token-endpoint request
@@ -380,6 +387,36 @@ export const stateSchema = section({
     if (s !== undefined && s.length < 32) bad(`must be at least 32 characters (got ${s.length})`);
     return s;
   }),
+  redis: leaf((v, bad): string | undefined => {
+    if (absent(v) || v === '') return undefined;
+    const s = asSecretString(v, bad, 'a redis:// or rediss:// URL');
+    if (s === undefined) return undefined;
+    let url: URL | undefined;
+    try {
+      url = new URL(s);
+    } catch {
+      url = undefined;
+    }
+    // the URL may carry a password: never echo it
+    if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || !url.hostname)
+      bad('expected a redis://host:port or rediss://host:port URL');
+    return s;
+  }),
+  instances: integer(1, 1, 10_000),
+  keyPrefix: leaf((v, bad): string => {
+    if (absent(v)) return 'xoauth2-proxy:';
+    const s = asString(v, bad) ?? 'xoauth2-proxy:';
+    if (/[\s{}]/.test(s)) bad('must not contain spaces or braces (braces are Redis hash tags)');
+    return s;
+  }),
+  leaseTtl: duration(30_000),
+});
+
+/** `workers`: a count, or "auto" (0 here; resolved to the number of cores by the loader). */
+export const workersSchema = leaf((v, bad): number => {
+  if (absent(v) || v === '') return 1;
+  if (v === 'auto') return 0;
+  return toInt(v, bad, 1, 1024);
 });
 
 export const oauthSchema = section({
@@ -531,6 +568,7 @@ export const TOP_LEVEL_KEYS = [
   'http',
   'state',
   'shutdownTimeout',
+  'workers',
   'oauth',
   'log',
   'metrics',

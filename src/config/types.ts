@@ -136,8 +136,20 @@ export interface Config {
     /** external base URL of `listen`, no trailing slash: the web onboarding flow's redirect URI base */
     publicUrl?: string;
   };
-  state: { dir: string; secretKey?: string };
+  state: {
+    dir: string;
+    secretKey?: string;
+    /** redis:// URL: the state shared by several instances (absent: this process alone) */
+    redis?: string;
+    /** proxy instances (hosts) sharing the Redis: the divisor of each one's safe share while it is unreachable */
+    instances: number;
+    keyPrefix: string;
+    /** a dead instance's (or worker's) connection slots return within this */
+    leaseTtlMs: number;
+  };
   shutdownTimeoutMs: number;
+  /** processes sharing the listeners (`serve --workers`; "auto" already resolved to the cores) */
+  workers: number;
   oauth: {
     /** refresh this long before expiry (plus jitter) */
     refreshAheadMs: number;

@@ -26,6 +26,8 @@ export interface RefreshFlightOptions {
   configured: RefreshLineage;
   /** a cached token is used only if it stays valid at least this much longer */
   minValidityMs: number;
+  /** never this one from the cache (the upstream just rejected it; its invalidation may be in flight) */
+  rejected?: string;
   /** longer than one token request can take (a holder that pauses past it is fenced out) */
   lockTtlMs: number;
   /** give up waiting for another instance's refresh after this long */
@@ -69,7 +71,7 @@ export async function refreshOnce(coord: Coordinator, o: RefreshFlightOptions): 
   const now = o.now ?? Date.now;
   const deadline = now() + o.waitMs;
   const usable = (t: StoredAccessToken | undefined): t is StoredAccessToken =>
-    t !== undefined && t.expiresAt - now() > o.minValidityMs;
+    t !== undefined && t.expiresAt - now() > o.minValidityMs && t.token !== o.rejected;
   for (;;) {
     const hit = await coord.getAccessToken(o.mailbox, o.lineage);
     if (usable(hit)) return { accessToken: hit.token, expiresAt: hit.expiresAt, refreshed: false };

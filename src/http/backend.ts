@@ -32,6 +32,8 @@ export interface AccountView {
 export interface AdminBackend {
   /** true while listening with a valid config; false while starting or draining */
   isReady(): boolean;
+  /** why the instances cannot share state right now ("shared state unreachable"); undefined: fine */
+  degraded?(): string | undefined;
   /** no secrets */
   listAccounts(): AccountView[];
   /** validate, optionally verify with a real token refresh (`verify_failed` says why), write, apply */

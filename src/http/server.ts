@@ -75,7 +75,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     }
     if (p === '/readyz') {
       if (!isGet) throw methodNotAllowed('GET');
-      return backend.isReady() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
+      // degraded is still ready: mail flows on cached tokens within each instance's share, and a
+      // load balancer that dropped every instance while Redis is away would stop all mail
+      const degraded = backend.degraded?.();
+      if (!backend.isReady()) return send(res, 503, 'not ready\n');
+      return send(res, 200, degraded ? `ready (degraded: ${degraded})\n` : 'ready\n');
     }
     if (p === '/favicon.ico') return send(res, 204, '');
     if (p === '/' || p === '/status') {
@@ -97,6 +101,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
           live: backend.live(),
           nonce,
           ready: backend.isReady(),
+          degraded: backend.degraded?.(),
           ...(backend.onboarding ? { onboarding: backend.onboarding.settings() } : {}),
         }),
         nonce,
@@ -118,8 +123,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     const isGet = method === 'GET' || method === 'HEAD';
     if (p === '/admin/live') {
       if (!isGet) throw methodNotAllowed('GET');
+      const degraded = backend.degraded?.();
       return sendJson(res, 200, {
         ready: backend.isReady(),
+        ...(degraded ? { degraded } : {}),
         accounts: backend.listAccounts(),
         live: backend.live(),
       });

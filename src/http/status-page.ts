@@ -133,7 +133,7 @@ const SCRIPT = `
       if (!r.ok) throw new Error('GET /admin/live: HTTP ' + r.status);
       return r.json();
     }).then(function(d){
-      text(document.getElementById('problem'), d.ready ? '' : 'not ready (starting or draining)');
+      text(document.getElementById('problem'), !d.ready ? 'not ready (starting or draining)' : d.degraded ? 'degraded: ' + d.degraded : '');
       renderAccounts(d.accounts); renderLive(d.live);
     }).catch(function(e){ text(document.getElementById('problem'), String(e.message || e)); })
       .finally(function(){ setTimeout(tick, 2000); });
@@ -149,6 +149,8 @@ export function renderStatusPage(opts: {
   live: LiveSnapshot;
   nonce: string;
   ready: boolean;
+  /** why the instances cannot share state right now (shown as "degraded: ...") */
+  degraded?: string | undefined;
   /** absent: the backend offers no web onboarding */
   onboarding?: OnboardingSettings;
 }): string {
@@ -161,7 +163,7 @@ export function renderStatusPage(opts: {
 <body>
 <h1>xoauth2-proxy</h1>
 <p><span id="summary" class="muted"></span> <span class="muted">updated <span id="updated"></span></span>
-<span id="problem">${opts.ready ? '' : 'not ready (starting or draining)'}</span></p>
+<span id="problem">${!opts.ready ? 'not ready (starting or draining)' : opts.degraded ? `degraded: ${escapeHtml(opts.degraded)}` : ''}</span></p>
 <h2>Throughput and p99 latency, last 5 minutes</h2>
 <p class="legend"><span class="tp">&#9632; messages/s (max <span id="max-rate"></span>)</span>
 <span class="lat">&#9632; p99 latency (max <span id="max-lat"></span>)</span></p>

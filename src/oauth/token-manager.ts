@@ -24,6 +24,12 @@
 //   what the administrator must grant (GRANT_FAILED); since the fix happens at the provider, not in
 //   our config, they are retried after APP_ONLY_RETRY_MS (or at once on a reload). An upstream that
 //   refuses a fresh app-only token at SMTP AUTH means the mailbox was not granted: authRejected().
+//
+// Shared mode (`shared`: workers or Redis, src/coordination): the entry's token stays the hot-path
+// cache, but every refresh goes through refreshOnce: the shared cache first (another instance may
+// have refreshed already), then the refresh lock, so one instance refreshes per mailbox and token
+// lifetime; a rotated refresh token is stored by compare-and-set under the lock's fence before it
+// is used. needs_reauth verdicts are shared, so one instance's dead grant stops the others' tries.
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { tokenUrl } from '../config/providers.js';
@@ -38,6 +44,8 @@ import { TokenClient, TokenGrantError } from './token-client.js';
 import { clientCredentialsGrant, type ClientAuthentication } from './grants/client-credentials.js';
 import { GrantError, grantFailureText } from './grants/errors.js';
 import { jwtBearerGrant } from './grants/jwt-bearer.js';
+import type { Coordinator } from '../coordination/types.js';
+import { refreshOnce } from '../coordination/refresh-flight.js';
 import type { ServiceAccountKey } from './grants/service-account-key.js';
 
 interface TokenAccountBase {
@@ -109,6 +117,19 @@ export interface TokenManagerOptions {
   random?: () => number;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** several instances: refresh through the shared cache, lock and rotation CAS (see the top) */
+  shared?: Coordinator;
+}
+
+interface TokenResponse {
+  accessToken: string;
+  expiresInSec: number;
+  /** a rotation the provider returned */
+  refreshToken?: string;
+  /** shared mode: the rotation is already stored (compare-and-set) */
+  rotationStored?: boolean;
+  /** shared mode: another instance's token from the shared cache; no request was made here */
+  fromCache?: boolean;
 }
 
 /** A token counts as expired this long before its real expiry (capped at a tenth of its lifetime). */
@@ -149,6 +170,10 @@ interface Entry {
   lastError?: string;
   refreshes: number;
   dropped: boolean;
+  /** shared mode: the access token the upstream rejected last (not to be taken from the cache again) */
+  rejected?: string;
+  /** shared mode: needs_reauth came from (or was told to) the other instances */
+  sharedVerdict?: boolean;
 }
 
 function sourceOf(a: TokenAccount): TokenSource {
@@ -199,9 +224,14 @@ export class TokenManager {
   private readonly random: () => number;
   private readonly backoffBaseMs?: number;
   private readonly backoffMaxMs?: number;
+  private readonly shared?: Coordinator;
+  private readonly requestTimeoutMs: number;
+  private readonly unsubscribe: (() => void)[] = [];
   private closed = false;
 
   constructor(opts: TokenManagerOptions) {
+    this.shared = opts.shared;
+    this.requestTimeoutMs = opts.requestTimeoutMs;
     this.store = opts.store;
     this.log = opts.log;
     this.metrics = opts.metrics;
@@ -212,6 +242,14 @@ export class TokenManager {
     this.backoffBaseMs = opts.backoffBaseMs;
     this.backoffMaxMs = opts.backoffMaxMs;
     this.client = new TokenClient({ timeoutMs: opts.requestTimeoutMs });
+    if (this.shared) {
+      this.unsubscribe.push(
+        this.shared.onAccountState((email, state) => this.sharedState(email, state)),
+        this.shared.onHealth((h) => {
+          if (h.state === 'ok') this.sharedStateBack();
+        }),
+      );
+    }
   }
 
   /**
@@ -227,6 +265,7 @@ export class TokenManager {
       if (!a) {
         this.drop(entry);
         this.entries.delete(email);
+        this.sharedWrite('forget a removed account', (c) => c.deleteAccount(email));
       } else if (credentialKey(a) !== entry.credentialKey) {
         this.drop(entry);
         this.entries.set(email, this.createEntry(email, a));
@@ -274,7 +313,39 @@ export class TokenManager {
       this.log.info({ email }, 'new authorization in the state store: token state reset');
     }
     if (replaced.length) this.warmup().catch(() => undefined);
+    this.syncSharedAuthorizations();
     return replaced;
+  }
+
+  /**
+   * Shared mode: an authorization made on another instance (another host's onboarding) is in the
+   * shared state only. Mailboxes still waiting for one look there.
+   */
+  private syncSharedAuthorizations(): void {
+    const c = this.shared;
+    if (!c || this.closed) return;
+    for (const [email, entry] of this.entries) {
+      if (
+        entry.source !== 'store' ||
+        (entry.state !== 'needs_authorization' && entry.state !== 'needs_reauth')
+      )
+        continue;
+      c.getRefreshToken(email, undefined).then(
+        (token) => {
+          if (token === undefined || this.closed || this.entries.get(email) !== entry) return;
+          if (token === entry.refreshToken) return;
+          this.drop(entry);
+          this.entries.set(email, this.createEntry(email, entry.account, token));
+          this.log.info({ email }, 'new authorization in the shared state: token state reset');
+          this.getToken(email).catch(() => undefined);
+        },
+        (err: unknown) =>
+          this.log.warn(
+            { email, err: (err as Error)?.message },
+            'shared state: cannot read the authorization',
+          ),
+      );
+    }
   }
 
   getToken(email: string): Promise<string> {
@@ -329,8 +400,10 @@ export class TokenManager {
     const entry = this.entries.get(email);
     if (!entry?.token || entry.token.value !== token) return;
     entry.token = undefined;
+    entry.rejected = token;
     this.disarm(entry);
     this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
+    this.sharedWrite('forget a rejected access token', (c) => c.invalidateAccessToken(email, token));
     this.log.info({ email: entry.email }, 'access token rejected upstream: it will be refreshed');
   }
 
@@ -376,19 +449,20 @@ export class TokenManager {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const u of this.unsubscribe) u();
     for (const e of this.entries.values()) this.disarm(e);
     this.client.close();
   }
 
   // --- internals ---
 
-  private createEntry(email: string, account: TokenAccount): Entry {
+  private createEntry(email: string, account: TokenAccount, authorized?: string): Entry {
     const source = sourceOf(account);
     let refreshToken = account.appOnly ? undefined : account.refreshToken;
     try {
       if (source === 'file')
         refreshToken = this.store.getRotatedRefreshToken(email, refreshToken!) ?? refreshToken;
-      else if (source === 'store') refreshToken = this.store.getAuthorizedRefreshToken(email);
+      else if (source === 'store') refreshToken = authorized ?? this.store.getAuthorizedRefreshToken(email);
     } catch (err) {
       this.log.warn({ email, err: (err as Error).message }, 'cannot read the refresh token from the store');
     }
@@ -499,9 +573,9 @@ export class TokenManager {
     const startedAt = this.now();
     const t0 = performance.now();
     this.setState(entry, 'refreshing');
-    let res: { accessToken: string; expiresInSec: number; refreshToken?: string };
+    let res: TokenResponse;
     try {
-      res = await this.requestToken(entry);
+      res = this.shared ? await this.sharedRequest(entry, startedAt) : await this.requestToken(entry);
     } catch (err) {
       this.observeDuration(provider, t0);
       throw this.onFailure(entry, err);
@@ -509,7 +583,9 @@ export class TokenManager {
     this.observeDuration(provider, t0);
 
     const used = entry.refreshToken;
-    if (!account.appOnly && res.refreshToken !== undefined && res.refreshToken !== used) {
+    if (res.rotationStored) {
+      if (res.refreshToken !== undefined) entry.refreshToken = res.refreshToken;
+    } else if (!account.appOnly && res.refreshToken !== undefined && res.refreshToken !== used) {
       const configured = account.refreshToken;
       // Persist before use: the provider may have retired the old refresh token already, so losing
       // the new one in a crash would leave the mailbox needing re-authorization.
@@ -537,18 +613,31 @@ export class TokenManager {
     if (entry.dropped || this.closed) return res.accessToken; // reset meanwhile: serve who asked, cache nothing
 
     const expiresAt = startedAt + res.expiresInSec * 1000;
-    entry.token = cached(res.accessToken, expiresAt, expiresAt - startedAt);
+    // a token from the shared cache: its lifetime is unknown; the last one's (or what is left) serves
+    const lifetimeMs = res.fromCache
+      ? Math.max(expiresAt - this.now(), entry.token?.lifetimeMs ?? 0)
+      : expiresAt - startedAt;
+    entry.token = cached(res.accessToken, expiresAt, lifetimeMs);
     entry.failure = undefined;
     entry.lastError = undefined;
     entry.retryAt = 0;
+    entry.rejected = undefined;
     entry.backoff.reset();
     this.endpointAnswered(entry);
-    entry.refreshes++;
-    this.metrics.tokenRefreshTotal.inc({ provider, result: 'success' });
+    if (!res.fromCache) {
+      entry.refreshes++;
+      this.metrics.tokenRefreshTotal.inc({ provider, result: 'success' });
+    }
     this.setState(entry, 'ok');
-    this.storeWrite('save access token', () =>
-      this.store.putAccessToken(entry.email, res.accessToken, expiresAt, entry.credentialKey),
-    );
+    if (entry.sharedVerdict) {
+      entry.sharedVerdict = false;
+      this.sharedWrite('share the account state', (c) => c.setAccountState(entry.email, 'ok'));
+    }
+    // shared mode: the coordinator cached it (and keeps its own copy in the store)
+    if (!this.shared)
+      this.storeWrite('save access token', () =>
+        this.store.putAccessToken(entry.email, res.accessToken, expiresAt, entry.credentialKey),
+      );
     this.scheduleProactive(entry);
     this.log.debug(
       {
@@ -563,10 +652,111 @@ export class TokenManager {
     return res.accessToken;
   }
 
-  /** One token request for the entry's source. */
-  private requestToken(
-    entry: Entry,
-  ): Promise<{ accessToken: string; expiresInSec: number; refreshToken?: string }> {
+  /**
+   * Shared mode: the token from the shared cache when it is newer than the one being replaced, else
+   * one instance refreshes under the mailbox's lock (coordination/refresh-flight.ts).
+   */
+  private async sharedRequest(entry: Entry, startedAt: number): Promise<TokenResponse> {
+    const a = entry.account;
+    const lifetime = entry.token?.lifetimeMs;
+    // A token due for its proactive refresh has at most `ahead` left (scheduleProactive); one in the
+    // cache with more is another instance's newer token. Without one, any token good for a second.
+    const minValidityMs =
+      lifetime !== undefined
+        ? Math.min(this.refreshAheadMs, lifetime / 4) + 0.1 * lifetime + Math.min(1000, lifetime / 20)
+        : 1000;
+    // a token request may take requestTimeoutMs; a holder paused past the TTL is fenced out
+    const lockTtlMs = 2 * this.requestTimeoutMs + 5000;
+    let rotated: string | undefined;
+    try {
+      const out = await refreshOnce(this.shared!, {
+        mailbox: entry.email,
+        lineage: entry.credentialKey,
+        // app-only accounts have no refresh token: a lineage that never has a stored one
+        configured: a.appOnly ? `app-only:${entry.credentialKey}` : a.refreshToken,
+        minValidityMs,
+        lockTtlMs,
+        waitMs: lockTtlMs + 5000,
+        ...(entry.rejected !== undefined ? { rejected: entry.rejected } : {}),
+        now: this.now,
+        refresh: async (refreshToken) => {
+          const r = await this.requestToken(entry, a.appOnly ? undefined : refreshToken);
+          rotated =
+            r.refreshToken !== undefined && r.refreshToken !== refreshToken ? r.refreshToken : undefined;
+          return {
+            accessToken: r.accessToken,
+            expiresAt: startedAt + r.expiresInSec * 1000,
+            ...(r.refreshToken !== undefined ? { refreshToken: r.refreshToken } : {}),
+          };
+        },
+        onCacheError: (err) =>
+          this.log.warn(
+            { email: entry.email, err: (err as Error).message },
+            'shared state: cannot cache the access token',
+          ),
+      });
+      return {
+        accessToken: out.accessToken,
+        expiresInSec: (out.expiresAt - startedAt) / 1000,
+        fromCache: !out.refreshed,
+        rotationStored: true,
+        ...(out.refreshed && rotated !== undefined ? { refreshToken: rotated } : {}),
+      };
+    } catch (err) {
+      // the grant's own errors keep their kind; the shared state's are temporary
+      if (err instanceof TokenGrantError || (err as { code?: string })?.code === 'NEEDS_AUTHORIZATION')
+        throw err;
+      throw new TokenGrantError('transient', (err as Error)?.message ?? String(err));
+    }
+  }
+
+  /** Another instance decided an account's state: a dead grant there is dead here too. */
+  private sharedState(email: string, state: string): void {
+    const entry = this.entries.get(email);
+    if (!entry || entry.dropped || this.closed || entry.account.appOnly) return;
+    if (state === 'needs_reauth' && entry.state !== 'needs_reauth') {
+      entry.token = undefined;
+      entry.sharedVerdict = true;
+      entry.failure = smtpError('NEEDS_REAUTH', email);
+      entry.lastError = 'refresh token rejected (seen by another instance)';
+      entry.retryAt = Infinity;
+      this.disarm(entry);
+      this.setState(entry, 'needs_reauth');
+      this.log.error(
+        { email },
+        'another instance found the refresh token rejected: the mailbox needs re-authorization',
+      );
+    } else if (state === 'ok' && entry.state === 'needs_reauth' && entry.sharedVerdict) {
+      entry.sharedVerdict = false;
+      entry.failure = undefined;
+      entry.retryAt = 0;
+      this.setState(entry, 'unknown');
+    }
+  }
+
+  /** The shared state is reachable again: accounts waiting out a backoff (the lock was unreachable) retry now. */
+  private sharedStateBack(): void {
+    if (this.closed) return;
+    let released = 0;
+    for (const e of this.entries.values()) {
+      if (e.dropped || e.state !== 'error') continue;
+      e.retryAt = 0;
+      e.backoff.reset();
+      released++;
+    }
+    if (released) this.warmup().catch(() => undefined);
+  }
+
+  private sharedWrite(what: string, fn: (c: Coordinator) => Promise<void>): void {
+    const c = this.shared;
+    if (!c || this.closed) return;
+    fn(c).catch((err: unknown) =>
+      this.log.warn({ err: (err as Error)?.message ?? String(err) }, `shared state: cannot ${what}`),
+    );
+  }
+
+  /** One token request for the entry's source (shared mode: with the latest rotation from the shared state). */
+  private requestToken(entry: Entry, refreshToken = entry.refreshToken): Promise<TokenResponse> {
     const a = entry.account;
     if (a.appOnly?.grant === 'client_credentials') {
       const g = a.appOnly;
@@ -586,13 +776,13 @@ export class TokenManager {
         now: this.now,
       });
     }
-    if (a.appOnly || entry.refreshToken === undefined)
+    if (a.appOnly || refreshToken === undefined)
       return Promise.reject(smtpError('NEEDS_AUTHORIZATION', entry.email));
     return this.client.refresh({
       tokenUrl: tokenUrl(a.provider, a.tenant),
       clientId: a.clientId,
       clientSecret: a.clientSecret,
-      refreshToken: entry.refreshToken,
+      refreshToken,
       scope: a.provider.scope,
     });
   }
@@ -648,6 +838,15 @@ export class TokenManager {
       this.disarm(entry);
       this.setState(entry, 'needs_reauth');
       this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
+      if (!appOnly && this.shared) {
+        entry.sharedVerdict = true;
+        const why = entry.lastError;
+        this.sharedWrite('share the account state', (c) =>
+          c
+            .setAccountState(entry.email, 'needs_reauth', why)
+            .then(() => c.invalidateAccessToken(entry.email)),
+        );
+      }
       if (appOnly)
         this.log.error(
           { email: entry.email, provider, reason: ge.reason, retryInMs: APP_ONLY_RETRY_MS },

@@ -3,6 +3,7 @@
 // pipelined MAIL+RCPT*+DATA costs one write and one promise. Socket close/error kill the connection
 // at once (no health-check round trips, docs/design.md, principle 2); the pool learns of it through
 // onClose. Where the connection stands is one field, `state`, which only the pool changes.
+import type { Lease } from '../coordination/types.js';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { UpstreamSmtpConfig } from '../config/types.js';
@@ -91,6 +92,8 @@ export class UpstreamConnection {
   messages = 0;
   /** set by the pool: when a connection kept in service past its limits must retire (0 = not kept) */
   keptUntil = 0;
+  /** set by the pool: the mailbox's global connection slot this connection holds (Coordinator) */
+  lease: Lease | undefined = undefined;
   caps: Capabilities = emptyCaps();
   /** set by the pool */
   onClose: (() => void) | null = null;

@@ -7,19 +7,35 @@
 // authenticate, within a bounded grace (RETIRE_GRACE_MS). So that no message waits for a
 // connection to be set up (connect + TLS + EHLO + AUTH, the tail of the latency), the first one
 // opens when a client logs in (prepare), and a replacement opens shortly before a busy
-// connection is spent (SPARE_LEAD_MS).
+// connection is spent (SPARE_LEAD_MS). With several instances (workers, hosts) the limits are
+// global: every connection holds one of the mailbox's leases from the Coordinator, taken before
+// its setup and given back when it is closed; the rate limit is the Coordinator's gate.
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
 import { ConnectError, TlsReuse, UpstreamConnection, oneLine, type ConnectionState } from './connection.js';
 import { smtpError, smtpErrorCausedBy } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
+import type { Coordinator, RateGate } from '../coordination/types.js';
+
+/** What a pool needs of the Coordinator: the global connection slots and the rate gate. */
+export type PoolCoordination = Pick<Coordinator, 'acquireLease' | 'onLeaseFreed' | 'rateGate'>;
 
 export interface PoolDeps {
   tokens: TokenSource;
   log: Logger;
   metrics: Metrics;
+  coord: PoolCoordination;
 }
+
+/** Every global slot of the mailbox is held (by other instances): wait for one to be freed. */
+class LeaseDenied extends Error {}
+
+/**
+ * While the mailbox's global slots are all held elsewhere, waiting messages try again when a slot is
+ * announced free (onLeaseFreed) or, since announcements are best effort, after this long.
+ */
+export const LEASE_RETRY_MS = 250;
 
 interface Waiter {
   resolve: (c: UpstreamConnection | Promise<UpstreamConnection>) => void;
@@ -45,22 +61,6 @@ export const RETIRE_GRACE_MS = 5 * 60_000;
  */
 export const SPARE_LEAD_MS = 1000;
 
-/** Exact sliding window: the last `limit` accepted timestamps in a ring; O(1) per check. */
-export class RateWindow {
-  private readonly ring: Float64Array;
-  private next = 0;
-  constructor(readonly limit: number) {
-    this.ring = new Float64Array(limit).fill(-Infinity);
-  }
-  take(now: number): boolean {
-    // ring[next] is the oldest of the last `limit` accepted messages
-    if (now - this.ring[this.next] < 60_000) return false;
-    this.ring[this.next] = now;
-    this.next = this.next + 1 === this.limit ? 0 : this.next + 1;
-    return true;
-  }
-}
-
 export class AccountPool {
   private readonly max: number;
   private idle: UpstreamConnection[] = [];
@@ -83,7 +83,10 @@ export class AccountPool {
   /** how long the last connection took to set up (token, connect, TLS, EHLO, AUTH), ms */
   private setupMs = 0;
   private drainedWaiters: (() => void)[] = [];
-  private rate: RateWindow | null;
+  private readonly rate: RateGate | null;
+  /** a lease was refused: no new connection until a slot is announced free or LEASE_RETRY_MS passed */
+  private leaseBlocked = false;
+  private leaseRetry: NodeJS.Timeout | undefined;
   private readonly tls: TlsReuse;
   private readonly log: Logger;
   // prom-client children resolved once, so the hot path does no label lookups
@@ -102,7 +105,9 @@ export class AccountPool {
     private readonly deps: PoolDeps,
   ) {
     this.max = Math.max(1, account.maxConnections);
-    this.rate = account.messagesPerMinute > 0 ? new RateWindow(account.messagesPerMinute) : null;
+    // the same gate (and history) as a previous pool of the mailbox while the limit is the same
+    this.rate =
+      account.messagesPerMinute > 0 ? deps.coord.rateGate(account.email, account.messagesPerMinute) : null;
     this.tls = new TlsReuse(account.smtp);
     this.log = deps.log.child({ account: account.email });
     const m = deps.metrics;
@@ -125,14 +130,12 @@ export class AccountPool {
     };
   }
 
-  /** keep the rate history across a settings change when the limit itself did not change */
-  inheritRate(old: AccountPool): void {
-    if (old.rate && this.rate && old.rate.limit === this.rate.limit) this.rate = old.rate;
-  }
-
   async deliver(env: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
-    if (this.rate && !this.rate.take(Date.now())) {
-      throw smtpError('RATE_LIMITED', this.account.email, this.account.messagesPerMinute);
+    if (this.rate) {
+      // synchronous whenever the gate can answer locally (no I/O on the message path)
+      const ok = this.rate.take();
+      if (ok !== true && (ok === false || !(await ok)))
+        throw smtpError('RATE_LIMITED', this.account.email, this.account.messagesPerMinute);
     }
     let conn = await this.acquire(false);
     let retried = false;
@@ -226,8 +229,33 @@ export class AccountPool {
     // a replacement is already on its way, or a spent connection may be kept: wait for it rather
     // than open one more
     if ((this.spareConnecting || this.count.retiring > 0) && !fresh) return this.enqueue();
-    if (this.total() < this.max) return this.connectFor();
+    if (this.total() < this.max && !this.leaseBlocked) return this.connectOrWait();
     return this.enqueue();
+  }
+
+  /** a new connection for the caller, or a place in the queue when every global slot is held */
+  private connectOrWait(): Promise<UpstreamConnection> {
+    return this.connectFor().catch((err: unknown) => {
+      if (!(err instanceof LeaseDenied)) throw err;
+      return this.enqueue();
+    });
+  }
+
+  /** a lease was refused: retry when a slot is announced free, or after LEASE_RETRY_MS */
+  private blockOnLeases(): void {
+    this.leaseBlocked = true;
+    if (this.leaseRetry) return;
+    this.leaseRetry = setTimeout(() => this.leaseFreed(), LEASE_RETRY_MS);
+    this.leaseRetry.unref();
+  }
+
+  /** one of the mailbox's global slots was given back somewhere (UpstreamPools dispatches it) */
+  leaseFreed(): void {
+    if (!this.leaseBlocked) return;
+    this.leaseBlocked = false;
+    clearTimeout(this.leaseRetry);
+    this.leaseRetry = undefined;
+    this.slotFreed();
   }
 
   /** LIFO pop of the newest idle connection (entries of ones that left the idle state are skipped); it stays idle */
@@ -255,7 +283,8 @@ export class AccountPool {
   }
 
   private release(c: UpstreamConnection): void {
-    if (!c.reusable || (this.draining && this.waitingCount === 0)) this.retire(c);
+    if (!c.reusable || c.lease?.state === 'lost' || (this.draining && this.waitingCount === 0))
+      this.retire(c);
     else if (this.spent(c)) this.retireSpent(c);
     else {
       if (this.count.idle === 0 && this.dueSoon(c)) this.openSpare();
@@ -284,6 +313,8 @@ export class AccountPool {
     else if (from === 'busy') this.busyGauge.dec();
     if (to === 'closed') {
       this.all.delete(c);
+      c.lease?.release();
+      c.lease = undefined;
       this.slotFreed();
       return;
     }
@@ -338,10 +369,15 @@ export class AccountPool {
   /** a slot opened up: waiters that found no connection get a new one, in FIFO order */
   private slotFreed(): void {
     // a replacement on its way will serve the first waiter
-    while (this.waitingCount > (this.spareConnecting ? 1 : 0) && this.total() < this.max && !this.killed) {
+    while (
+      this.waitingCount > (this.spareConnecting ? 1 : 0) &&
+      this.total() < this.max &&
+      !this.leaseBlocked &&
+      !this.killed
+    ) {
       const w = this.shiftWaiter();
       if (!w) break;
-      w.resolve(this.connectFor());
+      w.resolve(this.connectOrWait());
     }
     this.checkDrained();
   }
@@ -349,6 +385,12 @@ export class AccountPool {
   private onConnClose(c: UpstreamConnection): void {
     // busy: release() sees it spoiled; closing: retire()'s quit() settles; connecting: connectFor() fails
     if (c.state === 'idle') this.transition(c, 'closed');
+  }
+
+  /** the connection's global slot went to another instance: it retires after its current message */
+  private leaseLost(c: UpstreamConnection): void {
+    this.log.warn({ state: c.state }, 'connection lease lost: the connection retires');
+    if (c.state === 'idle') this.retire(c);
   }
 
   private onIdleTimeout(c: UpstreamConnection): void {
@@ -475,7 +517,8 @@ export class AccountPool {
    * close to its limits carries its last messages before the spare takes over.
    */
   private openSpare(): void {
-    if (this.spareConnecting || this.draining || this.killed || this.total() >= this.max) return;
+    if (this.spareConnecting || this.draining || this.killed || this.leaseBlocked || this.total() >= this.max)
+      return;
     this.spareConnecting = true;
     this.connectFor().then(
       (c) => {
@@ -485,7 +528,8 @@ export class AccountPool {
         if (this.idle.at(-1) === c && this.idle.length > 1) this.idle.unshift(this.idle.pop()!);
       },
       () => {
-        // connectFor() logged and counted it; a message that waited for this spare connects on its own
+        // connectFor() logged and counted it (or no global slot was free); a message that waited
+        // for this spare connects on its own
         this.spareConnecting = false;
         this.slotFreed();
       },
@@ -493,14 +537,29 @@ export class AccountPool {
   }
 
   /**
-   * Set up a connection for the caller that triggered it: token, connect + TLS + EHLO, AUTH XOAUTH2.
-   * It arrives busy. A rejected token is invalidated and replaced once, on a new connection.
+   * Set up a connection for the caller that triggered it: lease, token, connect + TLS + EHLO, AUTH
+   * XOAUTH2. It arrives busy. A rejected token is invalidated and replaced once, on a new
+   * connection. LeaseDenied: every global slot of the mailbox is held (by other instances).
    */
   private async connectFor(): Promise<UpstreamConnection> {
     const a = this.account;
     const { host, port } = a.smtp;
     const started = performance.now();
     let c = this.newConnection();
+    try {
+      c.lease = await this.deps.coord.acquireLease(a.email, this.max, () => this.leaseLost(c));
+    } catch (err) {
+      c.lease = undefined;
+      this.log.warn({ err: (err as Error).message }, 'cannot take a connection lease');
+    }
+    if (!c.lease || this.killed) {
+      // blocked first, so the slot given back below does not start another attempt at once
+      if (!this.killed) this.blockOnLeases();
+      c.destroy();
+      this.transition(c, 'closed');
+      if (this.killed) throw smtpError('SHUTTING_DOWN');
+      throw new LeaseDenied();
+    }
     for (let attempt = 0; ; attempt++) {
       let failure: SmtpError;
       try {
@@ -527,6 +586,8 @@ export class AccountPool {
           if (attempt === 0) {
             // the next connection takes this one's slot before it is given up
             const next = this.newConnection();
+            next.lease = c.lease;
+            c.lease = undefined;
             this.transition(c, 'closed');
             c = next;
             continue;

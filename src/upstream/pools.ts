@@ -2,7 +2,7 @@
 // the old pool drains: idle connections QUIT now, busy ones when their message finishes.
 import type { Logger } from '../shared/log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { AccountPool } from './pool.js';
+import { AccountPool, type PoolCoordination } from './pool.js';
 import { smtpError } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
 
@@ -15,7 +15,15 @@ export class UpstreamPools {
   private readonly retiring = new Set<AccountPool>();
   private closed = false;
 
-  constructor(private readonly opts: { tokens: TokenSource; log: Logger; metrics: Metrics }) {}
+  constructor(
+    private readonly opts: { tokens: TokenSource; log: Logger; metrics: Metrics; coord: PoolCoordination },
+  ) {
+    // a slot freed anywhere (this process, a worker, another host) may unblock the mailbox's waiters
+    opts.coord.onLeaseFreed((email) => {
+      this.pools.get(email)?.leaseFreed();
+      for (const p of this.retiring) if (p.account.email === email) p.leaseFreed();
+    });
+  }
 
   setAccounts(accounts: readonly UpstreamAccount[]): void {
     const next = new Map<string, AccountPool>();
@@ -27,10 +35,7 @@ export class UpstreamPools {
         continue;
       }
       const pool = new AccountPool(a, key, this.opts);
-      if (old) {
-        pool.inheritRate(old);
-        this.retire(old);
-      }
+      if (old) this.retire(old);
       next.set(a.email, pool);
     }
     for (const [email, pool] of this.pools) if (!next.has(email)) this.retire(pool);

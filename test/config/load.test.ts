@@ -36,7 +36,13 @@ describe('defaults', () => {
     expect(config.smtp.requireTls).toBeUndefined();
     expect('requireTls' in config.smtp).toBe(false);
     expect(config.http).toEqual({ listen: { host: '127.0.0.1', port: 9090 } });
-    expect(config.state).toEqual({ dir: '/srv/proxy/data' });
+    expect(config.state).toEqual({
+      dir: '/srv/proxy/data',
+      instances: 1,
+      keyPrefix: 'xoauth2-proxy:',
+      leaseTtlMs: 30_000,
+    });
+    expect(config.workers).toBe(1);
     expect(config.shutdownTimeoutMs).toBe(30_000);
     expect(config.oauth).toEqual({
       refreshAheadMs: 300_000,
@@ -171,6 +177,49 @@ describe('smtp.minDataRate', () => {
       (await issuesOf(parse({ smtp: { minDataRate: v } }))).map((i) => [i.path, i.message]);
     expect(await bad(-1)).toEqual([['smtp.minDataRate', expect.stringMatching(/-1/)]]);
     expect(await bad('fast')).toEqual([['smtp.minDataRate', expect.stringMatching(/"fast"/)]]);
+  });
+});
+
+describe('shared state and workers (scale-out)', () => {
+  const key = 'k'.repeat(32);
+  it('takes a Redis URL, the instance count, a key prefix and workers ("auto" = the cores)', async () => {
+    const { config } = await parse({
+      state: {
+        redis: 'redis://127.0.0.1:6379/2',
+        secretKey: key,
+        instances: 3,
+        keyPrefix: 'mail:',
+        leaseTtl: '10s',
+      },
+      workers: 'auto',
+    });
+    expect(config.state).toMatchObject({
+      redis: 'redis://127.0.0.1:6379/2',
+      instances: 3,
+      keyPrefix: 'mail:',
+      leaseTtlMs: 10_000,
+    });
+    expect(config.workers).toBe(os.availableParallelism());
+    expect((await parse({ workers: 2 })).config.workers).toBe(2);
+  });
+
+  it('names the bad field, and never echoes a Redis password', async () => {
+    const bad = async (raw: unknown) =>
+      Object.fromEntries((await issuesOf(parse(raw))).map((i) => [i.path, i.message]));
+    expect(await bad({ state: { redis: 'redis://127.0.0.1:6379' } })).toEqual({
+      'state.secretKey': expect.stringMatching(/required with state\.redis/),
+    });
+    const wrong = await bad({ state: { redis: 'http://user:hunter2-fake@host:1', secretKey: key } });
+    expect(wrong['state.redis']).toMatch(/redis:\/\/host:port/);
+    expect(JSON.stringify(wrong)).not.toContain('hunter2-fake');
+    expect(await bad({ workers: 0 })).toEqual({ workers: expect.stringMatching(/from 1 to 1024, got 0/) });
+    expect(await bad({ workers: 'many' })).toEqual({ workers: expect.stringMatching(/"many"/) });
+    expect(await bad({ state: { instances: 0 } })).toEqual({
+      'state.instances': expect.stringMatching(/got 0/),
+    });
+    expect(await bad({ state: { keyPrefix: 'a {b}' } })).toEqual({
+      'state.keyPrefix': expect.stringMatching(/braces/),
+    });
   });
 });
 

@@ -6,6 +6,9 @@ import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../../src/shared/log.js';
 import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { UpstreamPools } from '../../src/upstream/pools.js';
+import type { PoolCoordination } from '../../src/upstream/pool.js';
+import { InProcessHub } from '../../src/coordination/in-process.js';
+import type { StateStore } from '../../src/state/store.js';
 import type { TokenSource, UpstreamAccount } from '../../src/upstream/types.js';
 import type { Security } from '../../src/config/types.js';
 import { FakeSmtpServer, type FakeSmtpOptions, type StoredMessage } from '../helpers/fake-smtp-server.js';
@@ -44,8 +47,17 @@ export class FakeTokens implements TokenSource {
   }
 }
 
-export function makePools(tokens: TokenSource = new FakeTokens(), metrics: Metrics = detachedMetrics()) {
-  return new UpstreamPools({ tokens, log: silentLogger, metrics });
+/** the in-process coordinator's leases and rate gates (pools use no token storage) */
+export function poolCoordination(): PoolCoordination {
+  return new InProcessHub({ store: undefined as unknown as StateStore, log: silentLogger }).member();
+}
+
+export function makePools(
+  tokens: TokenSource = new FakeTokens(),
+  metrics: Metrics = detachedMetrics(),
+  coord: PoolCoordination = poolCoordination(),
+) {
+  return new UpstreamPools({ tokens, log: silentLogger, metrics, coord });
 }
 
 export const env = (to: string[] = ['bob@example.net'], from = USER) => ({ from, to, size: 100 });
