@@ -42,6 +42,8 @@ interface Waiter {
   reject: (e: Error) => void;
   timer: NodeJS.Timeout | undefined;
   settled: boolean;
+  /** performance.now() by which it must have a connection (kept when it queues again for a lease) */
+  deadline: number;
 }
 
 /**
@@ -233,11 +235,16 @@ export class AccountPool {
     return this.enqueue();
   }
 
-  /** a new connection for the caller, or a place in the queue when every global slot is held */
-  private connectOrWait(): Promise<UpstreamConnection> {
+  /**
+   * A new connection for the caller, or a place in the queue when every global slot is held; a
+   * waiter that queues again keeps its deadline.
+   */
+  private connectOrWait(
+    deadline = performance.now() + this.account.acquireTimeoutMs,
+  ): Promise<UpstreamConnection> {
     return this.connectFor().catch((err: unknown) => {
       if (!(err instanceof LeaseDenied)) throw err;
-      return this.enqueue();
+      return this.enqueue(deadline);
     });
   }
 
@@ -377,7 +384,7 @@ export class AccountPool {
     ) {
       const w = this.shiftWaiter();
       if (!w) break;
-      w.resolve(this.connectOrWait());
+      w.resolve(this.connectOrWait(w.deadline));
     }
     this.checkDrained();
   }
@@ -397,16 +404,19 @@ export class AccountPool {
     if (c.state === 'idle') this.retire(c);
   }
 
-  private enqueue(): Promise<UpstreamConnection> {
+  private enqueue(deadline = performance.now() + this.account.acquireTimeoutMs): Promise<UpstreamConnection> {
     return new Promise((resolve, reject) => {
-      const w: Waiter = { resolve, reject, timer: undefined, settled: false };
-      w.timer = setTimeout(() => {
-        if (w.settled) return;
-        w.settled = true;
-        this.waitingCount--;
-        reject(smtpError('POOL_TIMEOUT', this.account.email, this.account.acquireTimeoutMs));
-        this.checkDrained();
-      }, this.account.acquireTimeoutMs);
+      const w: Waiter = { resolve, reject, timer: undefined, settled: false, deadline };
+      w.timer = setTimeout(
+        () => {
+          if (w.settled) return;
+          w.settled = true;
+          this.waitingCount--;
+          reject(smtpError('POOL_TIMEOUT', this.account.email, this.account.acquireTimeoutMs));
+          this.checkDrained();
+        },
+        Math.max(0, deadline - performance.now()),
+      );
       this.waiters.push(w);
       this.waitingCount++;
     });
