@@ -307,7 +307,7 @@ export class TokenManager {
       if (stored === undefined || stored === entry.refreshToken) continue;
       this.drop(entry);
       // an access token cached for the old grant is not the new one's
-      this.storeWrite('delete access token', () => this.store.deleteAccessToken(email));
+      this.forgetAccessToken(email);
       this.entries.set(email, this.createEntry(email, entry.account));
       replaced.push(email);
       this.log.info({ email }, 'new authorization in the state store: token state reset');
@@ -386,7 +386,7 @@ export class TokenManager {
       entry.lastError = `upstream refused the app-only token: ${said}`;
       entry.retryAt = this.now() + APP_ONLY_RETRY_MS;
       this.setState(entry, 'needs_reauth');
-      this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
+      this.forgetAccessToken(entry.email);
       this.log.error(
         { email, upstream: said },
         'upstream refused the app-only token: the mailbox is not granted',
@@ -402,8 +402,7 @@ export class TokenManager {
     entry.token = undefined;
     entry.rejected = token;
     this.disarm(entry);
-    this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
-    this.sharedWrite('forget a rejected access token', (c) => c.invalidateAccessToken(email, token));
+    this.forgetAccessToken(email, token);
     this.log.info({ email: entry.email }, 'access token rejected upstream: it will be refreshed');
   }
 
@@ -747,6 +746,16 @@ export class TokenManager {
     if (released) this.warmup().catch(() => undefined);
   }
 
+  /**
+   * Forget a cached access token; with `token`, only while it is still that one. Shared mode: the
+   * coordinator's cache (which, in-process or with workers, is the same store another instance may
+   * just have put a newer token in).
+   */
+  private forgetAccessToken(email: string, token?: string): void {
+    if (this.shared) this.sharedWrite('forget an access token', (c) => c.invalidateAccessToken(email, token));
+    else this.storeWrite('delete access token', () => this.store.deleteAccessToken(email));
+  }
+
   private sharedWrite(what: string, fn: (c: Coordinator) => Promise<void>): void {
     const c = this.shared;
     if (!c || this.closed) return;
@@ -837,14 +846,12 @@ export class TokenManager {
       entry.retryAt = appOnly ? this.now() + APP_ONLY_RETRY_MS : Infinity;
       this.disarm(entry);
       this.setState(entry, 'needs_reauth');
-      this.storeWrite('delete access token', () => this.store.deleteAccessToken(entry.email));
+      this.forgetAccessToken(entry.email);
       if (!appOnly && this.shared) {
         entry.sharedVerdict = true;
         const why = entry.lastError;
         this.sharedWrite('share the account state', (c) =>
-          c
-            .setAccountState(entry.email, 'needs_reauth', why)
-            .then(() => c.invalidateAccessToken(entry.email)),
+          c.setAccountState(entry.email, 'needs_reauth', why),
         );
       }
       if (appOnly)
