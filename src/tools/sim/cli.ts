@@ -63,6 +63,8 @@ interface SimulateFlags {
   style: SimStyle;
   tokenLifetime?: number;
   rotateRefreshTokens?: boolean;
+  detectRefreshReuse?: boolean;
+  refreshReuseGrace?: number;
   maxConnectionsPerUser?: number;
   messagesPerMinutePerUser?: number;
   requireTls?: boolean;
@@ -87,6 +89,16 @@ interface SimulateFlags {
   deviceInterval?: number;
 }
 
+/** Combinations the parsers cannot see one option at a time; the message names the flags. */
+export function checkFlagCombinations(f: SimulateFlags): void {
+  if (f.detectRefreshReuse && !f.rotateRefreshTokens)
+    throw new Error(
+      '--detect-refresh-reuse needs --rotate-refresh-tokens (reuse is presenting a refresh token rotation replaced)',
+    );
+  if (f.refreshReuseGrace !== undefined && !f.detectRefreshReuse)
+    throw new Error('--refresh-reuse-grace needs --detect-refresh-reuse');
+}
+
 export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
   const faults: Partial<SimFaults> = {};
   if (f.latency !== undefined) faults.latencyMs = f.latency;
@@ -108,6 +120,8 @@ export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
     style: f.style,
     tokenLifetimeSec: f.tokenLifetime,
     rotateRefreshTokens: f.rotateRefreshTokens,
+    detectRefreshReuse: f.detectRefreshReuse,
+    refreshReuseGraceSec: f.refreshReuseGrace,
     maxConnectionsPerUser: f.maxConnectionsPerUser,
     messagesPerMinutePerUser: f.messagesPerMinutePerUser,
     requireTls: f.requireTls,
@@ -194,6 +208,15 @@ export function registerSimulateCommand(program: Command): void {
     .option('--token-lifetime <sec>', 'access token expires_in (default 3600)', number(1, Infinity, true))
     .option('--rotate-refresh-tokens', 'each refresh returns a new refresh token and revokes the old one')
     .option(
+      '--detect-refresh-reuse',
+      'a rotated-away refresh token presented again revokes the whole grant (needs --rotate-refresh-tokens)',
+    )
+    .option(
+      '--refresh-reuse-grace <sec>',
+      'the token just rotated away may be retried this long, getting the same successor (default 0)',
+      number(0),
+    )
+    .option(
       '--max-connections-per-user <n>',
       'authenticated connections per user, 0 = unlimited (default 10 google, 3 microsoft)',
       number(0, Infinity, true),
@@ -245,6 +268,7 @@ export function registerSimulateCommand(program: Command): void {
     .action(async (flags: SimulateFlags, cmd: Command) => {
       let sim: Simulator;
       try {
+        checkFlagCombinations(flags);
         sim = await startSimulator(simOptionsFromFlags(flags));
       } catch (err) {
         return cmd.error(`error: ${(err as Error).message}`); // exits 1 (or throws under exitOverride)

@@ -98,6 +98,33 @@ export function invalidGrant(style: SimStyle, user?: string, reason = 'refresh_t
     : oauthError(400, 'invalid_grant', 'Token has been expired or revoked.', user, reason);
 }
 
+/**
+ * A rotated-away refresh token presented again: the grant is revoked. Neither Google nor Microsoft
+ * detect reuse (Microsoft does not even rotate strictly); Auth0 and Okta do and answer a plain
+ * invalid_grant (Auth0: "Unknown or invalid refresh token.", logging "reused refresh token
+ * detected"). The simulator keeps each style's envelope (AADSTS50173 is Entra's "grant revoked")
+ * and says why, so a log shows what the client did wrong.
+ */
+export function refreshTokenReused(style: SimStyle, user: string): TokenReply {
+  const why = 'refresh token reuse detected; the grant is revoked.';
+  return style === 'microsoft'
+    ? aadError(
+        400,
+        'invalid_grant',
+        50173,
+        `The provided grant has expired due to it being revoked: ${why}`,
+        user,
+        'refresh_token_reused',
+      )
+    : oauthError(
+        400,
+        'invalid_grant',
+        `Token has been expired or revoked: ${why}`,
+        user,
+        'refresh_token_reused',
+      );
+}
+
 /** Google's terse answer for a bad authorization code or a device code it does not know. */
 export function googleBadRequest(reason: string, user?: string): TokenReply {
   return oauthError(400, 'invalid_grant', 'Bad Request', user, reason);

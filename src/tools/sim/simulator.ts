@@ -120,6 +120,19 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
     positiveInt('messagesPerMinutePerUser', opts.messagesPerMinutePerUser ?? 0, 0),
   );
   state.rotateRefresh = opts.rotateRefreshTokens ?? false;
+  // Reuse means presenting a token rotation replaced: without rotation there is nothing to detect,
+  // and a grace without detection would silently do nothing. Both are refused rather than implied.
+  if (opts.detectRefreshReuse && !state.rotateRefresh)
+    throw new Error('detectRefreshReuse: needs rotateRefreshTokens');
+  if (opts.refreshReuseGraceSec !== undefined) {
+    const grace = opts.refreshReuseGraceSec;
+    if (!Number.isFinite(grace) || grace < 0)
+      throw new Error(`refreshReuseGraceSec: must be a number >= 0, got ${grace}`);
+    if (grace > 0 && !opts.detectRefreshReuse)
+      throw new Error('refreshReuseGraceSec: needs detectRefreshReuse');
+    state.refreshReuseGraceMs = grace * 1000;
+  }
+  state.detectRefreshReuse = opts.detectRefreshReuse ?? false;
   const oauth: OAuthContext = {
     state,
     style,

@@ -41,6 +41,17 @@ export interface IssueOptions {
   allows?: (mailbox: string) => boolean;
 }
 
+/** A refresh token rotation replaced, remembered for reuse detection (RFC 9700 section 4.14.2). */
+export interface SpentRefreshToken {
+  /** the grant family: a bound token's grant, else the chain started by the first token presented */
+  family: string;
+  user: string;
+  /** when it was rotated away (ms) */
+  at: number;
+  /** the token that replaced it */
+  successor: string;
+}
+
 export type TokenCheck = 'ok' | 'unknown' | 'expired' | 'wrong-user' | 'forbidden';
 
 /** Counts authenticated connections per user, with the peak since the last reset. */
@@ -96,6 +107,15 @@ export class SimState {
   faults: SimFaults;
   /** each refresh returns a new refresh token and revokes the old one */
   rotateRefresh = false;
+  /** presenting a rotated-away refresh token revokes its family (needs rotateRefresh) */
+  detectRefreshReuse = false;
+  /** a rotated-away token presented again within this many ms while its successor is live is a retry */
+  refreshReuseGraceMs = 0;
+  /** detectRefreshReuse: rotated-away tokens, kept as long as the simulator runs (refreshes are rare) */
+  private readonly spentRefreshTokens = new Map<string, SpentRefreshToken>();
+  /** detectRefreshReuse: the chain a rotated-in stateless token belongs to, and each family's live token */
+  private readonly chainOf = new Map<string, string>();
+  private readonly familyHeads = new Map<string, string>();
   private readonly accessTokens = new Map<string, AccessToken>();
   private readonly revokedRefreshTokens = new Set<string>();
   private readonly revokedUsers = new Set<string>();
@@ -114,6 +134,9 @@ export class SimState {
   messagesWithoutId = 0;
   tokenRequests = 0;
   tokenRequestsPerUser = new Map<string, number>();
+  refreshesPerUser = new Map<string, number>();
+  refreshTokenReuse = 0;
+  revokedForReuse = new Set<string>();
   tokenErrors = 0;
   authSuccesses = 0;
   authFailures = 0;
@@ -185,14 +208,54 @@ export class SimState {
     for (const [tok, rec] of this.accessTokens) if (rec.family === family) this.accessTokens.delete(tok);
   }
 
-  /** Rotation: a fresh refresh token for the same user; the old one stops working at once. */
-  rotateRefreshToken(old: string, user: string): string {
+  /**
+   * Rotation: a fresh refresh token for the same user; the old one stops working at once. With reuse
+   * detection, `family` (see refreshFamily) is where the old one is remembered as spent.
+   */
+  rotateRefreshToken(old: string, user: string, family?: string): string {
     this.revokedRefreshTokens.add(old);
     const fresh = simRefreshToken(user, randomBytes(12).toString('base64url'));
     const live = this.liveRefreshTokens.get(user);
     live?.delete(old);
     live?.add(fresh);
+    if (family !== undefined) {
+      this.spentRefreshTokens.set(old, { family, user, at: Date.now(), successor: fresh });
+      this.chainOf.delete(old);
+      this.chainOf.set(fresh, family);
+      this.familyHeads.set(family, fresh);
+    }
     return fresh;
+  }
+
+  /**
+   * The grant family of a refresh token about to be used, for reuse detection; undefined when it is
+   * off. A bound token's family is its grant's; a stateless `simrt.` token starts a chain of its own.
+   */
+  refreshFamily(token: string, boundFamily?: string): string | undefined {
+    if (!this.detectRefreshReuse) return undefined;
+    return boundFamily ?? this.chainOf.get(token) ?? `chain:${token}`;
+  }
+
+  /** With reuse detection: the record of a refresh token rotation replaced, if `token` is one. */
+  spentRefreshToken(token: string): SpentRefreshToken | undefined {
+    return this.detectRefreshReuse ? this.spentRefreshTokens.get(token) : undefined;
+  }
+
+  /** The family's newest refresh token (the last one rotated in), revoked or not. */
+  familyHead(family: string): string | undefined {
+    return this.familyHeads.get(family);
+  }
+
+  /**
+   * Reuse detected: revoke the family's live refresh token and every access token issued from the
+   * family (bound families' other tokens are revoked by the caller, which knows the bindings).
+   */
+  revokeForReuse(spent: SpentRefreshToken): void {
+    this.refreshTokenReuse++;
+    this.revokedForReuse.add(spent.user);
+    const head = this.familyHeads.get(spent.family);
+    if (head !== undefined) this.revoke(head);
+    this.revokeFamily(spent.family);
   }
 
   refreshTokenValid(token: string): string | undefined {
@@ -254,6 +317,10 @@ export class SimState {
     inc(this.oauthIssued, grantType);
   }
 
+  countRefresh(user: string): void {
+    inc(this.refreshesPerUser, user);
+  }
+
   countTokenRequest(user: string | undefined): void {
     this.tokenRequests++;
     if (user) inc(this.tokenRequestsPerUser, user);
@@ -291,6 +358,9 @@ export class SimState {
     this.messageIds = [];
     this.tokenRequests = this.tokenErrors = 0;
     this.tokenRequestsPerUser = new Map();
+    this.refreshesPerUser = new Map();
+    this.refreshTokenReuse = 0;
+    this.revokedForReuse = new Set();
     this.authSuccesses = this.authFailures = 0;
     this.connectionsTotal = this.connectionsOpen;
     this.connectionLimitRejections = this.rateLimitRejections = 0;
@@ -316,6 +386,7 @@ export class SimState {
       messagesWithoutId: this.messagesWithoutId,
       tokenRequests: this.tokenRequests,
       tokenRequestsPerUser: Object.fromEntries(this.tokenRequestsPerUser),
+      refreshesPerUser: Object.fromEntries(this.refreshesPerUser),
       tokenErrors: this.tokenErrors,
       authSuccesses: this.authSuccesses,
       authFailures: this.authFailures,
@@ -326,6 +397,12 @@ export class SimState {
         peakPerUser: Object.fromEntries(this.authConnections.peak),
       },
       limitRejections: { connections: this.connectionLimitRejections, rate: this.rateLimitRejections },
+      violations: {
+        concurrentConnections: this.connectionLimitRejections,
+        rate: this.rateLimitRejections,
+        refreshTokenReuse: this.refreshTokenReuse,
+        revokedForReuse: [...this.revokedForReuse].sort(),
+      },
       faults: {
         fail4xx: this.fail4xx,
         fail5xx: this.fail5xx,

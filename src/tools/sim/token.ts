@@ -10,10 +10,12 @@ import {
   duplicateParameter,
   invalidGrant,
   missing,
+  refreshTokenReused,
   oauthError,
   repeatedParameter,
   type TokenReply,
 } from './oauth-errors.js';
+import type { SpentRefreshToken } from './state.js';
 import type { SimStyle } from './types.js';
 
 export const DEFAULT_SCOPE: Record<SimStyle, string> = {
@@ -35,8 +37,10 @@ export function handleTokenRequest(ctx: OAuthContext, req: TokenRequest): TokenR
   const grant = req.form.get('grant_type') ?? '';
   const repeated = duplicateParameter(req.form);
   const reply = repeated ? repeatedParameter(ctx.style, repeated) : dispatch(ctx, req, grant);
-  if (reply.status === 200) ctx.state.countIssued(grant);
-  else ctx.state.countRefusal(reply.reason ?? String(reply.body.error));
+  if (reply.status === 200) {
+    ctx.state.countIssued(grant);
+    if (grant === 'refresh_token' && reply.user) ctx.state.countRefresh(reply.user);
+  } else ctx.state.countRefusal(reply.reason ?? String(reply.body.error));
   return reply;
 }
 
@@ -86,6 +90,8 @@ function refreshTokenGrant(ctx: OAuthContext, req: TokenRequest): TokenReply {
   const { state, style } = ctx;
   const { form } = req;
   const rt = form.get('refresh_token');
+  const spent = rt ? state.spentRefreshToken(rt) : undefined;
+  if (rt && spent) return refreshSpent(ctx, req, spent);
   const binding = rt ? ctx.bindings.get(rt) : undefined;
   if (rt && binding) return refreshBound(ctx, req, rt, binding);
   // A made-up `simrt.` token: valid for any client, as before the interactive flows existed.
@@ -98,8 +104,40 @@ function refreshTokenGrant(ctx: OAuthContext, req: TokenRequest): TokenReply {
       style,
       rt.startsWith('simrt.') ? rt.slice(6, rt.lastIndexOf('.')).toLowerCase() : undefined,
     );
-  const rotated = state.rotateRefresh ? state.rotateRefreshToken(rt, user) : undefined;
-  return tokenSuccess(ctx, form, user, { from: rotated ?? rt, refreshToken: rotated });
+  const family = state.refreshFamily(rt);
+  const rotated = state.rotateRefresh ? state.rotateRefreshToken(rt, user, family) : undefined;
+  return tokenSuccess(ctx, form, user, { from: rotated ?? rt, refreshToken: rotated, family });
+}
+
+/**
+ * A refresh token rotation already replaced, with reuse detection on (RFC 9700 section 4.14.2):
+ * either a retry within the grace (the same successor again, nothing rotated) or reuse, which
+ * revokes the whole family. A bound family's client must authenticate first, so nobody else can
+ * burn a confidential client's grant.
+ */
+function refreshSpent(ctx: OAuthContext, req: TokenRequest, spent: SpentRefreshToken): TokenReply {
+  const { state, style } = ctx;
+  const head = state.familyHead(spent.family) ?? spent.successor;
+  const binding = ctx.bindings.get(head);
+  if (binding) {
+    const auth = authenticateClient(ctx, req.form, req.authorization, req.endpoint);
+    if (!auth.ok) return auth.reply;
+    if (auth.clientId !== binding.clientId) return invalidGrant(style, spent.user);
+  } else if (!req.form.get('client_id')) return missing(style, 'client_id');
+  const graceUntil = spent.at + state.refreshReuseGraceMs;
+  if (head === spent.successor && Date.now() <= graceUntil && state.refreshTokenValid(head)) {
+    const smtp = binding ? scopeCoversSmtp(style, binding.scope) : true;
+    return tokenSuccess(ctx, req.form, spent.user, {
+      from: head,
+      refreshToken: head,
+      scope: binding?.scope,
+      family: spent.family,
+      allows: binding ? () => smtp : undefined,
+    });
+  }
+  // The family's only live refresh token is its head (rotation moves the binding along).
+  state.revokeForReuse(spent);
+  return refreshTokenReused(style, spent.user);
 }
 
 /** A refresh token an interactive flow issued: only its client may use it, within the granted scope. */
@@ -133,7 +171,8 @@ function refreshBound(ctx: OAuthContext, req: TokenRequest, rt: string, binding:
     }
   }
   const scope = requested || binding.scope;
-  const rotated = state.rotateRefresh ? state.rotateRefreshToken(rt, user) : undefined;
+  const family = state.refreshFamily(rt, binding.family);
+  const rotated = state.rotateRefresh ? state.rotateRefreshToken(rt, user, family) : undefined;
   if (rotated) ctx.bindings.move(rt, rotated);
   const smtp = scopeCoversSmtp(style, scope);
   return tokenSuccess(ctx, req.form, user, {

@@ -122,6 +122,18 @@ export interface SimOptions {
   tokenLifetimeSec?: number;
   /** each refresh returns a new refresh token and revokes the old one at once */
   rotateRefreshTokens?: boolean;
+  /**
+   * Needs rotateRefreshTokens. Presenting a refresh token that rotation already replaced revokes
+   * the whole grant (RFC 9700 section 4.14.2): the family's current refresh token and every access
+   * token issued from the family; the answer is invalid_grant, counted in `violations`.
+   */
+  detectRefreshReuse?: boolean;
+  /**
+   * Needs detectRefreshReuse. For this many seconds after a rotation, presenting the token just
+   * replaced is a retry, not reuse: it gets a new access token and the same successor refresh token
+   * (only the immediate predecessor, and only while its successor is still the live one). Default 0.
+   */
+  refreshReuseGraceSec?: number;
   /** authenticated concurrent connections per user; default 10 (google) / 3 (microsoft); 0 = unlimited */
   maxConnectionsPerUser?: number;
   /** accepted MAIL FROM per user in any sliding 60 s window; 0 = unlimited (default) */
@@ -156,8 +168,13 @@ export interface SimStats {
   /** stored messages that had no Message-ID header */
   messagesWithoutId: number;
   tokenRequests: number;
-  /** keyed by the user the request named (refresh token email, JWT sub, or client_id) */
+  /**
+   * Every token request (any grant, answered or refused) keyed by the user it named (refresh token
+   * email, JWT sub, or client_id); see refreshesPerUser for successful refreshes only.
+   */
   tokenRequestsPerUser: Record<string, number>;
+  /** successful refresh_token grants (200 answers) per user */
+  refreshesPerUser: Record<string, number>;
   /** token requests answered with an error (400 or injected 500) */
   tokenErrors: number;
   authSuccesses: number;
@@ -169,7 +186,19 @@ export interface SimStats {
     openPerUser: Record<string, number>;
     peakPerUser: Record<string, number>;
   };
+  /** the same counts as violations.concurrentConnections and violations.rate (kept for old readers) */
   limitRejections: { connections: number; rate: number };
+  /** what clients did that a strict provider refuses */
+  violations: {
+    /** AUTHs refused with `432 4.3.2` (over maxConnectionsPerUser) */
+    concurrentConnections: number;
+    /** MAIL FROMs refused with `451 4.7.0` (over messagesPerMinutePerUser) */
+    rate: number;
+    /** presentations of a refresh token rotation had replaced (detectRefreshReuse), grace retries excluded */
+    refreshTokenReuse: number;
+    /** users whose grant was revoked for reuse since the last reset, sorted */
+    revokedForReuse: string[];
+  };
   faults: { fail4xx: number; fail5xx: number; drops: number; rejected421: number };
   recipients: { accepted: number; rejected: number; tempfailed: number };
   oauth: {
