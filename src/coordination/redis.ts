@@ -576,7 +576,25 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
     );
     if (!v) return this.seedFromLocal(mailbox, configured);
     if (origin?.toString() !== originOf(configured)) return undefined;
-    return sealer.open(mailbox, 'refresh_token', v);
+    const token = sealer.open(mailbox, 'refresh_token', v);
+    // every instance keeps the latest rotation it has seen: if Redis loses its data, whichever
+    // instance seeds it again (seedFromLocal) offers a current token, not one the provider retired
+    if (token !== undefined) this.keepLocallyIfNew(mailbox, configured, token);
+    return token;
+  }
+
+  private keepLocallyIfNew(mailbox: string, configured: RefreshLineage, token: string): void {
+    const local = this.opts.local;
+    if (!local) return;
+    try {
+      const mine =
+        configured === undefined
+          ? local.getAuthorizedRefreshToken(mailbox)
+          : local.getRotatedRefreshToken(mailbox, configured);
+      if (mine !== token) this.keepLocally(mailbox, configured, token);
+    } catch (err) {
+      this.log.warn({ mailbox, err: (err as Error).message }, 'cannot read the local refresh token');
+    }
   }
 
   /**

@@ -694,6 +694,12 @@ export class TokenManager {
             'shared state: cannot cache the access token',
           ),
       });
+      // another instance refreshed (and may have rotated): read the rotation, so this instance's
+      // copy is current should the shared state lose it (Redis keeps what it reads locally)
+      if (!out.refreshed && !a.appOnly)
+        this.sharedWrite('read the rotated refresh token', (c) =>
+          c.getRefreshToken(entry.email, a.refreshToken).then(() => undefined),
+        );
       return {
         accessToken: out.accessToken,
         expiresInSec: (out.expiresAt - startedAt) / 1000,

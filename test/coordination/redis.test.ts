@@ -280,6 +280,35 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
     }
   });
 
+  it('an instance that read a rotation keeps it, so it seeds the current token after a restart even when the rotating one is gone', async () => {
+    const dirs = [0, 1].map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'xo-coord-')));
+    const [localA, localB] = dirs.map((dir) => openStateStore({ dir, secretKey: SECRET, log: silentLogger }));
+    try {
+      const prefix = newPrefix();
+      const a = await started(prefix, { local: localA });
+      const b = await started(prefix, { local: localB });
+      const lock = (await a.acquireRefreshLock(MB, 5000))!;
+      const w = { configured: 'configured-rt', used: 'configured-rt', next: 'rotated-1', fence: lock.fence };
+      expect(await a.rotateRefreshToken(MB, w)).toBe('ok');
+      await lock.release();
+      expect(await b.getRefreshToken(MB, 'configured-rt')).toBe('rotated-1');
+      await a.close();
+      await redis.restart();
+      await waitFor(
+        'back to ok',
+        () => b.health().state,
+        (s) => s === 'ok',
+        8000,
+      );
+      // without b's copy the only candidate would be the configured token, which the provider retired
+      expect(await b.getRefreshToken(MB, 'configured-rt')).toBe('rotated-1');
+    } finally {
+      localA!.close();
+      localB!.close();
+      for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   it('starts degraded when Redis is not there, and joins without a restart when it appears', async () => {
     const port = await freePort();
     const c = coordinator(newPrefix(), { url: `redis://127.0.0.1:${port}`, connectTimeoutMs: 300 });
