@@ -99,7 +99,12 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     const config = {
       smtp: { proxyProtocol: [BALANCER] },
       http: { adminToken: ADMIN_TOKEN },
-      state: { redis: redis.url, instances: o.instances, ...(o.leaseTtl ? { leaseTtl: o.leaseTtl } : {}) },
+      // XO_SCALEOUT_CONTROL=uncoordinated: the same topology without state.redis, to see the
+      // tests fail as issue 13 says independent instances do (432s, a refresh per instance, reuse)
+      state:
+        process.env.XO_SCALEOUT_CONTROL === 'uncoordinated'
+          ? {}
+          : { redis: redis.url, instances: o.instances, ...(o.leaseTtl ? { leaseTtl: o.leaseTtl } : {}) },
       oauth: { ...(o.refreshAhead ? { refreshAhead: o.refreshAhead } : {}) },
       providers: { sim: simProvider(sim, o.provider ?? {}) },
       accountsFile,
