@@ -68,6 +68,8 @@ interface SimulateFlags {
   maxConnectionsPerUser?: number;
   messagesPerMinutePerUser?: number;
   requireTls?: boolean;
+  /** false with --no-chunking */
+  chunking?: boolean;
   hostname?: string;
   latency?: number;
   fail4xx?: number;
@@ -125,6 +127,7 @@ export function simOptionsFromFlags(f: SimulateFlags): SimOptions {
     maxConnectionsPerUser: f.maxConnectionsPerUser,
     messagesPerMinutePerUser: f.messagesPerMinutePerUser,
     requireTls: f.requireTls,
+    chunking: f.chunking,
     hostname: f.hostname,
     faults,
     clients: [...(f.client ?? []), ...(f.app ?? [])],
@@ -227,10 +230,15 @@ export function registerSimulateCommand(program: Command): void {
       number(0, Infinity, true),
     )
     .option('--require-tls', 'AUTH only after STARTTLS on the plain listener')
-    .option('--latency <ms>', 'delay before the reply to the end of DATA', number(0))
-    .option('--fail-4xx <rate>', 'probability of 451 4.3.0 at end of DATA', rate)
-    .option('--fail-5xx <rate>', 'probability of 550 5.7.1 at end of DATA', rate)
-    .option('--drop <rate>', 'probability of closing the connection at end of DATA without a reply', rate)
+    .option('--no-chunking', 'do not offer CHUNKING (BDAT, RFC 3030): clients must use DATA')
+    .option('--latency <ms>', 'delay before the reply to the end of DATA (or BDAT LAST)', number(0))
+    .option('--fail-4xx <rate>', 'probability of 451 4.3.0 at end of DATA (or BDAT LAST)', rate)
+    .option('--fail-5xx <rate>', 'probability of 550 5.7.1 at end of DATA (or BDAT LAST)', rate)
+    .option(
+      '--drop <rate>',
+      'probability of closing the connection at end of DATA (or BDAT LAST) without a reply',
+      rate,
+    )
     .option('--token-error-rate <rate>', 'probability that the token endpoint answers 500', rate)
     .option(
       '--token-reset-rate <rate>',

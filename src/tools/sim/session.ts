@@ -12,6 +12,8 @@ export interface SessionContext {
   requireTls: boolean;
   secureContext: tls.SecureContext;
   idleTimeoutMs: number;
+  /** CHUNKING (RFC 3030, BDAT) is advertised and BDAT accepted */
+  chunking: boolean;
   /** open raw sockets, so close() can end them */
   sockets: Set<net.Socket>;
   /** open sessions, for the shared idle sweep */
@@ -22,10 +24,11 @@ export interface SessionContext {
  * - command: reading command lines
  * - sasl: the next line answers an AUTH challenge (handled by `saslStep`)
  * - data: reading the message until CRLF.CRLF
+ * - bdat: reading the octets of a BDAT chunk (RFC 3030): counted, never parsed
  * - waiting: the end-of-DATA reply is delayed (latency fault); input is buffered until it is sent
  * - closed: the socket is gone or going; input is ignored
  */
-type Phase = 'command' | 'sasl' | 'data' | 'waiting' | 'closed';
+type Phase = 'command' | 'sasl' | 'data' | 'bdat' | 'waiting' | 'closed';
 
 type Outcome = 'store' | 'fail4xx' | 'fail5xx' | 'drop' | 'too-big';
 
@@ -73,6 +76,17 @@ export class SmtpSession {
   private tailLen = 0;
   private readonly scratch = Buffer.alloc(8);
   private header: Buffer | null = null;
+  // BDAT state: the transaction's message arrives in chunks (RFC 3030)
+  /** the transaction has had an accepted BDAT chunk: DATA and RCPT are out of sequence (503) */
+  private chunked = false;
+  /** octets of the current chunk still to come */
+  private chunkLeft = 0;
+  private chunkSize = 0;
+  private chunkLast = false;
+  /** the reply refusing the current chunk (its octets are read and dropped); null = accepted */
+  private chunkRefusal: string | null = null;
+  /** octets of the accepted chunks so far: exactly the message (no stuffing, no terminator) */
+  private messageBytes = 0;
   private headerEnd = -1;
   private timer: NodeJS.Timeout | null = null;
   private readonly idPrefix: string;
@@ -195,6 +209,10 @@ export class SmtpSession {
         pos = this.consumeData(buf, pos);
         continue;
       }
+      if (phase === 'bdat') {
+        pos = this.consumeChunk(buf, pos);
+        continue;
+      }
       if (phase !== 'command' && phase !== 'sasl') break;
       const nl = buf.indexOf(10, pos);
       if (nl < 0) break;
@@ -241,6 +259,9 @@ export class SmtpSession {
         return this.rcpt(arg);
       case 'DATA':
         return this.data();
+      case 'BDAT':
+        if (this.ctx.chunking) return this.bdat(arg);
+        break;
       case 'RSET':
         this.resetTransaction();
         return this.reply(this.google ? `250 2.1.5 Flushed ${this.qid()} - gsmtp` : '250 2.0.0 Resetting');
@@ -253,13 +274,12 @@ export class SmtpSession {
             : '221 2.0.0 Service closing transmission channel',
         );
         return this.close(true);
-      default:
-        return this.reply(
-          this.google
-            ? `502 5.5.1 Unrecognized command. ${this.qid()} - gsmtp`
-            : '502 5.5.1 Unrecognized command',
-        );
     }
+    return this.reply(
+      this.google
+        ? `502 5.5.1 Unrecognized command. ${this.qid()} - gsmtp`
+        : '502 5.5.1 Unrecognized command',
+    );
   }
 
   private get google(): boolean {
@@ -277,7 +297,10 @@ export class SmtpSession {
     const lines = [hello, `SIZE ${MAX_MESSAGE_SIZE}`, '8BITMIME'];
     if (!this.secure) lines.push('STARTTLS');
     if (this.authAllowed()) lines.push(`AUTH ${this.google ? GOOGLE_AUTH_MECHS : MICROSOFT_AUTH_MECHS}`);
-    lines.push('ENHANCEDSTATUSCODES', 'PIPELINING', 'SMTPUTF8');
+    // the order of smtp.gmail.com's list; BINARYMIME (Exchange Online offers it) is not simulated
+    lines.push('ENHANCEDSTATUSCODES', 'PIPELINING');
+    if (this.ctx.chunking) lines.push('CHUNKING');
+    lines.push('SMTPUTF8');
     for (let i = 0; i < lines.length; i++) this.reply(`250${i === lines.length - 1 ? ' ' : '-'}${lines[i]}`);
   }
 
@@ -408,22 +431,25 @@ export class SmtpSession {
     this.dropAt = undefined;
     this.rcptCount = 0;
     this.sizeOk = true;
+    this.chunked = false;
+    this.messageBytes = 0;
+  }
+
+  /** why a transaction command is refused before authentication; null = it may go on */
+  private authRefusal(): string | null {
+    if (!this.greeted) return '503 5.5.1 EHLO/HELO first.';
+    if (this.user === null) {
+      return this.google
+        ? `530 5.7.0 Authentication Required. For more information, go to https://support.google.com/mail/?p=WantAuthError ${this.qid()} - gsmtp`
+        : '530 5.7.57 Client not authenticated to send mail. Error: 530 5.7.0 Authentication Required';
+    }
+    return null;
   }
 
   private requireAuth(): boolean {
-    if (!this.greeted) {
-      this.reply('503 5.5.1 EHLO/HELO first.');
-      return false;
-    }
-    if (this.user === null) {
-      this.reply(
-        this.google
-          ? `530 5.7.0 Authentication Required. For more information, go to https://support.google.com/mail/?p=WantAuthError ${this.qid()} - gsmtp`
-          : '530 5.7.57 Client not authenticated to send mail. Error: 530 5.7.0 Authentication Required',
-      );
-      return false;
-    }
-    return true;
+    const refusal = this.authRefusal();
+    if (refusal !== null) this.reply(refusal);
+    return refusal === null;
   }
 
   private mail(arg: string): void {
@@ -456,6 +482,7 @@ export class SmtpSession {
   private rcpt(arg: string): void {
     if (!this.requireAuth()) return;
     if (this.mailFrom === null) return this.reply('503 5.5.1 MAIL first.');
+    if (this.chunked) return this.reply('503 5.5.1 RCPT after BDAT.');
     const m = /^TO:\s*<([^>]+)>/i.exec(arg);
     if (!m) return this.reply('555 5.5.2 Syntax error.');
     if (this.dropAt === 'rcpt') return this.dropConnection();
@@ -483,6 +510,8 @@ export class SmtpSession {
   private data(): void {
     if (!this.requireAuth()) return;
     if (this.mailFrom === null) return this.reply('503 5.5.1 MAIL first.');
+    // RFC 3030 section 2: DATA after BDAT in one transaction is a 503; the transaction stands
+    if (this.chunked) return this.reply('503 5.5.1 DATA after BDAT.');
     if (this.rcptCount === 0) return this.reply('554 5.5.1 No valid recipients');
     this.reply(
       this.google ? `354 Go ahead ${this.qid()} - gsmtp` : '354 Start mail input; end with <CRLF>.<CRLF>',
@@ -495,6 +524,72 @@ export class SmtpSession {
     this.tailLen = 2;
     this.header = null;
     this.headerEnd = -1;
+  }
+
+  /**
+   * `BDAT <size> [LAST]` (RFC 3030). The verdict on a chunk is known from the state before its
+   * octets, but it is answered after them; a refused chunk is still read to its end (the octets
+   * are the client's, not commands) and ends the transaction, so chunks pipelined behind it get
+   * 503 too. The message is the accepted chunks' octets as sent: no dot-stuffing to undo.
+   */
+  private bdat(arg: string): void {
+    const m = /^(\d{1,15})(?:[ \t]+(LAST))?[ \t]*$/i.exec(arg);
+    if (!m) {
+      // without a size the chunk's end is unknown: the rest of the input cannot be read as commands
+      this.reply('501 5.5.4 Syntax error in BDAT parameters');
+      return this.close(true);
+    }
+    const size = Number(m[1]);
+    let refusal = this.authRefusal();
+    if (refusal === null) {
+      if (this.mailFrom === null) refusal = '503 5.5.1 MAIL first.';
+      else if (this.rcptCount === 0) refusal = '554 5.5.1 No valid recipients';
+      else if (this.messageBytes + size > MAX_MESSAGE_SIZE)
+        refusal = `552 5.3.4 Your message exceeded the message size limit. ${this.qid()} - gsmtp`;
+    }
+    if (refusal === null && !this.chunked) {
+      this.chunked = true;
+      this.messageBytes = 0;
+      this.header = null;
+      this.headerEnd = -1;
+    }
+    this.chunkRefusal = refusal;
+    this.chunkSize = this.chunkLeft = size;
+    this.chunkLast = m[2] !== undefined;
+    this.phase = 'bdat';
+    if (size === 0) this.endOfChunk();
+  }
+
+  private consumeChunk(buf: Buffer, pos: number): number {
+    const n = Math.min(this.chunkLeft, buf.length - pos);
+    if (this.chunkRefusal === null) {
+      this.collectHeader(buf, pos, pos + n);
+      this.messageBytes += n;
+    }
+    this.chunkLeft -= n;
+    if (this.chunkLeft === 0) this.endOfChunk();
+    return pos + n;
+  }
+
+  private endOfChunk(): void {
+    this.phase = 'command';
+    const refusal = this.chunkRefusal;
+    if (refusal !== null) {
+      this.chunkRefusal = null;
+      if (this.mailFrom !== null) {
+        this.header = null;
+        this.resetTransaction();
+      }
+      return this.reply(refusal);
+    }
+    if (!this.chunkLast) {
+      return this.reply(
+        this.google
+          ? `250 2.0.0 OK ${this.chunkSize} octets received ${this.qid()} - gsmtp`
+          : `250 2.0.0 ${this.chunkSize} octets received`,
+      );
+    }
+    this.endOfMessage(this.messageBytes);
   }
 
   /**
@@ -580,9 +675,14 @@ export class SmtpSession {
   }
 
   private endOfData(): void {
+    this.phase = 'command';
+    this.endOfMessage(this.dataBytes - 3); // without the final ".\r\n"
+  }
+
+  /** The end of DATA or of BDAT LAST: the faults decide the reply; `size` as counted. */
+  private endOfMessage(size: number): void {
     const { state } = this.ctx;
     const faults = state.faults;
-    const size = this.dataBytes - 3; // without the final ".\r\n"
     const id = this.messageId();
     const user = this.user!;
     const dropHere = this.dropAt === 'data';
@@ -595,7 +695,6 @@ export class SmtpSession {
     else if (faults.fail4xxRate > 0 && Math.random() < faults.fail4xxRate) outcome = 'fail4xx';
     else if (faults.fail5xxRate > 0 && Math.random() < faults.fail5xxRate) outcome = 'fail5xx';
     if (faults.latencyMs <= 0) {
-      this.phase = 'command';
       this.finishData(outcome, user, id, size);
       return;
     }

@@ -155,6 +155,7 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
     style,
     hostname,
     requireTls: opts.requireTls ?? false,
+    chunking: opts.chunking ?? true,
     secureContext: tls.createSecureContext({ key, cert }),
     idleTimeoutMs: positiveInt('idleTimeoutMs', opts.idleTimeoutMs ?? SIM_DEFAULTS.idleTimeoutMs, 1),
     sockets: new Set(),

@@ -4,13 +4,13 @@ import type { ServiceAccountKeyFile } from './keys.js';
 export type SimStyle = 'google' | 'microsoft';
 
 export interface SimFaults {
-  /** delay before the final reply to DATA (applies to every outcome, drops included) */
+  /** delay before the final reply to DATA or BDAT LAST (applies to every outcome, drops included) */
   latencyMs: number;
-  /** probability 0..1 of `451 4.3.0` at end of DATA (message not stored) */
+  /** probability 0..1 of `451 4.3.0` at end of DATA or BDAT LAST (message not stored) */
   fail4xxRate: number;
-  /** probability 0..1 of `550 5.7.1` at end of DATA (message not stored) */
+  /** probability 0..1 of `550 5.7.1` at end of DATA or BDAT LAST (message not stored) */
   fail5xxRate: number;
-  /** probability 0..1 of closing the socket after the DATA terminator without a reply (not stored) */
+  /** probability 0..1 of closing the socket after the DATA terminator or the last BDAT chunk without a reply (not stored) */
   dropRate: number;
   /** probability 0..1 that the token endpoint answers 500 */
   tokenErrorRate: number;
@@ -23,7 +23,7 @@ export interface SimFaults {
   /**
    * 0 = off; else every Nth transaction (counted at MAIL FROM, over all connections) loses its
    * connection before the final reply, at a point that cycles: instead of the reply to MAIL, to
-   * RCPT, then after the DATA terminator (not stored)
+   * RCPT, then after the DATA terminator or the last BDAT chunk (not stored)
    */
   dropEvery: number;
   /** the next N MAIL FROM commands get `421 4.7.0 Try again later, closing connection.` (counts down) */
@@ -140,6 +140,11 @@ export interface SimOptions {
   messagesPerMinutePerUser?: number;
   /** AUTH only after STARTTLS on the plain listener (AUTH is then not advertised before TLS) */
   requireTls?: boolean;
+  /**
+   * advertise CHUNKING and take BDAT (RFC 3030), as smtp.gmail.com and smtp.office365.com do;
+   * default true. false: BDAT is an unrecognized command (502), as at a server without it
+   */
+  chunking?: boolean;
   /** name in the greeting, EHLO reply and certificate; default localhost */
   hostname?: string;
   /** close connections silent for this long with `421 4.4.2`; default 300000 */
@@ -155,9 +160,9 @@ export interface SimOptions {
 }
 
 export interface SimStats {
-  /** messages stored (answered 250 at end of DATA) */
+  /** messages stored (answered 250 at end of DATA or to BDAT LAST) */
   messages: number;
-  /** bytes of stored messages as received (dot-stuffed, terminator excluded) */
+  /** bytes of stored messages as received (DATA: dot-stuffed, terminator excluded; BDAT: the chunks' octets) */
   bytes: number;
   perUser: Record<string, number>;
   /** Message-ID header values (trimmed, angle brackets kept) of stored messages, in arrival order */
