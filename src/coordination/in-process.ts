@@ -38,6 +38,8 @@ export interface InProcessOptions {
 }
 
 const DEFAULT_LEASE_TTL_MS = 30_000;
+/** a member announces that it wants a slot of a mailbox at most this often */
+const WANTED_EVERY_MS = 100;
 
 class InProcessRateGate implements RateGate {
   private readonly window: SlidingWindow;
@@ -278,6 +280,9 @@ export class InProcessCoordinator implements Coordinator {
   private readonly book = new LeaseBook();
   private readonly health_: HealthState;
   private readonly freed: Listeners<[string]>;
+  private readonly wanted: Listeners<[string]>;
+  /** mailbox -> when this member last announced it wanted a slot (at most every WANTED_EVERY_MS) */
+  private readonly wantedAt = new Map<string, number>();
   private readonly accountState: Listeners<[string, string]>;
   private readonly accountsChanged: Listeners<[]>;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -292,6 +297,7 @@ export class InProcessCoordinator implements Coordinator {
       hub.log.warn({ err: (err as Error)?.message }, 'coordination: a listener threw');
     this.health_ = new HealthState(onError);
     this.freed = new Listeners(onError);
+    this.wanted = new Listeners(onError);
     this.accountState = new Listeners(onError);
     this.accountsChanged = new Listeners(onError);
   }
@@ -326,7 +332,10 @@ export class InProcessCoordinator implements Coordinator {
   ): Promise<Lease | undefined> {
     if (this.closed) return undefined;
     const id = `${this.instanceId}:${++this.seq}`;
-    if (!this.hub.acquireLease(this, mailbox, id, max)) return undefined;
+    if (!this.hub.acquireLease(this, mailbox, id, max)) {
+      this.announceWanted(mailbox);
+      return undefined;
+    }
     const lease = new HeldLease(
       mailbox,
       id,
@@ -348,6 +357,18 @@ export class InProcessCoordinator implements Coordinator {
 
   /** @internal */ leaseFreed(mailbox: string): void {
     this.freed.emit(mailbox);
+  }
+
+  onLeaseWanted(listener: (mailbox: string) => void): Unsubscribe {
+    return this.wanted.add(listener);
+  }
+
+  /** a refused acquire: ask the holders to give up an idle connection (a pool retries every 250 ms) */
+  private announceWanted(mailbox: string): void {
+    const now = this.hub.now();
+    if (now - (this.wantedAt.get(mailbox) ?? -Infinity) < WANTED_EVERY_MS) return;
+    this.wantedAt.set(mailbox, now);
+    this.hub.broadcast(this, (m) => m.wanted.emit(mailbox));
   }
 
   private startHeartbeat(): void {

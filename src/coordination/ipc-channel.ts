@@ -13,17 +13,14 @@ export interface IpcChannel {
 }
 
 /** Something with node's IPC surface: `process` in a worker, a cluster Worker or ChildProcess in the primary. */
-export interface IpcPeer {
+export interface IpcPeer extends Pick<NodeJS.EventEmitter, 'on' | 'off'> {
   send?(msg: unknown, handle?: undefined, options?: object, cb?: (err: Error | null) => void): boolean;
-  on(event: 'message', fn: (msg: unknown) => void): unknown;
-  on(event: 'disconnect' | 'exit', fn: () => void): unknown;
-  off(event: string, fn: (...args: never[]) => void): unknown;
   readonly connected?: boolean;
   isConnected?(): boolean;
 }
 
-function sub(peer: IpcPeer, event: string, fn: (...args: never[]) => void): Unsubscribe {
-  (peer.on as (e: string, f: (...args: never[]) => void) => unknown)(event, fn);
+function sub(peer: IpcPeer, event: string, fn: (...args: any[]) => void): Unsubscribe {
+  peer.on(event, fn);
   return () => void peer.off(event, fn);
 }
 
@@ -36,7 +33,7 @@ export function peerChannel(peer: IpcPeer): IpcChannel {
       // with a callback, a send on a channel closing meanwhile is reported here, not thrown
       peer.send(msg, undefined, {}, () => undefined);
     },
-    onMessage: (fn) => sub(peer, 'message', fn as (...args: never[]) => void),
+    onMessage: (fn) => sub(peer, 'message', fn),
     onClose(fn) {
       let done = false;
       const once = () => {

@@ -58,6 +58,7 @@ export interface IpcReply {
 export type IpcEvent =
   | { xoc: 'ev'; kind: 'lease-freed'; mailbox: string }
   | { xoc: 'ev'; kind: 'lease-lost'; id: string }
+  | { xoc: 'ev'; kind: 'lease-wanted'; mailbox: string }
   | { xoc: 'ev'; kind: 'account-state'; mailbox: string; state: string }
   | { xoc: 'ev'; kind: 'accounts-changed' }
   | { xoc: 'ev'; kind: 'health'; health: Health };
@@ -106,6 +107,7 @@ class Endpoint {
     const ev = (e: IpcEvent) => channel.send(e);
     this.unsubs.push(
       this.member.onLeaseFreed((mailbox) => ev({ xoc: 'ev', kind: 'lease-freed', mailbox })),
+      this.member.onLeaseWanted((mailbox) => ev({ xoc: 'ev', kind: 'lease-wanted', mailbox })),
       this.member.onAccountState((mailbox, state) =>
         ev({ xoc: 'ev', kind: 'account-state', mailbox, state }),
       ),
@@ -273,6 +275,7 @@ export class IpcCoordinator implements Coordinator, QuotaSource {
   private readonly pending = new Map<number, Pending>();
   private readonly health_: HealthState;
   private readonly freed: Listeners<[string]>;
+  private readonly wanted: Listeners<[string]>;
   private readonly accountState: Listeners<[string, string]>;
   private readonly accountsChanged: Listeners<[]>;
   private readonly unsubs: Unsubscribe[] = [];
@@ -290,6 +293,7 @@ export class IpcCoordinator implements Coordinator, QuotaSource {
       opts.log.warn({ err: (err as Error)?.message }, 'coordination: a listener threw');
     this.health_ = new HealthState(onError);
     this.freed = new Listeners(onError);
+    this.wanted = new Listeners(onError);
     this.accountState = new Listeners(onError);
     this.accountsChanged = new Listeners(onError);
     this.unsubs.push(
@@ -366,6 +370,8 @@ export class IpcCoordinator implements Coordinator, QuotaSource {
     switch (e.kind) {
       case 'lease-freed':
         return this.freed.emit(e.mailbox);
+      case 'lease-wanted':
+        return this.wanted.emit(e.mailbox);
       case 'lease-lost': {
         const l = this.byId.get(e.id);
         if (!l) return;
@@ -447,6 +453,10 @@ export class IpcCoordinator implements Coordinator, QuotaSource {
 
   onLeaseFreed(listener: (mailbox: string) => void): Unsubscribe {
     return this.freed.add(listener);
+  }
+
+  onLeaseWanted(listener: (mailbox: string) => void): Unsubscribe {
+    return this.wanted.add(listener);
   }
 
   // --- rate ---

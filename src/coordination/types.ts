@@ -117,6 +117,12 @@ export interface Coordinator {
   acquireLease(mailbox: string, max: number, onLost?: (lease: Lease) => void): Promise<Lease | undefined>;
   /** a slot of `mailbox` was released somewhere: a waiter may try again (best effort; retry on a timer too) */
   onLeaseFreed(listener: (mailbox: string) => void): Unsubscribe;
+  /**
+   * another instance was refused a slot of `mailbox` (every one held): an instance holding an idle
+   * connection of it should close that one, so the slot goes where the mail is (best effort; not
+   * every implementation announces it yet, hence optional)
+   */
+  onLeaseWanted?(listener: (mailbox: string) => void): Unsubscribe;
 
   // --- rate windows ---
   /** the mailbox's gate; the same gate (and history) while the limit stays the same */

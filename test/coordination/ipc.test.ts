@@ -68,6 +68,37 @@ coordinatorContract('ipc (channel pairs)', async () => {
 });
 
 describe('ipc coordinator', () => {
+  it('tells the holders when another worker is refused a slot (lease wanted), so an idle one can go', async () => {
+    const h = hostWithStore();
+    const [wa, pa, cutA] = channelPair();
+    const [wb, pb, cutB] = channelPair();
+    h.host.attach(pa, 'worker:1');
+    h.host.attach(pb, 'worker:2');
+    const a = new IpcCoordinator({ channel: wa, log: silentLogger, instances: 2, instanceId: 'worker:1' });
+    const b = new IpcCoordinator({ channel: wb, log: silentLogger, instances: 2, instanceId: 'worker:2' });
+    const heardA: string[] = [];
+    const heardB: string[] = [];
+    a.onLeaseWanted((m) => heardA.push(m));
+    b.onLeaseWanted((m) => heardB.push(m));
+    const held = (await a.acquireLease(MB, 1))!;
+    expect(await b.acquireLease(MB, 1)).toBeUndefined();
+    await waitFor(
+      'a hears that b wants a slot',
+      () => heardA,
+      (x) => x.length === 1,
+      3000,
+    );
+    expect(heardA).toEqual([MB]);
+    held.release();
+    expect(await b.acquireLease(MB, 1)).toBeDefined();
+    expect(heardB).toEqual([]);
+    await a.close();
+    await b.close();
+    cutA();
+    cutB();
+    await h.close();
+  });
+
   it('degrades when the primary goes, and keeps to its share of the rate synchronously', async () => {
     const h = hostWithStore();
     const [worker, primary, cut] = channelPair();
