@@ -39,6 +39,16 @@ export function registerBenchCommand(program: Command): void {
     .option('--proxy-pid <pid>', 'with --target: sample this process for CPU and RSS')
     .option('--no-direct', 'skip the direct baseline (generator straight to the simulator)')
     .option('--warmup <sec>', 'unmeasured warm-up at the same load before each measured run', '1')
+    .option(
+      '--workers <n[,n...]>',
+      'start the proxy as `serve --workers N`; a list (1,2) runs once per count, each with a fresh proxy and ' +
+        'simulator, and prints a comparison (the JSON is then an array); CPU and RSS sum the primary and its workers',
+    )
+    .option('--pin-proxy <cpus>', 'run the proxy (and its workers) under `taskset -c CPUS`, e.g. 0')
+    .option(
+      '--pin-load <cpus>',
+      'pin the load to CPUS: the generator (this process, taskset -a -p) and the simulator (taskset -c), e.g. 1',
+    )
     .option('--json <file>', 'also write the JSON report to this file')
     .option('--quiet', 'no progress lines on stderr')
     .action(async (raw: RawBenchOptions, cmd: Command) => {
@@ -50,13 +60,17 @@ export function registerBenchCommand(program: Command): void {
         throw err;
       }
       // Loaded on use so other commands do not pay for the generator's imports.
-      const { runBench } = await import('./run.js');
-      const { formatSummary } = await import('./report.js');
-      const result = await runBench(opts);
-      const json = JSON.stringify(result, null, 2);
+      const { runBenchSeries } = await import('./run.js');
+      const { formatSummary, formatComparison } = await import('./report.js');
+      const results = await runBenchSeries(opts);
+      // one run: the result object as always; a --workers list: an array of them
+      const json = JSON.stringify(results.length === 1 ? results[0] : results, null, 2);
       if (opts.json) await writeFile(opts.json, json + '\n');
-      if (!opts.quiet) process.stderr.write(formatSummary(result) + '\n');
+      if (!opts.quiet) {
+        process.stderr.write(results.map(formatSummary).join('\n\n') + '\n');
+        if (results.length > 1) process.stderr.write('\n' + formatComparison(results) + '\n');
+      }
       process.stdout.write(json + '\n');
-      process.exitCode = (result.lost ?? 0) > 0 ? 1 : 0;
+      process.exitCode = results.some((r) => (r.lost ?? 0) > 0) ? 1 : 0;
     });
 }

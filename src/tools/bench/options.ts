@@ -1,5 +1,8 @@
 // `bench` options: raw strings (from the command line or a caller) -> validated BenchOptions.
 // Every error names the option it is about, so `bench --rate abc` says `--rate: ...`.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { HostPort } from '../../config/types.js';
 import { parseHostPort } from '../../shared/net.js';
 
@@ -36,6 +39,15 @@ export interface BenchOptions {
   /** write the JSON result here */
   json?: string;
   quiet: boolean;
+  /**
+   * start the proxy with `serve --workers N`, one run per entry ([1, 2] compares them in one
+   * invocation); undefined = plain `serve` (its config's default)
+   */
+  workers?: number[];
+  /** CPU list (taskset -c) for the proxy and its workers */
+  pinProxy?: string;
+  /** CPU list for the load: the generator (this process) and the simulator */
+  pinLoad?: string;
 }
 
 /** What the command line hands over: strings and booleans, as commander parsed them. */
@@ -58,6 +70,9 @@ export interface RawBenchOptions {
   warmup?: string | number;
   json?: string;
   quiet?: boolean;
+  workers?: string | number;
+  pinProxy?: string;
+  pinLoad?: string;
 }
 
 export class BenchOptionError extends Error {
@@ -103,6 +118,47 @@ function num(
   )
     throw new BenchOptionError(option, `expected ${what} ${range}, got ${JSON.stringify(String(v))}`);
   return n;
+}
+
+/** A taskset CPU list ("0", "0,1", "0-1"): every CPU must exist on this machine. */
+export function parseCpuList(option: string, v: string, cores = os.cpus().length): string {
+  const s = v.trim();
+  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(s))
+    throw new BenchOptionError(
+      option,
+      `expected a CPU list such as 0 or 0,1 or 0-1, got ${JSON.stringify(v)}`,
+    );
+  for (const part of s.split(',')) {
+    const [a, b = a] = part.split('-').map(Number) as [number, number?];
+    if (b! < a) throw new BenchOptionError(option, `range ${part} is backwards`);
+    if (b! >= cores)
+      throw new BenchOptionError(option, `CPU ${b} does not exist (this machine has CPUs 0-${cores - 1})`);
+  }
+  return s;
+}
+
+/** Whether an executable of this name is on PATH. */
+export function onPath(name: string, envPath = process.env.PATH ?? ''): boolean {
+  return envPath
+    .split(path.delimiter)
+    .filter(Boolean)
+    .some((dir) => {
+      try {
+        fs.accessSync(path.join(dir, name), fs.constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** "1,2" -> [1, 2]: the worker counts to run, each once, in this order. */
+function parseWorkersList(v: string | number): number[] {
+  const parts = String(v).split(',');
+  const list = parts.map((p) => num('--workers', p, { min: 1, max: 1024, integer: true })!);
+  if (new Set(list).size !== list.length)
+    throw new BenchOptionError('--workers', `${JSON.stringify(String(v))} names a count twice`);
+  return list;
 }
 
 export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
@@ -151,6 +207,15 @@ export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
     throw new BenchOptionError('--user-domain', `"${userDomain}" is not a domain name`);
   const warmupSec = num('--warmup', raw.warmup, { min: 0, max: 3600 });
   if (raw.json === '') throw new BenchOptionError('--json', 'expected a file name');
+  const workers = raw.workers === undefined ? undefined : parseWorkersList(raw.workers);
+  if (workers && target)
+    throw new BenchOptionError('--workers', 'only when bench starts the proxy itself; not with --target');
+  const pinProxy = raw.pinProxy === undefined ? undefined : parseCpuList('--pin-proxy', raw.pinProxy);
+  const pinLoad = raw.pinLoad === undefined ? undefined : parseCpuList('--pin-load', raw.pinLoad);
+  if (pinProxy && target)
+    throw new BenchOptionError('--pin-proxy', 'only when bench starts the proxy itself; not with --target');
+  if ((pinProxy || pinLoad) && !onPath('taskset'))
+    throw new BenchOptionError(pinProxy ? '--pin-proxy' : '--pin-load', 'needs taskset (util-linux) on PATH');
   return {
     mailboxes: mailboxes ?? BENCH_DEFAULTS.mailboxes,
     connections: connections ?? BENCH_DEFAULTS.connections,
@@ -169,6 +234,9 @@ export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
     warmupSec: warmupSec ?? BENCH_DEFAULTS.warmupSec,
     json: raw.json,
     quiet: raw.quiet ?? false,
+    ...(workers ? { workers } : {}),
+    ...(pinProxy ? { pinProxy } : {}),
+    ...(pinLoad ? { pinLoad } : {}),
   };
 }
 

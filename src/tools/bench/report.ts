@@ -25,6 +25,25 @@ export interface BenchParameters {
    * user: GLIBC_TUNABLES and extra node flags it inherited (null = none), the log as served
    */
   proxyRun: { glibcTunables: string | null; nodeArgs: string | null; log: string } | null;
+  /** `serve --workers N` (issue 13); null = plain `serve` (absent in reports from before it) */
+  workers?: number | null;
+  /** CPU lists asked for with --pin-proxy / --pin-load (taskset -c); null = not pinned */
+  pin?: { proxy: string | null; load: string | null };
+  /**
+   * the CPUs each process was allowed to run on as /proc/PID/status says (Cpus_allowed_list),
+   * read during the run: what the pinning actually did
+   */
+  affinity?: { proxy: string[]; simulator: string | null; generator: string | null };
+}
+
+/** One process of the proxy (the primary or a worker) over the measured window. */
+export interface ProxyProcessUsage {
+  pid: number;
+  role: 'primary' | 'child';
+  cpuSeconds: number;
+  cpuUsPerMessage: number | null;
+  rssMaxBytes: number;
+  cpusAllowed: string | null;
 }
 
 export interface DirectResult extends RunCounts {
@@ -57,8 +76,11 @@ export interface ProcessUsage {
 }
 
 export interface BenchResult extends RunCounts {
-  /** null when the proxy's pid is unknown (--target without --proxy-pid) */
-  proxy: (ProcessUsage & { cpuPercentMax: number }) | null;
+  /**
+   * null when the proxy's pid is unknown (--target without --proxy-pid). The primary and all its
+   * descendants (workers): CPU summed, rssMaxBytes the peak of the summed RSS; `processes` each one
+   */
+  proxy: (ProcessUsage & { cpuPercentMax: number; processes?: ProxyProcessUsage[] }) | null;
   /** messages of the measured proxy run the simulator stored (compare with accepted); null with --target */
   upstreamReceived: number | null;
   /** accepted through the proxy (warm-up messages included) but not among the simulator's message ids; null with --target */
@@ -80,6 +102,8 @@ export interface BenchResult extends RunCounts {
   generatorCpuPercent: number;
   /** 1-minute load average when the run started (other work on the machine skews results) */
   loadAverage: number;
+  /** 1, 5 and 15-minute load averages when the proxy run started (as `uptime` prints them) */
+  loadAverages?: [number, number, number];
   parameters: BenchParameters;
   startedAt: string;
 }
@@ -117,15 +141,30 @@ export function formatSummary(r: BenchResult): string {
       `direct: ${fmt(r.direct.throughputPerSec, 0)} msg/s, latency ${formatLatency(r.direct.latencyMs)}`,
       `        ratio ${r.ratio === null ? '-' : fmt(r.ratio, 3)}, added p99 ${r.addedP99Ms === null ? '-' : fmt(r.addedP99Ms)} ms`,
     );
+  const procs = r.proxy?.processes ?? [];
   if (r.proxy)
     lines.push(
-      `proxy process: CPU ${fmt(r.proxy.cpuPercent, 1)} % (peak ${fmt(r.proxy.cpuPercentMax, 0)} %), ` +
+      `proxy ${procs.length > 1 ? `processes (${procs.length}, summed)` : 'process'}: CPU ${fmt(r.proxy.cpuPercent, 1)} % (peak ${fmt(r.proxy.cpuPercentMax, 0)} %), ` +
         `${perMessage(r.proxy)}, RSS max ${mb(r.proxy.rssMaxBytes)}`,
     );
+  if (procs.length > 1)
+    for (const q of procs)
+      lines.push(
+        `        ${q.role === 'primary' ? 'primary' : 'worker '} ${q.pid}: ${fmt(q.cpuSeconds)} s CPU` +
+          ` (${q.cpuUsPerMessage === null ? '-' : fmt(q.cpuUsPerMessage, 0)} µs/msg), RSS max ${mb(q.rssMaxBytes)}` +
+          (q.cpusAllowed ? `, cpus ${q.cpusAllowed}` : ''),
+      );
   const run = p.proxyRun;
   if (run)
     lines.push(
-      `        run as: GLIBC_TUNABLES ${run.glibcTunables ?? 'unset'}, node flags ${run.nodeArgs ?? 'none'}, log ${run.log}`,
+      `        run as: serve${p.workers ? ` --workers ${p.workers}` : ''}, GLIBC_TUNABLES ${run.glibcTunables ?? 'unset'}, node flags ${run.nodeArgs ?? 'none'}, log ${run.log}`,
+    );
+  if (p.pin && (p.pin.proxy || p.pin.load))
+    lines.push(
+      `pinned: proxy ${p.pin.proxy ?? 'not pinned'}, generator + simulator ${p.pin.load ?? 'not pinned'}` +
+        (p.affinity
+          ? ` (allowed: proxy ${p.affinity.proxy.join('/') || '-'}, simulator ${p.affinity.simulator ?? '-'}, generator ${p.affinity.generator ?? '-'})`
+          : ''),
     );
   if (r.simulator)
     lines.push(
@@ -134,8 +173,46 @@ export function formatSummary(r: BenchResult): string {
   lines.push(
     `generator: CPU ${fmt(r.generatorCpuPercent, 1)} %, event-loop delay: p50 ${fmt(r.eventLoopDelayMs.p50)} / p99 ${fmt(r.eventLoopDelayMs.p99)} / max ${fmt(r.eventLoopDelayMs.max)} ms`,
   );
-  lines.push(`load average at start: ${fmt(r.loadAverage)}`);
+  lines.push(
+    r.loadAverages
+      ? `load average at start: ${fmt(r.loadAverage)}; at the proxy run: ${r.loadAverages.map((n) => fmt(n)).join(', ')}`
+      : `load average at start: ${fmt(r.loadAverage)}`,
+  );
   if (r.lost !== null) lines.push(`upstream received ${r.upstreamReceived}, lost ${r.lost}`);
   for (const [reply, n] of Object.entries(r.failures).slice(0, 5)) lines.push(`failure: ${n} x ${reply}`);
   return lines.join('\n');
+}
+
+/** A row per run (e.g. `--workers 1,2`): what differs, side by side. */
+export function formatComparison(results: BenchResult[]): string {
+  const head = [
+    'workers',
+    'pin proxy/load',
+    'msg/s',
+    'p50 ms',
+    'p99 ms',
+    'proxy CPU %',
+    'proxy µs/msg',
+    'processes',
+    'RSS MB',
+    'load avg',
+  ];
+  const rows = results.map((r) => {
+    const p = r.parameters;
+    return [
+      p.workers === null || p.workers === undefined ? '-' : String(p.workers),
+      p.pin && (p.pin.proxy || p.pin.load) ? `${p.pin.proxy ?? '-'}/${p.pin.load ?? '-'}` : '-',
+      fmt(r.throughputPerSec, 0),
+      fmt(r.latencyMs.p50),
+      fmt(r.latencyMs.p99),
+      r.proxy ? fmt(r.proxy.cpuPercent, 0) : '-',
+      r.proxy?.cpuUsPerMessage === null || !r.proxy ? '-' : fmt(r.proxy.cpuUsPerMessage, 0),
+      String(r.proxy?.processes?.length ?? '-'),
+      r.proxy ? (r.proxy.rssMaxBytes / 1024 / 1024).toFixed(0) : '-',
+      (r.loadAverages ?? [r.loadAverage]).map((n) => fmt(n)).join(' '),
+    ];
+  });
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(width[i]!)).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
 }

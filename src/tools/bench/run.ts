@@ -1,6 +1,7 @@
 // `runBench`: the direct baseline (generator -> simulator, XOAUTH2) and the proxy run (generator ->
 // proxy -> simulator, AUTH PLAIN) with the same load, then the loss check against the simulator's
 // message ids. Starts (and always stops) the simulator and the proxy unless given a target or an env.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { formatHostPort } from '../../shared/net.js';
@@ -9,6 +10,13 @@ import { runGenerator, type GeneratorOptions, type GeneratorResult } from '../ha
 import { benchUser, type BenchOptions } from './options.js';
 import { sampleProcess, type ProcMetrics, type ProcSampler } from '../harness/proc.js';
 import { cpuUsPerMessage, type BenchResult, type DirectResult, type ProcessUsage } from './report.js';
+import {
+  cpusAllowed,
+  descendants,
+  sampleProcessTree,
+  type TreeMetrics,
+  type TreeSampler,
+} from './proc-tree.js';
 
 /** Warm-up messages per connection before measuring (token fetch, upstream connect, JIT). */
 export const WARMUP_PER_CONNECTION = 1;
@@ -37,7 +45,47 @@ function directOf(g: GeneratorResult): DirectResult {
   };
 }
 
+/**
+ * Pin this process (all its threads: the generator, libuv's pool, V8's) to a CPU list, as
+ * `taskset -a -p -c` does; returns a function that restores the previous affinity.
+ */
+export function pinSelf(cpus: string): () => void {
+  const before = /list: (\S+)/.exec(
+    execFileSync('taskset', ['-p', '-c', String(process.pid)], { encoding: 'utf8' }),
+  )?.[1];
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+  return () => {
+    if (before) execFileSync('taskset', ['-a', '-p', '-c', before, String(process.pid)], { stdio: 'ignore' });
+  };
+}
+
+/** One run per --workers entry (or one plain run), each with its own simulator and proxy. */
+export async function runBenchSeries(opts: BenchOptions, deps: RunDeps = {}): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  for (const w of opts.workers ?? [undefined])
+    out.push(await runBench({ ...opts, workers: w === undefined ? undefined : [w] }, deps));
+  return out;
+}
+
 export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<BenchResult> {
+  if ((opts.workers?.length ?? 0) > 1)
+    throw new Error('runBench: one --workers count per run (runBenchSeries)');
+  const workers = opts.workers?.[0];
+  if (deps.env && (workers !== undefined || opts.pinProxy || opts.pinLoad))
+    throw new Error('runBench: --workers and pinning start their own proxy, not with a given env');
+  const unpin = opts.pinLoad ? pinSelf(opts.pinLoad) : undefined;
+  try {
+    return await runPinned(opts, workers, deps);
+  } finally {
+    unpin?.();
+  }
+}
+
+async function runPinned(
+  opts: BenchOptions,
+  workers: number | undefined,
+  deps: RunDeps,
+): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const loadAverage = Math.round(os.loadavg()[0]! * 100) / 100;
   const runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -69,14 +117,18 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
     warmupSec: opts.warmupSec,
     runId,
     proxyRun: null as BenchResult['parameters']['proxyRun'],
+    workers: workers ?? null,
+    pin: { proxy: opts.pinProxy ?? null, load: opts.pinLoad ?? null },
+    affinity: undefined as BenchResult['parameters']['affinity'],
   };
+  let loadAverages: [number, number, number] | undefined;
 
   const measure = async (
     g: Omit<GeneratorOptions, keyof typeof common | 'runId' | 'onMeasureStart'>,
     pids: { proxy?: number; sim?: number },
     tag: string,
   ) => {
-    let proxySampler: ProcSampler | undefined;
+    let proxySampler: TreeSampler | undefined;
     let simSampler: ProcSampler | undefined;
     const warmIds: string[] = [];
     if (opts.warmupSec > 0) {
@@ -98,11 +150,15 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
         ...g,
         runId: `${runId}${tag}`,
         onMeasureStart: () => {
-          if (pids.proxy) proxySampler = sampleProcess(pids.proxy);
+          if (pids.proxy) {
+            const [a, b, c] = os.loadavg() as [number, number, number];
+            loadAverages = [a, b, c].map((n) => Math.round(n * 100) / 100) as [number, number, number];
+            proxySampler = sampleProcessTree(pids.proxy);
+          }
           if (pids.sim) simSampler = sampleProcess(pids.sim);
         },
       });
-      const proxy: ProcMetrics | undefined = await proxySampler?.stop();
+      const proxy: TreeMetrics | undefined = await proxySampler?.stop();
       const sim: ProcMetrics | undefined = await simSampler?.stop();
       for (const id of warmIds) result.acceptedIds.push(id);
       result.warmupAccepted += warmIds.length;
@@ -138,8 +194,19 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
       recipients: opts.recipients,
       cli: deps.cli,
       logAsServed: true,
+      proxyArgs: workers === undefined ? [] : ['--workers', String(workers)],
+      proxyCpus: opts.pinProxy,
+      simCpus: opts.pinLoad,
     }));
   parameters.proxyRun = env.proxyRun;
+  {
+    const pids = [env.proxyPid, ...(await descendants(env.proxyPid))];
+    parameters.affinity = {
+      proxy: (await Promise.all(pids.map(cpusAllowed))).map((c) => c ?? '-'),
+      simulator: await cpusAllowed(env.simPid),
+      generator: await cpusAllowed(process.pid),
+    };
+  }
   try {
     let direct: GeneratorResult | null = null;
     if (opts.direct) {
@@ -195,7 +262,7 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
   function assemble(
     p: GeneratorResult,
     direct: GeneratorResult | null,
-    proxy: ProcMetrics | undefined,
+    proxy: TreeMetrics | undefined,
     sim: ProcMetrics | undefined,
     upstreamReceived: number | null,
     lost: number | null,
@@ -217,7 +284,20 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
       durationSec: p.durationSec,
       throughputPerSec: p.throughputPerSec,
       latencyMs: p.latencyMs,
-      proxy: proxy ? { ...usage(proxy), cpuPercentMax: proxy.cpuPercentMax } : null,
+      proxy: proxy
+        ? {
+            ...usage(proxy),
+            cpuPercentMax: proxy.cpuPercentMax,
+            processes: proxy.processes.map((q) => ({
+              pid: q.pid,
+              role: q.role,
+              cpuSeconds: q.cpuSeconds,
+              cpuUsPerMessage: cpuUsPerMessage(q.cpuSeconds, answered),
+              rssMaxBytes: q.rssMaxBytes,
+              cpusAllowed: q.cpusAllowed,
+            })),
+          }
+        : null,
       upstreamReceived,
       lost,
       direct: direct ? directOf(direct) : null,
@@ -229,6 +309,7 @@ export async function runBench(opts: BenchOptions, deps: RunDeps = {}): Promise<
       unsent: p.unsent,
       generatorCpuPercent: p.cpuPercent,
       loadAverage: loadAverage,
+      ...(loadAverages ? { loadAverages } : {}),
       warmupAccepted: p.warmupAccepted,
       failures: p.failures,
       parameters,

@@ -50,6 +50,18 @@ export interface EnvOptions {
   logAsServed?: boolean;
   /** merged into the proxy's `smtp:` config section (e.g. a short idleTimeout, a small maxClients) */
   smtpOverrides?: Record<string, unknown>;
+  /** extra `serve` arguments after `-c FILE`, e.g. ['--workers', '2'] */
+  proxyArgs?: string[];
+  /** run the proxy under `taskset -c LIST` (a CPU list such as "0" or "0-1"); its workers inherit it */
+  proxyCpus?: string;
+  /** run the simulator under `taskset -c LIST` */
+  simCpus?: string;
+}
+
+/** `node ARGS`, or `taskset -c CPUS node ARGS` (taskset execs node: the pid is node's). */
+function spawnNode(args: string[], cpus: string | undefined): ChildProcess {
+  const [cmd, argv] = cpus ? ['taskset', ['-c', cpus, process.execPath, ...args]] : [process.execPath, args];
+  return spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 export interface SimInfo {
@@ -163,7 +175,7 @@ async function startSimulator(
     ...(o.style === 'microsoft' ? ['--style', 'microsoft', '--rotate-refresh-tokens'] : []),
     ...(o.simArgs ?? []),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnNode(args, o.simCpus);
   track(child);
   const output = tail(child);
   const rl = readline.createInterface({ input: child.stdout! });
@@ -273,9 +285,10 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     const nodeArgs = (process.env.XO_BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     // As a user starts it: nothing added to the environment (a GLIBC_TUNABLES of the caller's is
     // inherited, and reported, so the two can be compared)
-    const proxy = spawn(process.execPath, [...nodeArgs, cli, 'serve', '-c', configFile], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const proxy = spawnNode(
+      [...nodeArgs, cli, 'serve', '-c', configFile, ...(o.proxyArgs ?? [])],
+      o.proxyCpus,
+    );
     track(proxy);
     started.push(proxy);
     const proxyExit = new Promise<number | null>((resolve) => proxy.once('exit', (code) => resolve(code)));
