@@ -1,7 +1,13 @@
 import { Command } from 'commander';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { registerBenchCommand } from '../../../src/tools/bench/command.js';
-import { BenchOptionError, parseBenchOptions } from '../../../src/tools/bench/options.js';
+import {
+  BenchOptionError,
+  onPath,
+  parseBenchOptions,
+  parseCpuList,
+} from '../../../src/tools/bench/options.js';
 
 describe('parseBenchOptions', () => {
   it('applies the defaults', () => {
@@ -41,6 +47,17 @@ describe('parseBenchOptions', () => {
     [{ max: true, proxyPid: '123' }, /^--proxy-pid: only with --target/],
     [{ max: true, userPrefix: 'a b' }, /^--user-prefix: /],
     [{ max: true, warmup: '-2' }, /^--warmup: /],
+    [{ max: true, workers: '0' }, /^--workers: expected an integer from 1 to 1024, got "0"/],
+    [{ max: true, workers: '1,x' }, /^--workers: expected an integer/],
+    [{ max: true, workers: '2,2' }, /^--workers: "2,2" names a count twice/],
+    [
+      { max: true, workers: '2', target: '127.0.0.1:2525', password: 'x' },
+      /^--workers: only when bench starts/,
+    ],
+    [{ max: true, pinProxy: '0', target: '127.0.0.1:2525', password: 'x' }, /^--pin-proxy: only when/],
+    [{ max: true, pinProxy: 'a' }, /^--pin-proxy: expected a CPU list/],
+    [{ max: true, pinLoad: '0,' }, /^--pin-load: expected a CPU list/],
+    [{ max: true, pinLoad: '4096' }, /^--pin-load: CPU 4096 does not exist/],
   ];
   it.each(bad)('rejects %j naming the option', (raw, message) => {
     let err: unknown;
@@ -58,6 +75,31 @@ describe('parseBenchOptions', () => {
     expect(o.target).toEqual({ host: '127.0.0.1', port: 2525 });
     expect(o.direct).toBe(false);
     expect(o.proxyPid).toBe(42);
+  });
+});
+
+describe('--workers and pinning', () => {
+  it('--workers takes one count or a list, in the order given', () => {
+    expect(parseBenchOptions({ max: true }).workers).toBeUndefined();
+    expect(parseBenchOptions({ max: true, workers: '2' }).workers).toEqual([2]);
+    expect(parseBenchOptions({ max: true, workers: '2,1' }).workers).toEqual([2, 1]);
+  });
+
+  it('CPU lists as taskset -c takes them, checked against the CPUs there are', () => {
+    expect(parseCpuList('--pin-proxy', '0', 2)).toBe('0');
+    expect(parseCpuList('--pin-proxy', ' 0-1 ', 2)).toBe('0-1');
+    expect(parseCpuList('--pin-proxy', '0,3-5', 8)).toBe('0,3-5');
+    expect(() => parseCpuList('--pin-proxy', '1-0', 2)).toThrow(/^--pin-proxy: range 1-0 is backwards/);
+    expect(() => parseCpuList('--pin-load', '2', 2)).toThrow(
+      /CPU 2 does not exist \(this machine has CPUs 0-1\)/,
+    );
+    const o = parseBenchOptions({ max: true, pinProxy: '0', pinLoad: '0' });
+    expect(o).toMatchObject({ pinProxy: '0', pinLoad: '0' });
+  });
+
+  it('finds executables on PATH', () => {
+    expect(onPath('node', path.dirname(process.execPath))).toBe(true);
+    expect(onPath('taskset-not-here', path.dirname(process.execPath))).toBe(false);
   });
 });
 
