@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAPROXY, NO_HAPROXY_MESSAGE } from '../helpers/haproxy.js';
 import { NO_REDIS_MESSAGE, REDIS_SERVER } from '../coordination/redis-server.js';
-import { TestClient } from '../helpers/smtp-client.js';
+import { TestClient, makeMessage } from '../helpers/smtp-client.js';
 import { TEST_PASSWORD } from '../helpers/sim-accounts.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { addAccount, liveLeasesOf, missing, startTopology, type Topology } from './topology.js';
@@ -89,6 +89,7 @@ describe.skipIf(missingTools)('chaos: three instances, one Redis, haproxy', () =
 
   it('an account added through one instance is accepted by the others within a second', async () => {
     const email = 'newcomer@example.com';
+    const s0 = await t.sim.stats();
     expect(await canLogin(t.proxies[1]!.smtpPort, email)).toBe(false);
     const r = await addAccount(t.proxies[0]!, email);
     expect(r.status, await r.text()).toBe(201);
@@ -107,6 +108,28 @@ describe.skipIf(missingTools)('chaos: three instances, one Redis, haproxy', () =
     );
     console.log('admin change reached the other instances after (ms):', reached);
     for (const ms of reached) expect(ms).toBeLessThan(1000);
+    // and the new grant survives: every instance gets a token for it (it sends through each),
+    // and the provider refused nothing (a rotation lost on the way would be a reuse)
+    const replies: string[] = [];
+    for (const p of t.proxies) {
+      const c = new TestClient({ port: p.smtpPort, localAddress: `127.0.0.${addr++}` });
+      await c.connect();
+      expect((await c.login(email, TEST_PASSWORD)).ok).toBe(true);
+      const m = makeMessage(email, 'rcpt@example.net');
+      const sent = await c.send(email, 'rcpt@example.net', m.raw);
+      c.close();
+      replies.push(sent.ok ? '250' : sent.response);
+    }
+    const d = oauthDelta(s0, await t.sim.stats());
+    if (d.revoked.length || Object.keys(d.refused).length)
+      console.log(
+        'the simulator saw: ' +
+          JSON.stringify(d) +
+          '\nlogs about the new account:\n' +
+          t.logsAbout([email], { since: added - 2000 }).join('\n'),
+      );
+    expect(replies).toEqual(['250', '250', '250']);
+    expect(d).toEqual({ refused: {}, revoked: [], tokenErrors: 0 });
   });
 
   it('kill -9 of one instance mid-load: clients reconnect, no 250 lost, its leases return within the TTL', async () => {
@@ -215,8 +238,11 @@ describe.skipIf(missingTools)('chaos: three instances, one Redis, haproxy', () =
         ...d,
       }),
     );
-    if (d.revoked.length)
-      console.log('logs about the revoked grants:\n' + t.logsAbout(d.revoked, { since: paused }).join('\n'));
+    if (d.revoked.length || Object.keys(d.refused).length)
+      console.log(
+        'logs about refreshes during the pause and after:\n' +
+          t.logsAbout([...d.revoked, 'refresh', 'rotation'], { since: paused }).join('\n'),
+      );
     expect(duringPause).toBeGreaterThan(RATE * 20 * 0.5);
     for (const n of leases) expect(n).toBeGreaterThan(0);
     expect(missing(r.acceptedIds, s.messageIds)).toEqual([]);
