@@ -165,6 +165,22 @@ export class InProcessHub {
     return true;
   }
 
+  /**
+   * @internal Who should give up a slot of `mailbox` for `requester` (refused): the member holding
+   * the most, if the requester holds none (it would wait for its acquire timeout) or the holder has
+   * at least two more than the requester. A fair split is left alone, so two busy members do not
+   * hand a slot back and forth.
+   */
+  wantedFrom(requester: InProcessCoordinator, mailbox: string): InProcessCoordinator | undefined {
+    const counts = new Map<InProcessCoordinator, number>();
+    for (const r of this.liveLeases(mailbox).values()) counts.set(r.owner, (counts.get(r.owner) ?? 0) + 1);
+    const mine = counts.get(requester) ?? 0;
+    let top: InProcessCoordinator | undefined;
+    let most = 0;
+    for (const [m, n] of counts) if (m !== requester && n > most) [top, most] = [m, n];
+    return top && (mine === 0 || most > mine + 1) ? top : undefined;
+  }
+
   /** @internal */ releaseLease(owner: InProcessCoordinator, mailbox: string, id: string): void {
     const map = this.leases.get(mailbox);
     if (!map?.delete(id)) return;
@@ -368,7 +384,8 @@ export class InProcessCoordinator implements Coordinator {
     const now = this.hub.now();
     if (now - (this.wantedAt.get(mailbox) ?? -Infinity) < WANTED_EVERY_MS) return;
     this.wantedAt.set(mailbox, now);
-    this.hub.broadcast(this, (m) => m.wanted.emit(mailbox));
+    const holder = this.hub.wantedFrom(this, mailbox);
+    holder?.wanted.emit(mailbox);
   }
 
   private startHeartbeat(): void {

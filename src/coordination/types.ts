@@ -118,9 +118,10 @@ export interface Coordinator {
   /** a slot of `mailbox` was released somewhere: a waiter may try again (best effort; retry on a timer too) */
   onLeaseFreed(listener: (mailbox: string) => void): Unsubscribe;
   /**
-   * another instance was refused a slot of `mailbox` (every one held): an instance holding an idle
-   * connection of it should close that one, so the slot goes where the mail is (best effort; not
-   * every implementation announces it yet, hence optional)
+   * another instance was refused a slot of `mailbox` (every one held) and this one holds more than
+   * its fair part (all of them, or two more than the one refused): close an idle connection of it
+   * now, or the next one released without a message waiting, so the slot goes where the mail is
+   * (best effort; not every implementation announces it yet, hence optional)
    */
   onLeaseWanted?(listener: (mailbox: string) => void): Unsubscribe;
 

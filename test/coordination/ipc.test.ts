@@ -68,34 +68,54 @@ coordinatorContract('ipc (channel pairs)', async () => {
 });
 
 describe('ipc coordinator', () => {
-  it('tells the holders when another worker is refused a slot (lease wanted), so an idle one can go', async () => {
+  it('asks the worker holding more than its part for a slot another worker was refused (lease wanted)', async () => {
     const h = hostWithStore();
-    const [wa, pa, cutA] = channelPair();
-    const [wb, pb, cutB] = channelPair();
-    h.host.attach(pa, 'worker:1');
-    h.host.attach(pb, 'worker:2');
-    const a = new IpcCoordinator({ channel: wa, log: silentLogger, instances: 2, instanceId: 'worker:1' });
-    const b = new IpcCoordinator({ channel: wb, log: silentLogger, instances: 2, instanceId: 'worker:2' });
-    const heardA: string[] = [];
-    const heardB: string[] = [];
-    a.onLeaseWanted((m) => heardA.push(m));
-    b.onLeaseWanted((m) => heardB.push(m));
-    const held = (await a.acquireLease(MB, 1))!;
-    expect(await b.acquireLease(MB, 1)).toBeUndefined();
+    const ends = [channelPair(), channelPair(), channelPair()];
+    const cs = ends.map(([w, p], i) => {
+      h.host.attach(p, `worker:${i + 1}`);
+      return new IpcCoordinator({
+        channel: w,
+        log: silentLogger,
+        instances: 3,
+        instanceId: `worker:${i + 1}`,
+      });
+    });
+    const [a, b, c] = cs as [IpcCoordinator, IpcCoordinator, IpcCoordinator];
+    const heard = cs.map(() => [] as string[]);
+    cs.forEach((x, i) => x.onLeaseWanted((m) => heard[i]!.push(m)));
+    // a holds all 3 slots: b, refused, is owed one, and only a (the top holder) is asked
+    const held = [
+      (await a.acquireLease(MB, 3))!,
+      (await a.acquireLease(MB, 3))!,
+      (await a.acquireLease(MB, 3))!,
+    ];
+    expect(await b.acquireLease(MB, 3)).toBeUndefined();
     await waitFor(
-      'a hears that b wants a slot',
-      () => heardA,
+      'a is asked',
+      () => heard[0]!,
       (x) => x.length === 1,
       3000,
     );
-    expect(heardA).toEqual([MB]);
-    held.release();
-    expect(await b.acquireLease(MB, 1)).toBeDefined();
-    expect(heardB).toEqual([]);
-    await a.close();
-    await b.close();
-    cutA();
-    cutB();
+    expect(heard[0]).toEqual([MB]);
+    held[0]!.release();
+    expect(await b.acquireLease(MB, 3)).toBeDefined();
+    // a 2, b 1: c holds none and is owed one, from a
+    expect(await c.acquireLease(MB, 3)).toBeUndefined();
+    await waitFor(
+      'a is asked again',
+      () => heard[0]!,
+      (x) => x.length === 2,
+      3000,
+    );
+    held[1]!.release();
+    expect(await c.acquireLease(MB, 3)).toBeDefined();
+    // 1 each: a fair split, nobody is asked (two busy workers do not hand a slot back and forth)
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await b.acquireLease(MB, 3)).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(heard.map((x) => x.length)).toEqual([2, 0, 0]);
+    for (const x of cs) await x.close();
+    for (const [, , cut] of ends) cut();
     await h.close();
   });
 
