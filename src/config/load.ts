@@ -478,6 +478,9 @@ function mergeProvider(name: string, p: ProviderInput, issues: Issue[]): Provide
       port: smtp.port ?? base!.smtp.port,
       security: smtp.security ?? base?.smtp.security ?? D.security,
       rejectUnauthorized: smtp.rejectUnauthorized ?? base?.smtp.rejectUnauthorized ?? D.rejectUnauthorized,
+      ...((smtp.chunking ?? base?.smtp.chunking) !== undefined
+        ? { chunking: smtp.chunking ?? base?.smtp.chunking }
+        : {}),
     },
     maxConnectionsPerAccount:
       p.maxConnectionsPerAccount ?? base?.maxConnectionsPerAccount ?? D.maxConnectionsPerAccount,

@@ -51,7 +51,8 @@
 //
 //   providers.<name>: tokenUrl (required for new names), tenant "", scope "",
 //     smtp.host / smtp.port (required for new names), smtp.security starttls (none|starttls|tls),
-//     smtp.ca (PEM file path), smtp.rejectUnauthorized true, maxConnectionsPerAccount 3,
+//     smtp.ca (PEM file path), smtp.rejectUnauthorized true, smtp.chunking true (EXTENSION: BDAT
+//     when the server offers CHUNKING and PIPELINING; false = always DATA), maxConnectionsPerAccount 3,
 //     maxMessagesPerConnection 100, messagesPerMinute 0 (= unlimited), connectionIdleTimeout 60s,
 //     connectionMaxAge 10m (EXTENSION), acquireTimeout 10s (EXTENSION: wait for a free upstream
 //     connection before `451 4.7.0`), commandTimeout 30s (EXTENSION: connect/TLS/each reply).
@@ -468,6 +469,7 @@ export const providerSchema = section({
     security: leaf((v, bad): Security | undefined => (absent(v) ? undefined : oneOf(SECURITY, v, bad))),
     ca: optionalString(),
     rejectUnauthorized: optionalBoolean(),
+    chunking: optionalBoolean(),
   }).nullish(),
   maxConnectionsPerAccount: optionalInteger(1),
   maxMessagesPerConnection: optionalInteger(1),

@@ -14,6 +14,8 @@ export interface UpstreamSmtpConfig {
   /** PEM text of extra CA certificates (the config key `ca` is a file path; the loader reads it). */
   ca?: string;
   rejectUnauthorized: boolean;
+  /** send with BDAT (CHUNKING, RFC 3030) when the server offers it and PIPELINING; absent = true */
+  chunking?: boolean;
 }
 
 /** The OAuth client (app registration) mailboxes authorize in the interactive flows. */

@@ -98,6 +98,7 @@ function settingsKey(a: UpstreamAccount): string {
     a.smtp.security,
     a.smtp.ca ?? null,
     a.smtp.rejectUnauthorized,
+    a.smtp.chunking ?? true,
     a.ehloName,
     a.sourceAddress ?? null,
     a.maxConnections,

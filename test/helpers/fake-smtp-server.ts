@@ -1,6 +1,8 @@
 // FakeSmtpServer: a tiny raw SMTP server on 127.0.0.1 for tests, whose every reply can be scripted
 // (exact texts, drops, silence, delays) and which records what arrived: every chunk, command and
-// message, the AUTH attempts, and which commands came in one write (to see pipelining). It plays
+// message, the AUTH attempts, and which commands came in one write (to see pipelining). BDAT
+// (RFC 3030) is understood whether or not `caps` offer CHUNKING; a chunk is answered once its octets
+// are in, and the chunks up to BDAT LAST are the message as sent (no un-stuffing). It plays
 // the upstream for the relay's tests and the target for the load generator's.
 import net from 'node:net';
 
@@ -122,7 +124,10 @@ export class FakeSmtpServer {
       }
       conn.batches.at(-1)!.push(verb);
     };
-    let mode: 'cmd' | 'data' = 'cmd';
+    let mode: 'cmd' | 'data' | 'bdat' = 'cmd';
+    /** the BDAT chunk being read: octets still to come, LAST, the onCommand answer to give after it */
+    let bdat: { left: number; last: boolean; over: Reply } | null = null;
+    let chunked = '';
     let pendingAuth: string | null = null;
     let from = '';
     let to: string[] = [];
@@ -158,6 +163,31 @@ export class FakeSmtpServer {
       running = true;
       try {
         while (!socket.destroyed) {
+          if (mode === 'bdat') {
+            const c = bdat!;
+            const n = Math.min(c.left, buf.length);
+            chunked += buf.slice(0, n);
+            buf = buf.slice(n);
+            parsed += n;
+            c.left -= n;
+            if (c.left > 0) break;
+            mode = 'cmd';
+            bdat = null;
+            if (c.over !== undefined || !to.length || !c.last) {
+              const dflt = !to.length ? '554 5.5.1 No valid recipients' : '250 2.0.0 chunk received';
+              if (act(c.over, dflt) === null) break;
+              continue;
+            }
+            const m: StoredMessage = { from, to, data: Buffer.from(chunked, 'latin1') };
+            chunked = '';
+            const k = this.received.push(m) - 1;
+            conn.messages++;
+            const r = act(await answer(this.opts.onMessage?.(m, conn, k)), '250 2.0.0 OK queued as 123');
+            if (r && r.startsWith('2')) this.accepted.push(m);
+            from = '';
+            to = [];
+            continue;
+          }
           if (mode === 'data') {
             const acc = '\r\n' + buf;
             const end = acc.indexOf('\r\n.\r\n');
@@ -233,6 +263,16 @@ export class FakeSmtpServer {
                   ? '354 Go ahead'
                   : '554 5.5.1 No valid recipients';
               break;
+            case 'BDAT': {
+              const m = /^BDAT (\d+)( LAST)?$/i.exec(line);
+              if (!m) {
+                dflt = '501 5.5.4 Bad BDAT';
+                break;
+              }
+              bdat = { left: Number(m[1]), last: m[2] !== undefined, over };
+              mode = 'bdat';
+              continue; // answered after its octets
+            }
             case 'RSET':
             case 'NOOP':
               dflt = '250 2.0.0 OK';
@@ -251,6 +291,7 @@ export class FakeSmtpServer {
           if (verb === 'RSET') {
             from = '';
             to = [];
+            chunked = '';
           }
           if (verb === 'QUIT') {
             flush();
@@ -265,7 +306,7 @@ export class FakeSmtpServer {
       if (
         !socket.destroyed &&
         buf.length &&
-        (mode === 'data' ? ('\r\n' + buf).includes('\r\n.\r\n') : buf.includes('\r\n'))
+        (mode === 'data' ? ('\r\n' + buf).includes('\r\n.\r\n') : mode === 'bdat' || buf.includes('\r\n'))
       )
         void pump();
     };
