@@ -127,6 +127,7 @@ describe('greeting and EHLO', () => {
           : '250-AUTH LOGIN XOAUTH2',
         '250-ENHANCEDSTATUSCODES',
         '250-PIPELINING',
+        '250-CHUNKING',
         '250 SMTPUTF8',
       ]);
       expect(await c.cmd('VRFY x')).toEqual([expect.stringMatching(/^502 5\.5\.1 /)]);
