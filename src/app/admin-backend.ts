@@ -43,13 +43,16 @@ function oneShotRefresh(proxy: Proxy, client: TokenClient) {
     }
     const oauthClient = oauthClientOf(account, provider);
     if (account.refreshToken === undefined || !oauthClient) return;
-    await client.refresh({
+    const res = await client.refresh({
       tokenUrl: tokenUrl(provider, account.tenant),
       clientId: oauthClient.clientId,
       clientSecret: oauthClient.clientSecret,
       refreshToken: account.refreshToken,
       scope: provider.scope,
     });
+    // a rotating provider retired the configured token: its successor is the account's from now on
+    if (res.refreshToken !== undefined && res.refreshToken !== account.refreshToken)
+      await proxy.tokens.keepRotation(account.email, account.refreshToken, res.refreshToken);
   };
 }
 

@@ -395,6 +395,34 @@ export class TokenManager {
     return failure;
   }
 
+  /**
+   * A refresh made outside the manager (the admin API's `?verify=true`) spent `configured` and the
+   * provider rotated it to `next`: keep `next` as that lineage's rotation, or the account's first
+   * refresh presents a retired token (invalid_grant; a provider with reuse detection revokes the
+   * grant). Shared mode: under the mailbox's refresh lock, by compare-and-set. Rejects when it
+   * cannot be kept, so the caller does not report success.
+   */
+  async keepRotation(email: string, configured: string, next: string): Promise<void> {
+    const c = this.shared;
+    if (!c) return this.store.putRotatedRefreshToken(email, configured, next);
+    const lock = await c.acquireRefreshLock(email, 2 * this.requestTimeoutMs + 5000);
+    if (!lock) throw new Error(`another instance is refreshing the token of ${email}; try again`);
+    try {
+      const r = await c.rotateRefreshToken(email, { configured, used: configured, next, fence: lock.fence });
+      if (r !== 'ok') throw new Error(`the refresh token of ${email} was rotated meanwhile (${r})`);
+    } finally {
+      await lock.release();
+    }
+    const entry = this.entries.get(email);
+    if (
+      entry &&
+      !entry.account.appOnly &&
+      entry.account.refreshToken === configured &&
+      entry.refreshToken === configured
+    )
+      entry.refreshToken = next;
+  }
+
   /** The upstream rejected `token`: forget it if it is still the current one (later calls no-op). */
   invalidate(email: string, token: string): void {
     const entry = this.entries.get(email);
