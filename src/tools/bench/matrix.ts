@@ -4,6 +4,10 @@
 // Then the connections sweep: 1, 10, 50 and 100 connections at 833 msg/s (10 mailboxes) and at max
 // (100 mailboxes), plain and STARTTLS upstream, --sweep seconds per step (default 10; 0 = none).
 // Writes docs/benchmarks.md, docs/bench-throughput.svg and docs/bench-latency.svg.
+// `--only workers` (issue 13, not part of the default run): 1 vs 2 workers at max (100 connections)
+// and at 833 msg/s (10 and 100 connections), and 1 worker pinned to cpu 0 with the load on cpu 1,
+// --repeat rounds of --workers-sec seconds; run alone it rewrites only the section "Workers (issue 13)"
+// of benchmarks.md (between its markers), and a full matrix run keeps that section as it was.
 //
 //   node dist/tools/bench/matrix.js [--quick] [--duration SEC] [--warmup SEC] [--only ID,ID|sweep] [--out-dir DIR]
 //                             [--json FILE] [--cli FILE] [--note TEXT] [--sweep SEC] [--quiet]
@@ -20,10 +24,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OptionValues } from 'commander';
 import { startBenchEnv } from '../harness/env.js';
+import { execFileSync } from 'node:child_process';
 import {
   renderBenchmarksMarkdown,
   chartSvgs,
+  extractSection,
+  renderWorkersSection,
+  SECTION_WORKERS,
+  spliceSection,
   sweepScenarios,
+  workersCases,
+  type WorkersRun,
   type LoadStep,
   type MatrixReport,
   type ScenarioRun,
@@ -53,6 +64,9 @@ export interface MatrixOptions {
   note?: string;
   /** seconds per step of the connections sweep (sweepScenarios); 0 = no sweep */
   sweepSec: number;
+  /** the workers part (workersCases): seconds per run, and how many rounds */
+  workersSec: number;
+  repeat: number;
 }
 
 export function scenarios(quick: boolean): ScenarioSpec[] {
@@ -100,6 +114,12 @@ const matrixTool: Tool<MatrixOptions> = {
         '--sweep <sec>',
         'seconds per step of the connections sweep (1/10/50/100 connections at 833 msg/s and max); 0 = none (default 10, 0 with --quick)',
       )
+      .option(
+        '--workers-sec <sec>',
+        'seconds per run of the workers part (--only workers: 1 vs 2 workers, and pinned)',
+        '10',
+      )
+      .option('--repeat <n>', 'rounds of the workers part (each case once per round)', '2')
       .option('--quiet', 'no progress lines of the load generator'),
   check(v: OptionValues): MatrixOptions {
     const quick = v.quick === true;
@@ -124,9 +144,16 @@ const matrixTool: Tool<MatrixOptions> = {
       ...(v.cli !== undefined ? { cli: path.resolve(v.cli as string) } : {}),
       ...(v.note !== undefined ? { note: v.note as string } : {}),
       sweepSec: v.sweep === undefined ? (quick ? 0 : 10) : seconds('sweep', v.sweep, (n) => n >= 0, '>= 0'),
+      workersSec: seconds('workers-sec', v.workersSec, (n) => n > 0, '> 0'),
+      repeat: (() => {
+        const n = Number(v.repeat);
+        if (!Number.isInteger(n) || n < 1 || n > 100)
+          throw new Error('--repeat: expected an integer from 1 to 100');
+        return n;
+      })(),
     };
     if (o.only) {
-      const known = [...scenarios(false).map((s) => s.id), 'sweep'];
+      const known = [...scenarios(false).map((s) => s.id), 'sweep', 'workers'];
       for (const id of o.only)
         if (!known.includes(id))
           throw new Error(`--only: unknown scenario "${id}" (known: ${known.join(', ')})`);
@@ -146,6 +173,8 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
   const log = (s: string) => process.stderr.write(`${stamp()} ${s}\n`);
   const runs: ScenarioRun[] = [];
   const list = scenarios(o.quick && !o.only).filter((s) => !o.only || o.only.includes(s.id));
+  // not in the default run: it is 9 runs x --repeat with a fresh proxy each
+  const workers = o.only?.includes('workers') ?? false;
   const sweep = o.sweepSec > 0 && (!o.only || o.only.includes('sweep')) ? sweepScenarios(o.sweepSec) : [];
   const report: MatrixReport = {
     machine: {
@@ -255,18 +284,92 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
       run.steps.push({ step, result: null, error: (err as Error).message });
     }
   }
+  if (workers) report.workers = await runWorkersPart(o, command, report.machine, log);
   report.totalSec = Math.round((Date.now() - started) / 1000);
   return report;
 }
 
+/** `uptime`'s line (load averages 1, 5, 15 min), or the same from os.loadavg() where it is missing. */
+function uptime(): string {
+  try {
+    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+  } catch {
+    return `load average: ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(', ')}`;
+  }
+}
+
+async function runWorkersPart(
+  o: MatrixOptions,
+  command: string,
+  machine: MatrixReport['machine'],
+  log: (s: string) => void,
+): Promise<NonNullable<MatrixReport['workers']>> {
+  const started = Date.now();
+  const runs: WorkersRun[] = [];
+  for (let round = 1; round <= o.repeat; round++)
+    for (const c of workersCases()) {
+      log(`== workers: ${c.id}, round ${round}`);
+      const up = uptime();
+      try {
+        const result = await runBench(
+          {
+            mailboxes: c.mailboxes,
+            connections: c.connections,
+            rate: c.rate === 'max' ? undefined : c.rate,
+            durationSec: o.workersSec,
+            size: 2048,
+            recipients: 1,
+            tls: false,
+            userPrefix: BENCH_DEFAULTS.userPrefix,
+            userDomain: BENCH_DEFAULTS.userDomain,
+            direct: true,
+            warmupSec: o.warmupSec,
+            quiet: o.quiet,
+            workers: [c.workers],
+            ...(c.pin ? { pinProxy: c.pin.proxy, pinLoad: c.pin.load } : {}),
+          },
+          { cli: o.cli },
+        );
+        const summary = formatSummary(result);
+        log(summary);
+        runs.push({ case: c, round, uptime: up, result, summary });
+      } catch (err) {
+        log(`   failed: ${(err as Error).message}`);
+        runs.push({ case: c, round, uptime: up, result: null, error: (err as Error).message, summary: '' });
+      }
+    }
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    command,
+    durationSec: o.workersSec,
+    warmupSec: o.warmupSec,
+    repeat: o.repeat,
+    totalSec: Math.round((Date.now() - started) / 1000),
+    machine,
+    runs,
+    ...(o.note !== undefined ? { note: o.note } : {}),
+  };
+}
+
 export function writeMatrixOutputs(report: MatrixReport, outDir: string): string[] {
   fs.mkdirSync(outDir, { recursive: true });
-  const { throughput, latency } = chartSvgs(report);
-  const files = {
-    'benchmarks.md': renderBenchmarksMarkdown(report),
-    'bench-throughput.svg': throughput,
-    'bench-latency.svg': latency,
-  };
+  const mdFile = path.join(outDir, 'benchmarks.md');
+  const old = fs.existsSync(mdFile) ? fs.readFileSync(mdFile, 'utf8') : undefined;
+  let files: Record<string, string>;
+  if (report.workers && report.runs.length === 0 && !report.sweep?.length && old !== undefined) {
+    // the workers part alone: its section, the rest of the file and the charts as they were
+    files = { 'benchmarks.md': spliceSection(old, SECTION_WORKERS, renderWorkersSection(report.workers)) };
+  } else {
+    const { throughput, latency } = chartSvgs(report);
+    let md = renderBenchmarksMarkdown(report);
+    // a matrix run without the workers part keeps the section of an earlier one
+    const kept = report.workers || old === undefined ? undefined : extractSection(old, SECTION_WORKERS);
+    if (kept) md = spliceSection(md, SECTION_WORKERS, kept);
+    files = { 'benchmarks.md': md, 'bench-throughput.svg': throughput, 'bench-latency.svg': latency };
+  }
   const written: string[] = [];
   for (const [name, text] of Object.entries(files)) {
     const file = path.join(outDir, name);

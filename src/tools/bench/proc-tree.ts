@@ -185,7 +185,8 @@ export function sampleProcessTree(pid: number, intervalMs = 250): TreeSampler {
       pid: t.pid,
       role: t.pid === pid ? 'primary' : 'child',
       cpuSeconds: used(t) / CLOCK_TICKS_PER_SEC,
-      mainThreadCpuSeconds: usedMain(t) / CLOCK_TICKS_PER_SEC,
+      // two reads, not one snapshot: the main thread may be a tick ahead of the whole process
+      mainThreadCpuSeconds: Math.min(usedMain(t), used(t)) / CLOCK_TICKS_PER_SEC,
       rssMaxBytes: t.rssMax,
       cpusAllowed: t.last?.cpus ?? null,
     }));

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { parseStatTicks } from '../../../src/tools/harness/proc.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   descendants,
@@ -6,7 +8,7 @@ import {
   parseCpusAllowed,
   sampleProcessTree,
 } from '../../../src/tools/bench/proc-tree.js';
-import { sleep, waitFor } from '../../helpers/wait.js';
+import { waitFor } from '../../helpers/wait.js';
 
 const linux = process.platform === 'linux';
 
@@ -59,15 +61,23 @@ describe.runIf(linux)('sampleProcessTree', () => {
       (d) => d.length === 2,
       10_000,
     );
+    const ticks = async (p: number) => parseStatTicks(await readFile(`/proc/${p}/stat`, 'latin1'));
+    const before = await Promise.all(kids.map(ticks));
     const sampler = sampleProcessTree(pid, 100);
-    await sleep(800); // the measured window
+    // the window lasts until each child has spun 0.3 s of CPU (however busy the machine is)
+    await waitFor(
+      'each child 0.3 s of CPU',
+      () => Promise.all(kids.map(ticks)),
+      (now) => now.every((t, i) => t - before[i]! >= 30),
+      20_000,
+    );
     const m = await sampler.stop();
     expect(m.processes.map((p) => p.pid)).toEqual([pid, ...kids]);
     expect(m.processes[0]!.role).toBe('primary');
     expect(m.processes.slice(1).every((p) => p.role === 'child')).toBe(true);
     const [primary, ...children] = m.processes;
     // each spinning child used a good part of the window (the machine is shared: not all of it)
-    for (const c of children) expect(c.cpuSeconds).toBeGreaterThan(0.1);
+    for (const c of children) expect(c.cpuSeconds).toBeGreaterThan(0.2);
     expect(primary!.cpuSeconds).toBeLessThan(0.2); // the parent sleeps
     const sum = m.processes.reduce((n, p) => n + p.cpuSeconds, 0);
     expect(m.cpuSeconds).toBeCloseTo(sum, 2);
