@@ -151,6 +151,13 @@ describe('serve --workers 2', () => {
       5000,
       100,
     );
+    // the other worker heard it over the coordinator (announceAccountsChanged -> onAccountsChanged)
+    await waitFor(
+      'a reload for the announced change',
+      () => proxy.output(),
+      (out) => /"reason":"shared state: accounts changed"/.test(out),
+      3000,
+    );
   });
 
   it('replaces a worker killed with SIGKILL; its slots return at once and mail keeps flowing', async () => {
