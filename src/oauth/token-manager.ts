@@ -174,6 +174,8 @@ interface Entry {
   rejected?: string;
   /** shared mode: needs_reauth came from (or was told to) the other instances */
   sharedVerdict?: boolean;
+  /** shared mode: a new authorization found in the local store, to be put in the shared state first */
+  unsharedAuthorization?: string;
 }
 
 function sourceOf(a: TokenAccount): TokenSource {
@@ -308,9 +310,13 @@ export class TokenManager {
       this.drop(entry);
       // an access token cached for the old grant is not the new one's
       this.forgetAccessToken(email);
-      this.entries.set(email, this.createEntry(email, entry.account));
+      const fresh = this.createEntry(email, entry.account);
+      this.entries.set(email, fresh);
       replaced.push(email);
       this.log.info({ email }, 'new authorization in the state store: token state reset');
+      // shared mode: the other instances (and this one's refreshes) read it from the shared state,
+      // so it goes there before the first refresh
+      if (this.shared) fresh.unsharedAuthorization = stored;
     }
     if (replaced.length) this.warmup().catch(() => undefined);
     this.syncSharedAuthorizations();
@@ -696,6 +702,10 @@ export class TokenManager {
     const lockTtlMs = 2 * this.requestTimeoutMs + 5000;
     let rotated: string | undefined;
     try {
+      if (entry.unsharedAuthorization !== undefined) {
+        await this.shared!.putAuthorizedRefreshToken(entry.email, entry.unsharedAuthorization);
+        entry.unsharedAuthorization = undefined;
+      }
       const out = await refreshOnce(this.shared!, {
         mailbox: entry.email,
         lineage: entry.credentialKey,
@@ -726,7 +736,9 @@ export class TokenManager {
       // copy is current should the shared state lose it (Redis keeps what it reads locally)
       if (!out.refreshed && !a.appOnly)
         this.sharedWrite('read the rotated refresh token', (c) =>
-          c.getRefreshToken(entry.email, a.refreshToken).then(() => undefined),
+          c.getRefreshToken(entry.email, a.refreshToken).then((t) => {
+            if (t !== undefined && this.entries.get(entry.email) === entry) entry.refreshToken = t;
+          }),
         );
       return {
         accessToken: out.accessToken,

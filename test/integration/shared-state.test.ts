@@ -50,7 +50,9 @@ run('two instances on one Redis', () => {
       for (let i = 0; i < 20; i++) {
         const p = i % 2 ? a : b;
         sends.push(
-          loginAndSend(p.smtpPort, emails[i % 4]!, TEST_PASSWORD).then((m) => replies.push(m.reply.code)),
+          loginAndSend(p.smtpPort, emails[i % 4]!, TEST_PASSWORD).then((m) =>
+            replies.push(m.reply.code ?? 0),
+          ),
         );
       }
       await Promise.all(sends.splice(0));
