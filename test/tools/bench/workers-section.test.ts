@@ -13,7 +13,7 @@ import {
   type WorkersPart,
 } from '../../../src/tools/bench/markdown.js';
 import { parseMatrixArgs, scenarios, writeMatrixOutputs } from '../../../src/tools/bench/matrix.js';
-import type { BenchResult } from '../../../src/tools/bench/report.js';
+import { formatComparison, type BenchResult } from '../../../src/tools/bench/report.js';
 
 const machine = { cpuModel: 'CPU X', cores: 2, memoryBytes: 2 ** 34, node: 'v20', os: 'Linux' };
 
@@ -231,5 +231,41 @@ describe('workers section', () => {
     });
     expect(() => parseMatrixArgs(['--repeat', '0'])).toThrow(/--repeat: expected an integer/);
     expect(() => parseMatrixArgs(['--workers-sec', '0'])).toThrow(/--workers-sec: expected seconds > 0/);
+  });
+
+  it('bench --workers 1,2 compares the runs a row each', () => {
+    const one = result(1);
+    const two = result(2);
+    one.parameters = { workers: 1, pin: { proxy: null, load: null } } as BenchResult['parameters'];
+    two.parameters = { workers: 2, pin: { proxy: '0', load: '1' } } as BenchResult['parameters'];
+    const lines = formatComparison([one, two]).split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(
+      /^workers\s+pin proxy\/load\s+msg\/s\s+p50 ms\s+p99 ms\s+proxy CPU %\s+proxy µs\/msg\s+processes\s+RSS MB\s+load avg$/,
+    );
+    expect(lines[1]!.trim().split(/\s{2,}/)).toEqual([
+      '1',
+      '-',
+      '1000',
+      '1.00',
+      '3.00',
+      '10',
+      '100',
+      '1',
+      '300',
+      '0.50 0.40 0.30',
+    ]);
+    expect(lines[2]!.trim().split(/\s{2,}/)).toEqual([
+      '2',
+      '0/1',
+      '2000',
+      '1.00',
+      '3.00',
+      '10',
+      '120',
+      '3',
+      '300',
+      '0.50 0.40 0.30',
+    ]);
   });
 });
