@@ -177,7 +177,8 @@ export class InProcessHub {
     const mine = counts.get(requester) ?? 0;
     let top: InProcessCoordinator | undefined;
     let most = 0;
-    for (const [m, n] of counts) if (m !== requester && n > most) [top, most] = [m, n];
+    // a member that is gone (a dead worker whose leases wait out their TTL) cannot give one up
+    for (const [m, n] of counts) if (m !== requester && this.members.has(m) && n > most) [top, most] = [m, n];
     return top && (mine === 0 || most > mine + 1) ? top : undefined;
   }
 

@@ -19,7 +19,10 @@ import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount 
 import type { Coordinator, RateGate } from '../coordination/types.js';
 
 /** What a pool needs of the Coordinator: the global connection slots and the rate gate. */
-export type PoolCoordination = Pick<Coordinator, 'acquireLease' | 'onLeaseFreed' | 'rateGate'>;
+export type PoolCoordination = Pick<
+  Coordinator,
+  'acquireLease' | 'onLeaseFreed' | 'onLeaseWanted' | 'rateGate'
+>;
 
 export interface PoolDeps {
   tokens: TokenSource;
@@ -36,6 +39,13 @@ class LeaseDenied extends Error {}
  * announced free (onLeaseFreed) or, since announcements are best effort, after this long.
  */
 export const LEASE_RETRY_MS = 250;
+
+/**
+ * Another instance was refused a slot of the mailbox while this one holds more than its fair part
+ * (onLeaseWanted): for this long, the next connection released with no message waiting is closed,
+ * so the slot goes where the mail is (the other instance retries every LEASE_RETRY_MS).
+ */
+export const LEASE_OWED_MS = 1000;
 
 interface Waiter {
   resolve: (c: UpstreamConnection | Promise<UpstreamConnection>) => void;
@@ -89,6 +99,10 @@ export class AccountPool {
   /** a lease was refused: no new connection until a slot is announced free or LEASE_RETRY_MS passed */
   private leaseBlocked = false;
   private leaseRetry: NodeJS.Timeout | undefined;
+  /** another instance is owed one of the mailbox's slots until then (epoch ms; 0: none) */
+  private owedUntil = 0;
+  /** no spare connection until then: it would take back the slot just given up */
+  private noSpareUntil = 0;
   private readonly tls: TlsReuse;
   private readonly log: Logger;
   // prom-client children resolved once, so the hot path does no label lookups
@@ -256,6 +270,28 @@ export class AccountPool {
     this.leaseRetry.unref();
   }
 
+  /**
+   * Another instance is owed a slot of this mailbox (the coordinator's onLeaseWanted): close the
+   * least recently used idle connection now, or else the next one released with no message waiting.
+   */
+  leaseWanted(): void {
+    if (this.draining || this.killed || this.total() === 0) return;
+    this.noSpareUntil = Date.now() + LEASE_OWED_MS;
+    for (const c of this.idle) {
+      if (c.state !== 'idle') continue;
+      this.log.debug('another instance is owed a connection slot: closing an idle connection');
+      return this.retire(c);
+    }
+    this.owedUntil = Date.now() + LEASE_OWED_MS;
+  }
+
+  /** true (once) while a slot is owed to another instance */
+  private payOwed(): boolean {
+    const owed = Date.now() < this.owedUntil;
+    this.owedUntil = 0;
+    return owed;
+  }
+
   /** one of the mailbox's global slots was given back somewhere (UpstreamPools dispatches it) */
   leaseFreed(): void {
     if (!this.leaseBlocked) return;
@@ -292,6 +328,7 @@ export class AccountPool {
   private release(c: UpstreamConnection): void {
     if (!c.reusable || c.lease?.state === 'lost' || (this.draining && this.waitingCount === 0))
       this.retire(c);
+    else if (this.owedUntil !== 0 && this.waitingCount === 0 && this.payOwed()) this.retire(c);
     else if (this.spent(c)) this.retireSpent(c);
     else {
       if (this.count.idle === 0 && this.dueSoon(c)) this.openSpare();
@@ -527,7 +564,14 @@ export class AccountPool {
    * close to its limits carries its last messages before the spare takes over.
    */
   private openSpare(): void {
-    if (this.spareConnecting || this.draining || this.killed || this.leaseBlocked || this.total() >= this.max)
+    if (
+      this.spareConnecting ||
+      this.draining ||
+      this.killed ||
+      this.leaseBlocked ||
+      this.total() >= this.max ||
+      Date.now() < this.noSpareUntil
+    )
       return;
     this.spareConnecting = true;
     this.connectFor().then(

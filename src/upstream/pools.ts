@@ -23,6 +23,8 @@ export class UpstreamPools {
       this.pools.get(email)?.leaseFreed();
       for (const p of this.retiring) if (p.account.email === email) p.leaseFreed();
     });
+    // another instance was refused a slot this one holds more than its part of
+    opts.coord.onLeaseWanted?.((email) => this.pools.get(email)?.leaseWanted());
   }
 
   setAccounts(accounts: readonly UpstreamAccount[]): void {

@@ -46,26 +46,21 @@ describe('connection leases across instances', () => {
     expect(fake.maxOpen).toBeLessThanOrEqual(3);
   });
 
-  it('a message refused a lease waits, and gets a connection when another instance gives its slot back', async () => {
-    const { fake, pools } = await instances(2, { maxConnections: 1, idleTimeoutMs: 200 });
-    expect((await pools[0].deliver(USER, env(), msg())).kind).toBe('delivered');
-    // instance 0 keeps its connection idle for 200 ms: instance 1's message waits for the slot
-    const started = Date.now();
-    const second = pools[1].deliver(USER, env(), msg());
-    await until(() => pools[1].stats(USER)?.waiting === 1);
-    expect((await second).kind).toBe('delivered');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
-    expect(fake.maxOpen).toBe(1);
-    expect(fake.accepted).toHaveLength(2);
-  });
-
   it('a message that cannot get a slot within acquireTimeout gets a temporary 451, not a failure', async () => {
-    const { pools } = await instances(2, { maxConnections: 1, acquireTimeoutMs: 300, idleTimeoutMs: 60_000 });
-    expect((await pools[0].deliver(USER, env(), msg())).kind).toBe('delivered');
+    let hold = true;
+    const { pools } = await instances(2, { maxConnections: 1, acquireTimeoutMs: 300 }, async () => {
+      while (hold) await sleep(10);
+      return undefined;
+    });
+    // instance 0's one connection stays busy past instance 1's acquireTimeout
+    const first = pools[0].deliver(USER, env(), msg());
+    await until(() => pools[0].stats(USER)?.busy === 1);
     const started = Date.now();
     const err = await expectSmtpError(pools[1].deliver(USER, env(), msg()));
     expect(err.reply.code).toBe(451);
     expect(Date.now() - started).toBeLessThan(1_500);
+    hold = false;
+    expect((await first).kind).toBe('delivered');
   });
 
   it('an instance that dies without giving its slots back: they return after the lease TTL', async () => {
@@ -79,6 +74,46 @@ describe('connection leases across instances', () => {
     expect(waited).toBeGreaterThanOrEqual(1_500);
     expect(waited).toBeLessThan(4_500);
     expect(fake.accepted).toHaveLength(2);
+  });
+});
+
+describe('slots go where the mail is', () => {
+  it('an instance holding every slot idle gives one up when another is refused (no wait for the idle timeout)', async () => {
+    const { fake, pools } = await instances(
+      2,
+      { maxConnections: 2, idleTimeoutMs: 60_000, acquireTimeoutMs: 5_000 },
+      () => sleep(20).then(() => undefined),
+    );
+    // instance 0 opens both connections; they stay idle for a minute
+    await Promise.all([0, 1].map(() => pools[0].deliver(USER, env(), msg())));
+    expect(pools[0].stats(USER)).toMatchObject({ idle: 2 });
+    const started = Date.now();
+    expect((await pools[1].deliver(USER, env(), msg())).kind).toBe('delivered');
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(pools[0].stats(USER)).toMatchObject({ idle: 1 });
+    expect(fake.maxOpen).toBeLessThanOrEqual(2);
+  });
+
+  it('a busy instance gives up the next connection it releases with nothing waiting', async () => {
+    let hold = true;
+    const { fake, pools } = await instances(
+      2,
+      { maxConnections: 1, idleTimeoutMs: 60_000, acquireTimeoutMs: 5_000 },
+      async () => {
+        while (hold) await sleep(10);
+        return undefined;
+      },
+    );
+    const first = pools[0].deliver(USER, env(), msg());
+    await until(() => pools[0].stats(USER)?.busy === 1);
+    const second = pools[1].deliver(USER, env(), msg());
+    await until(() => pools[1].stats(USER)?.waiting === 1);
+    await sleep(300); // the refusal is announced while instance 0's connection is busy
+    hold = false;
+    expect((await first).kind).toBe('delivered');
+    expect((await second).kind).toBe('delivered');
+    expect(pools[0].stats(USER)).toMatchObject({ idle: 0, busy: 0 });
+    expect(fake.maxOpen).toBe(1);
   });
 });
 

@@ -77,10 +77,9 @@ describe('serve --workers 2', () => {
       {
         workers: 2,
         http: { adminToken: ADMIN },
-        // An idle upstream connection keeps its global slot until its idle timeout: until the pool
-        // gives idle connections up when another worker wants the slot (Coordinator.onLeaseWanted),
-        // a short idle timeout keeps one worker from holding both slots of a mailbox the other needs.
-        providers: { sim: simProvider(sim, { connectionIdleTimeout: '1s' }) },
+        // the default idle timeout (60 s): a worker holding both slots of a mailbox gives one up
+        // when the other is refused (Coordinator.onLeaseWanted)
+        providers: { sim: simProvider(sim) },
         accountsFile: './accounts.yaml',
         shutdownTimeout: '10s',
       },
