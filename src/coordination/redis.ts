@@ -80,8 +80,13 @@ export class SecretKeyMismatch extends Error {
   }
 }
 
+/** a refused acquire is announced at most this often per mailbox */
+const WANTED_EVERY_MS = 100;
+
 type Event =
   | { kind: 'lease-freed'; from: string; mailbox: string }
+  /** `from` was refused a slot of `mailbox`; `to` holds more than its part and should give one up */
+  | { kind: 'lease-wanted'; from: string; mailbox: string; to: string }
   | { kind: 'refresh-done'; from: string; mailbox: string }
   | { kind: 'account-state'; from: string; mailbox: string; state: string }
   | { kind: 'accounts-changed'; from: string };
@@ -120,6 +125,9 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
   private pendingAnnounce = false;
   private readonly refreshWaiters = new Map<string, Set<() => void>>();
   private readonly freed: Listeners<[string]>;
+  private readonly wanted: Listeners<[string]>;
+  /** mailbox -> when this instance last announced it wanted a slot (at most every WANTED_EVERY_MS) */
+  private readonly wantedAt = new Map<string, number>();
   private readonly accountState: Listeners<[string, string]>;
   private readonly accountsChanged: Listeners<[]>;
   /** monotonic ms when the last successful renewal was sent: our leases in Redis last until this + TTL */
@@ -144,6 +152,7 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
     const onError = (err: unknown) =>
       this.log.warn({ err: (err as Error)?.message }, 'coordination: a listener threw');
     this.freed = new Listeners(onError);
+    this.wanted = new Listeners(onError);
     this.accountState = new Listeners(onError);
     this.accountsChanged = new Listeners(onError);
     this.link = new RedisLink({
@@ -330,6 +339,9 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
       case 'lease-freed':
         if (!mine) this.freed.emit(e.mailbox);
         break;
+      case 'lease-wanted':
+        if (e.to === this.instanceId) this.wanted.emit(e.mailbox);
+        break;
       case 'refresh-done':
         this.wakeRefreshWaiters(e.mailbox);
         break;
@@ -358,7 +370,9 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
           [this.keys.mailbox(mailbox).leases],
           [id, max, this.leaseTtlMs],
         );
-        return got === 1 ? this.issue(mailbox, id, max, onLost) : undefined;
+        if (got === 1) return this.issue(mailbox, id, max, onLost);
+        this.announceWanted(mailbox);
+        return undefined;
       } catch (err) {
         if (!(err instanceof SharedStateUnavailable)) throw err;
       }
@@ -388,6 +402,39 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
       [this.keys.mailbox(l.mailbox).leases],
       [l.id, this.keys.events, JSON.stringify(event)],
     );
+  }
+
+  onLeaseWanted(listener: (mailbox: string) => void): Unsubscribe {
+    return this.wanted.add(listener);
+  }
+
+  /**
+   * Refused a slot: ask the instance holding the most of them to give one up, if this one holds none
+   * or it holds two more (a fair split is left alone), as the in-process hub does. Lease ids are
+   * `<instance id>:<seq>`; a lapsed lease still in the set only makes the choice approximate.
+   */
+  private announceWanted(mailbox: string): void {
+    const now = Date.now();
+    if (now - (this.wantedAt.get(mailbox) ?? -Infinity) < WANTED_EVERY_MS) return;
+    this.wantedAt.set(mailbox, now);
+    if (this.wantedAt.size > 10_000) this.wantedAt.clear();
+    const key = this.keys.mailbox(mailbox).leases;
+    void this.link
+      .run('read the leases', (r) => r.zrange(key, 0, -1))
+      .then((ids) => {
+        const counts = new Map<string, number>();
+        for (const id of ids) {
+          const owner = id.slice(0, id.lastIndexOf(':'));
+          counts.set(owner, (counts.get(owner) ?? 0) + 1);
+        }
+        const mine = counts.get(this.instanceId) ?? 0;
+        let top: string | undefined;
+        let most = 0;
+        for (const [owner, n] of counts) if (owner !== this.instanceId && n > most) [top, most] = [owner, n];
+        if (top !== undefined && (mine === 0 || most > mine + 1))
+          return this.publish({ kind: 'lease-wanted', from: this.instanceId, mailbox, to: top });
+      })
+      .catch(() => undefined);
   }
 
   onLeaseFreed(listener: (mailbox: string) => void): Unsubscribe {

@@ -309,6 +309,35 @@ describe.skipIf(!REDIS_SERVER)('redis coordinator', () => {
     }
   });
 
+  it('a refused acquire asks the instance holding every slot to give one up (not a fair split)', async () => {
+    const prefix = newPrefix();
+    const a = await started(prefix);
+    const b = await started(prefix);
+    const asked: string[] = [];
+    a.onLeaseWanted((m) => asked.push(m));
+    const held = [await a.acquireLease(MB, 2), await a.acquireLease(MB, 2)];
+    expect(held.every((l) => l !== undefined)).toBe(true);
+    expect(await b.acquireLease(MB, 2)).toBeUndefined();
+    await waitFor(
+      'asked',
+      () => asked.length,
+      (n) => n === 1,
+      3000,
+    );
+    expect(asked).toEqual([MB]);
+    // a fair split (one each) is left alone
+    held[0]!.release();
+    const mine = await b.acquireLease(MB, 2);
+    expect(mine).toBeDefined();
+    const bAsked: string[] = [];
+    b.onLeaseWanted((m) => bAsked.push(m));
+    await new Promise((r) => setTimeout(r, 150)); // past the announcement interval
+    expect(await a.acquireLease(MB, 2)).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(bAsked).toEqual([]);
+    expect(asked).toEqual([MB]);
+  });
+
   it('starts degraded when Redis is not there, and joins without a restart when it appears', async () => {
     const port = await freePort();
     const c = coordinator(newPrefix(), { url: `redis://127.0.0.1:${port}`, connectTimeoutMs: 300 });
