@@ -50,6 +50,8 @@ export interface Topology {
   lb: Haproxy;
   users: string[];
   accountsFile: string;
+  /** when each mailbox's refreshes happened (polled from the simulator) */
+  refreshes: RefreshWatch;
   /** every instance ever started here, killed ones included (their output stays readable) */
   history: ProxyProc[];
   /** the log lines of all instances that mention one of these words (for failure messages) */
@@ -90,6 +92,9 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     started.push(redis);
     const sim = await startSim(o.simArgs);
     started.push(sim);
+    // from before the first instance starts, so the warm-up's refreshes are seen when they happen
+    const refreshes = watchRefreshes(sim);
+    started.push({ stop: async () => refreshes.stop() });
     const users = mailboxes(o.mailboxes);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-scaleout-'));
     // one accounts file for all instances (on several hosts: the same file deployed to each); an
@@ -108,12 +113,18 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
       oauth: { ...(o.refreshAhead ? { refreshAhead: o.refreshAhead } : {}) },
       providers: { sim: simProvider(sim, o.provider ?? {}) },
       accountsFile,
-      log: { level: 'info', messages: false },
+      log: { level: process.env.XO_SCALEOUT_LOG ?? 'info', messages: false },
     };
-    // started together, as a deployment does: their warm-ups race for the same 100 tokens
-    const proxies = await Promise.all(Array.from({ length: o.instances }, () => startProxy(config)));
-    const live = new Set<ProxyProc>(proxies);
+    // one after another: three at once on a loaded 2-core machine can miss the 20 s readiness
+    // deadline; their proactive refreshes still race for the same locks all run long
+    const live = new Set<ProxyProc>();
     started.push({ stop: async () => Promise.all([...live].map((p) => p.stop())) });
+    const proxies: ProxyProc[] = [];
+    for (let i = 0; i < o.instances; i++) {
+      const p = await startProxy(config);
+      live.add(p);
+      proxies.push(p);
+    }
     const lb = await startHaproxy({
       backends: proxies.map((p) => ({ smtpPort: p.smtpPort, httpPort: p.httpPort })),
       proxyProtocol: 'v1',
@@ -127,6 +138,7 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
       lb,
       users,
       accountsFile,
+      refreshes,
       history: [...proxies],
       logsAbout(words, { since = 0, max = 60 } = {}) {
         const time = (l: string) => Number(/"time":(\d+)/.exec(l)?.[1] ?? 0);
@@ -191,6 +203,76 @@ export async function addAccount(p: ProxyProc, email: string): Promise<Response>
     headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify(simAccount(email, { passwordHash: HASH })),
   });
+}
+
+export async function deleteAccount(p: ProxyProc, email: string): Promise<Response> {
+  return p.http(`/admin/accounts/${encodeURIComponent(email)}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+}
+
+export interface RefreshWatch {
+  /**
+   * each mailbox's successful refreshes, as the window each happened in (ms since the epoch):
+   * after the previous poll was sent, no later than this poll's answer
+   */
+  times: Map<string, { after: number; by: number }[]>;
+  /**
+   * refreshes that certainly came sooner than `minGapMs` after the same mailbox's previous one
+   * (even the widest reading of the two windows is shorter; a stalled poll makes windows wide,
+   * never a false alarm), by in [from, to): two instances refreshing the same token, or a refetch
+   */
+  early(minGapMs: number, from?: number, to?: number): { user: string; by: number; maxGapMs: number }[];
+  stop(): void;
+}
+
+/**
+ * Polls the simulator's per-user refresh counts (every `everyMs`) and keeps when each refresh
+ * happened, so "one refresh per mailbox per token lifetime" is checked per refresh, not only in total.
+ */
+export function watchRefreshes(sim: SimProc, everyMs = 200): RefreshWatch {
+  const times = new Map<string, { after: number; by: number }[]>();
+  const last = new Map<string, number>();
+  let stopped = false;
+  let previousSent = 0;
+  const poll = async () => {
+    while (!stopped) {
+      const sent = Date.now();
+      try {
+        const s = (await (await fetch(`http://127.0.0.1:${sim.httpPort}/stats?ids=0`)).json()) as {
+          refreshesPerUser: Record<string, number>;
+        };
+        const by = Date.now();
+        for (const [u, n] of Object.entries(s.refreshesPerUser)) {
+          const seen = last.get(u) ?? 0;
+          if (n > seen) {
+            const list = times.get(u) ?? [];
+            for (let k = seen; k < n; k++) list.push({ after: previousSent, by });
+            times.set(u, list);
+            last.set(u, n);
+          }
+        }
+        previousSent = sent;
+      } catch {}
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  };
+  void poll();
+  return {
+    times,
+    early(minGapMs, from = 0, to = Infinity) {
+      const out: { user: string; by: number; maxGapMs: number }[] = [];
+      for (const [user, ts] of times)
+        for (let i = 1; i < ts.length; i++) {
+          const maxGapMs = ts[i]!.by - ts[i - 1]!.after;
+          if (ts[i]!.by >= from && ts[i]!.by < to && maxGapMs < minGapMs)
+            out.push({ user, by: ts[i]!.by, maxGapMs });
+        }
+      return out;
+    },
+    stop: () => void (stopped = true),
+  };
 }
 
 /** every Message-ID the client got 250 for that the simulator did not store */
