@@ -7,7 +7,7 @@
 //   - no grant revoked for reuse, no refresh refused;
 //   - every 250 the client got is a message the simulator stored (Message-IDs).
 // Duration: XO_SCALEOUT_SEC (default 20 s, what CI runs; the issue's 60 s:
-// `XO_SCALEOUT_SEC=60 npx vitest run test/scale-out/three-instances.test.ts`).
+// `test/scale-out/full-run.sh`, i.e. XO_SCALEOUT_SEC=60).
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAPROXY, NO_HAPROXY_MESSAGE } from '../helpers/haproxy.js';
