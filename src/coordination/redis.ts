@@ -126,6 +126,7 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
   private readonly refreshWaiters = new Map<string, Set<() => void>>();
   private readonly freed: Listeners<[string]>;
   private readonly wanted: Listeners<[string]>;
+  private readonly refreshDone: Listeners<[string]>;
   /** mailbox -> when this instance last announced it wanted a slot (at most every WANTED_EVERY_MS) */
   private readonly wantedAt = new Map<string, number>();
   private readonly accountState: Listeners<[string, string]>;
@@ -153,6 +154,7 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
       this.log.warn({ err: (err as Error)?.message }, 'coordination: a listener threw');
     this.freed = new Listeners(onError);
     this.wanted = new Listeners(onError);
+    this.refreshDone = new Listeners(onError);
     this.accountState = new Listeners(onError);
     this.accountsChanged = new Listeners(onError);
     this.link = new RedisLink({
@@ -344,6 +346,7 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
         break;
       case 'refresh-done':
         this.wakeRefreshWaiters(e.mailbox);
+        if (!mine) this.refreshDone.emit(e.mailbox);
         break;
       case 'account-state':
         if (!mine) this.accountState.emit(e.mailbox, e.state);
@@ -578,6 +581,10 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
           )
           .finally(() => this.wakeRefreshWaiters(mailbox))),
     };
+  }
+
+  onRefreshDone(listener: (mailbox: string) => void): Unsubscribe {
+    return this.refreshDone.add(listener);
   }
 
   waitForRefresh(mailbox: string, timeoutMs: number): Promise<void> {

@@ -138,6 +138,12 @@ export interface Coordinator {
   // --- one refresh in flight per mailbox, rotations that never fork ---
   /** the lock, or undefined when another instance holds it; rejects SharedStateUnavailable when degraded */
   acquireRefreshLock(mailbox: string, ttlMs: number): Promise<RefreshLock | undefined>;
+  /**
+   * another instance released a mailbox's refresh lock (it may have rotated the refresh token):
+   * an implementation whose instances keep their own copies (Redis) announces it, so each reads the
+   * rotation at once rather than at its next refresh (optional; in-process and IPC share one store)
+   */
+  onRefreshDone?(listener: (mailbox: string) => void): Unsubscribe;
   /** resolves when the current holder releases the lock, its TTL ends, or after `timeoutMs` */
   waitForRefresh(mailbox: string, timeoutMs: number): Promise<void>;
   /** the latest rotation descending from `configured`; undefined lineage: the authorized token */

@@ -251,6 +251,8 @@ export class TokenManager {
           if (h.state === 'ok') this.sharedStateBack();
         }),
       );
+      const done = this.shared.onRefreshDone?.((email) => this.followRefresh(email));
+      if (done) this.unsubscribe.push(done);
     }
   }
 
@@ -753,6 +755,34 @@ export class TokenManager {
         throw err;
       throw new TokenGrantError('transient', (err as Error)?.message ?? String(err));
     }
+  }
+
+  /**
+   * Another instance refreshed a mailbox (Redis): read its rotation now, so this instance's copy is
+   * current should Redis lose its data (the instance that seeds it again offers its own copy, and a
+   * retired one would be a reuse: the grant revoked), and adopt the new access token, whose renewal
+   * is then timed from it.
+   */
+  private followRefresh(email: string): void {
+    const entry = this.entries.get(email);
+    if (!entry || entry.dropped || this.closed || entry.inflight) return;
+    if (entry.state === 'needs_reauth' || entry.state === 'needs_authorization') return;
+    const a = entry.account;
+    this.sharedWrite("follow another instance's refresh", async (c) => {
+      if (!a.appOnly) {
+        const rt = await c.getRefreshToken(email, a.refreshToken);
+        if (rt !== undefined && this.entries.get(email) === entry) entry.refreshToken = rt;
+      }
+      const t = await c.getAccessToken(email, entry.credentialKey);
+      if (!t || this.entries.get(email) !== entry || entry.inflight || this.closed) return;
+      if (entry.token && t.expiresAt <= entry.token.expiresAt) return;
+      if (t.token === entry.rejected) return;
+      const lifetimeMs = Math.max(t.expiresAt - this.now(), entry.token?.lifetimeMs ?? 0);
+      if (entry.state === 'needs_reauth' || entry.state === 'needs_authorization') return;
+      entry.token = cached(t.token, t.expiresAt, lifetimeMs);
+      this.setState(entry, 'ok');
+      this.scheduleProactive(entry);
+    });
   }
 
   /** Another instance decided an account's state: a dead grant there is dead here too. */

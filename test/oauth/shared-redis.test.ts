@@ -12,6 +12,7 @@ import {
 import { expectSmtpError } from '../helpers/expect-rejection.js';
 import { useTokenServer, type Handler } from '../helpers/token-server.js';
 import { until } from '../helpers/wait.js';
+import type { TokenAccount } from '../../src/oauth/token-manager.js';
 import { Harness, SECRET, account, provider } from './helpers.js';
 
 const run = REDIS_SERVER ? describe : describe.skip;
@@ -44,7 +45,11 @@ run('token manager, shared mode on Redis', () => {
     await redis?.stop();
   });
 
-  async function host(url: string) {
+  async function host(
+    url: string,
+    over: Partial<TokenAccount> = { refreshToken: undefined },
+    email = 'a@x.com',
+  ) {
     const store = h.store();
     const coord = new RedisCoordinator({
       url: redis.url,
@@ -58,10 +63,25 @@ run('token manager, shared mode on Redis', () => {
     coords.push(coord);
     await coord.start();
     const { tm } = h.manager({ store, shared: coord });
-    // no refreshToken in the config: the one an authorization stores (source "store")
-    tm.setAccounts([account('a@x.com', provider(url), { refreshToken: undefined })]);
+    // default: no refreshToken in the config, the one an authorization stores (source "store")
+    tm.setAccounts([account(email, provider(url), over)]);
     return { tm, store };
   }
+
+  it("another host's refresh is followed at once: its rotation kept locally, its token adopted", async () => {
+    const srv = await startTokenServer(rotating(new Set(['rt-follow'])));
+    const a = await host(srv.url, { refreshToken: 'rt-follow' }, 'follow@x.com');
+    const b = await host(srv.url, { refreshToken: 'rt-follow' }, 'follow@x.com');
+    const first = await a.tm.getToken('follow@x.com');
+    // b learns of it from the refresh-done event, without asking for a token
+    await until(() => b.store.getRotatedRefreshToken('follow@x.com', 'rt-follow') !== undefined);
+    expect(b.store.getRotatedRefreshToken('follow@x.com', 'rt-follow')).toBe(
+      a.store.getRotatedRefreshToken('follow@x.com', 'rt-follow'),
+    );
+    await until(() => b.tm.status('follow@x.com').state === 'ok');
+    expect(await b.tm.getToken('follow@x.com')).toBe(first);
+    expect(srv.requests).toHaveLength(1);
+  });
 
   it('an authorization on one host is what every host refreshes with', async () => {
     const srv = await startTokenServer(rotating(new Set(['rt-new'])));
