@@ -334,9 +334,20 @@ export class Proxy {
     await this.pools.close(Math.max(1000, timeoutMs / 10));
     for (const u of this.unsubscribe) u();
     this.tokens.close();
-    await this.coord
-      .close()
-      .catch((err: unknown) => this.log.warn({ err: String(err) }, 'coordination: close failed'));
+    // bounded: an unreachable Redis must not hold the exit (its leases then expire with their TTL)
+    let closeTimer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.coord
+        .close()
+        .catch((err: unknown) => this.log.warn({ err: String(err) }, 'coordination: close failed')),
+      new Promise<void>((resolve) => {
+        closeTimer = setTimeout(() => {
+          this.log.warn('coordination: close did not finish within 3 s; its leases expire with their TTL');
+          resolve();
+        }, 3000);
+      }),
+    ]);
+    clearTimeout(closeTimer);
     this.store.close();
     this.state = 'stopped';
   }

@@ -65,4 +65,33 @@ run('two instances on one Redis', () => {
     // one refresh per mailbox across the two instances
     for (const e of emails) expect(stats.tokenRequestsPerUser[e]).toBe(1);
   }, 60_000);
+
+  it('SIGTERM exits promptly even while Redis does not answer (paused, or gone)', async () => {
+    const sim = await procs.sim([]);
+    const p = await procs.proxy({
+      providers: { sim: simProvider(sim) },
+      state: { redis: redis!.url, instances: 2 },
+      accounts: simAccounts(['paused@example.com']),
+    });
+    expect((await loginAndSend(p.smtpPort, 'paused@example.com', TEST_PASSWORD)).reply.code).toBe(250);
+    redis!.pause();
+    try {
+      const started = Date.now();
+      expect(await p.stop()).toBe(0);
+      expect(Date.now() - started).toBeLessThan(8_000);
+    } finally {
+      redis!.resume();
+    }
+    const q = await procs.proxy({
+      providers: { sim: simProvider(sim) },
+      state: { redis: redis!.url, instances: 2 },
+      accounts: simAccounts(['gone@example.com']),
+    });
+    expect((await loginAndSend(q.smtpPort, 'gone@example.com', TEST_PASSWORD)).reply.code).toBe(250);
+    await redis!.stop();
+    redis = undefined;
+    const started = Date.now();
+    expect(await q.stop()).toBe(0);
+    expect(Date.now() - started).toBeLessThan(8_000);
+  }, 60_000);
 });
