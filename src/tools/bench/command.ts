@@ -49,6 +49,11 @@ export function registerBenchCommand(program: Command): void {
       '--pin-load <cpus>',
       'pin the load to CPUS: the generator (this process, taskset -a -p) and the simulator (taskset -c), e.g. 1',
     )
+    .option(
+      '--sim-arg <flag>',
+      'pass a flag to the simulator (repeatable), e.g. --sim-arg=--no-chunking to compare DATA with BDAT upstream',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--json <file>', 'also write the JSON report to this file')
     .option('--quiet', 'no progress lines on stderr')
     .action(async (raw: RawBenchOptions, cmd: Command) => {

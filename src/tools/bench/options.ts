@@ -48,6 +48,8 @@ export interface BenchOptions {
   pinProxy?: string;
   /** CPU list for the load: the generator (this process) and the simulator */
   pinLoad?: string;
+  /** extra flags for the simulator (e.g. --no-chunking) */
+  simArgs?: string[];
 }
 
 /** What the command line hands over: strings and booleans, as commander parsed them. */
@@ -73,6 +75,7 @@ export interface RawBenchOptions {
   workers?: string | number;
   pinProxy?: string;
   pinLoad?: string;
+  simArg?: string[];
 }
 
 export class BenchOptionError extends Error {
@@ -214,6 +217,12 @@ export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
   const pinLoad = raw.pinLoad === undefined ? undefined : parseCpuList('--pin-load', raw.pinLoad);
   if (pinProxy && target)
     throw new BenchOptionError('--pin-proxy', 'only when bench starts the proxy itself; not with --target');
+  const simArgs = raw.simArg ?? [];
+  for (const a of simArgs)
+    if (!a.startsWith('--'))
+      throw new BenchOptionError('--sim-arg', `expected a simulator flag such as --no-chunking, got "${a}"`);
+  if (simArgs.length && target)
+    throw new BenchOptionError('--sim-arg', 'only when bench starts the simulator itself; not with --target');
   if ((pinProxy || pinLoad) && !onPath('taskset'))
     throw new BenchOptionError(pinProxy ? '--pin-proxy' : '--pin-load', 'needs taskset (util-linux) on PATH');
   return {
@@ -237,6 +246,7 @@ export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
     ...(workers ? { workers } : {}),
     ...(pinProxy ? { pinProxy } : {}),
     ...(pinLoad ? { pinLoad } : {}),
+    ...(simArgs.length ? { simArgs } : {}),
   };
 }
 

@@ -119,6 +119,7 @@ async function runPinned(
     proxyRun: null as BenchResult['parameters']['proxyRun'],
     workers: workers ?? null,
     pin: { proxy: opts.pinProxy ?? null, load: opts.pinLoad ?? null },
+    simArgs: opts.simArgs ?? [],
     affinity: undefined as BenchResult['parameters']['affinity'],
   };
   let loadAverages: [number, number, number] | undefined;
@@ -197,6 +198,7 @@ async function runPinned(
       proxyArgs: workers === undefined ? [] : ['--workers', String(workers)],
       proxyCpus: opts.pinProxy,
       simCpus: opts.pinLoad,
+      ...(opts.simArgs ? { simArgs: opts.simArgs } : {}),
     }));
   parameters.proxyRun = env.proxyRun;
   {

@@ -58,6 +58,11 @@ describe('parseBenchOptions', () => {
     [{ max: true, pinProxy: 'a' }, /^--pin-proxy: expected a CPU list/],
     [{ max: true, pinLoad: '0,' }, /^--pin-load: expected a CPU list/],
     [{ max: true, pinLoad: '4096' }, /^--pin-load: CPU 4096 does not exist/],
+    [{ max: true, simArg: ['no-chunking'] }, /^--sim-arg: expected a simulator flag/],
+    [
+      { max: true, simArg: ['--no-chunking'], target: '127.0.0.1:2525', password: 'x' },
+      /^--sim-arg: only when/,
+    ],
   ];
   it.each(bad)('rejects %j naming the option', (raw, message) => {
     let err: unknown;
@@ -95,6 +100,8 @@ describe('--workers and pinning', () => {
     );
     const o = parseBenchOptions({ max: true, pinProxy: '0', pinLoad: '0' });
     expect(o).toMatchObject({ pinProxy: '0', pinLoad: '0' });
+    expect(parseBenchOptions({ max: true, simArg: ['--no-chunking'] }).simArgs).toEqual(['--no-chunking']);
+    expect(parseBenchOptions({ max: true }).simArgs).toBeUndefined();
   });
 
   it('finds executables on PATH', () => {
