@@ -12,7 +12,6 @@ import { simProvider, type ProxyProc } from '../helpers/procs.js';
 import { TEST_PASSWORD, simAccounts } from '../helpers/sim-accounts.js';
 import { loginAndSend } from '../helpers/smtp-client.js';
 import { useProcs } from '../helpers/use-procs.js';
-import { until } from '../helpers/wait.js';
 
 const run = REDIS_SERVER ? describe : describe.skip;
 if (!REDIS_SERVER) console.warn(NO_REDIS_MESSAGE);
