@@ -354,6 +354,12 @@ async function runWorkersPart(
   };
 }
 
+/** The JSON report; its directory is made first (the runs took minutes: a missing one must not lose them). */
+export function writeJsonReport(file: string, report: unknown): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+}
+
 export function writeMatrixOutputs(report: MatrixReport, outDir: string): string[] {
   fs.mkdirSync(outDir, { recursive: true });
   const mdFile = path.join(outDir, 'benchmarks.md');
@@ -388,7 +394,7 @@ runTool(import.meta.url, 'bench matrix', matrixTool, async (o, argv) => {
       ? `npm run bench${args ? ` -- ${args}` : ''}`
       : `node dist/tools/bench/matrix.js${args ? ` ${args}` : ''}`;
   const report = await runMatrix(o, command);
-  if (o.json) fs.writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
+  if (o.json) writeJsonReport(o.json, report);
   for (const f of writeMatrixOutputs(report, o.outDir)) process.stderr.write(`wrote ${f}\n`);
   const lost = [...report.runs, ...(report.sweep ?? [])]
     .flatMap((r) => r.steps)

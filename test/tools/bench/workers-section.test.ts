@@ -12,7 +12,12 @@ import {
   type MatrixReport,
   type WorkersPart,
 } from '../../../src/tools/bench/markdown.js';
-import { parseMatrixArgs, scenarios, writeMatrixOutputs } from '../../../src/tools/bench/matrix.js';
+import {
+  parseMatrixArgs,
+  scenarios,
+  writeJsonReport,
+  writeMatrixOutputs,
+} from '../../../src/tools/bench/matrix.js';
 import { formatComparison, type BenchResult } from '../../../src/tools/bench/report.js';
 
 const machine = { cpuModel: 'CPU X', cores: 2, memoryBytes: 2 ** 34, node: 'v20', os: 'Linux' };
@@ -267,5 +272,18 @@ describe('workers section', () => {
       '300',
       '0.50 0.40 0.30',
     ]);
+  });
+});
+
+describe('the matrix JSON report', () => {
+  it('is written into a directory that does not exist yet (a finished matrix run lost its report)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-matrix-json-'));
+    try {
+      const file = path.join(dir, 'not', 'there', 'workers.json');
+      writeJsonReport(file, { runs: [1, 2] });
+      expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual({ runs: [1, 2] });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
