@@ -3,7 +3,6 @@
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AdminFailureCode, AdminResult } from '../shared/admin-result.js';
 import { normalizeEmail } from '../shared/email.js';
@@ -11,6 +10,7 @@ import type { Logger } from '../shared/log.js';
 import type { HostPort } from '../shared/net.js';
 import type { AdminBackend } from './backend.js';
 import { onboardingRoutes } from './onboarding-routes.js';
+import { listenHttp } from './listen.js';
 import { HttpError, methodNotAllowed, readJson, send, sendHtml, sendJson } from './respond.js';
 import { renderStatusPage, renderTokenForm, renderAdminDisabledPage } from './status-page.js';
 
@@ -206,19 +206,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       else res.destroy();
     });
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 5_000;
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const address = { host: addr.address, port: addr.port };
+  const address = await listenHttp(server, opts.listen);
   log.debug({ address }, 'HTTP server listening');
 
   return {

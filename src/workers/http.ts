@@ -9,9 +9,9 @@
 //   flow's state in the worker that started it, and the admin API's edits are applied (and then
 //   announced to the others) by the worker that received them.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { HostPort } from '../config/types.js';
+import { listenHttp } from '../http/listen.js';
 import { send, sendJson } from '../http/respond.js';
 import type { Logger } from '../shared/log.js';
 import type { Slot } from './primary.js';
@@ -134,19 +134,9 @@ export async function startPrimaryHttp(opts: PrimaryHttpOptions): Promise<Primar
       else res.destroy();
     });
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
+  const address = await listenHttp(server, opts.listen);
   return {
-    address: { host: addr.address, port: addr.port },
+    address,
     workerRestarted: () => restarts.inc(),
     close: () =>
       new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@ import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { TokenManager, type TokenAccount, type TokenManagerOptions } from '../../src/oauth/token-manager.js';
 import { openStateStore, type StateStore } from '../../src/state/store.js';
 import { silentLogger, type Logger } from '../../src/shared/log.js';
+import type { Handler } from '../helpers/token-server.js';
 
 export const SECRET = 'test-secret-key-with-at-least-32-chars';
 
@@ -86,4 +87,16 @@ export async function gauge(metrics: Metrics, state: string): Promise<number> {
 export async function counter(metrics: Metrics, result: string): Promise<number> {
   const m = await metrics.tokenRefreshTotal.get();
   return m.values.filter((v) => v.labels.result === result).reduce((a, v) => a + v.value, 0);
+}
+
+/** Like Microsoft with rotation: every grant retires the refresh token it used and issues a new one. */
+export function rotatingProvider(valid: Set<string>): Handler {
+  let n = 0;
+  return (req) => {
+    const rt = req.params.get('refresh_token') ?? '';
+    if (!valid.delete(rt)) return { status: 400, body: { error: 'invalid_grant' } };
+    const next = `${rt.split('~')[0]}~${++n}`;
+    valid.add(next);
+    return { body: { access_token: `at-${n}`, expires_in: 3600, refresh_token: next } };
+  };
 }

@@ -3,26 +3,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StateStore } from '../../src/state/store.js';
 import { expectSmtpError } from '../helpers/expect-rejection.js';
-import { useTokenServer, type Handler, type TokenServer } from '../helpers/token-server.js';
+import { useTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { sleep } from '../helpers/wait.js';
-import { Harness, account, provider } from './helpers.js';
+import { Harness, account, provider, rotatingProvider } from './helpers.js';
 
 const startTokenServer = useTokenServer();
 const h = new Harness();
 afterEach(() => h.cleanup()); // before the token servers close (hooks run last-registered first)
 let srv: TokenServer | undefined;
-
-/** Like Microsoft with rotation: every grant retires the refresh token it used and issues a new one. */
-function rotatingProvider(valid: Set<string>): Handler {
-  let n = 0;
-  return (req) => {
-    const rt = req.params.get('refresh_token') ?? '';
-    if (!valid.delete(rt)) return { status: 400, body: { error: 'invalid_grant' } };
-    const next = `${rt.split('~')[0]}~${++n}`;
-    valid.add(next);
-    return { body: { access_token: `at-${n}`, expires_in: 3600, refresh_token: next } };
-  };
-}
 
 describe('refresh token rotation', () => {
   it('persists the rotated token before the access token is handed out', async () => {

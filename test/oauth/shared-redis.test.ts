@@ -10,28 +10,16 @@ import {
   type RedisServer,
 } from '../coordination/redis-server.js';
 import { expectSmtpError } from '../helpers/expect-rejection.js';
-import { useTokenServer, type Handler } from '../helpers/token-server.js';
+import { useTokenServer } from '../helpers/token-server.js';
 import { until } from '../helpers/wait.js';
 import type { TokenAccount } from '../../src/oauth/token-manager.js';
-import { Harness, SECRET, account, provider } from './helpers.js';
+import { Harness, SECRET, account, provider, rotatingProvider } from './helpers.js';
 
 const run = REDIS_SERVER ? describe : describe.skip;
 if (!REDIS_SERVER) console.warn(NO_REDIS_MESSAGE);
 
 const startTokenServer = useTokenServer();
 const h = new Harness();
-
-/** accepts only refresh tokens in `valid`, rotating each to `<rt>~n` */
-function rotating(valid: Set<string>): Handler {
-  let n = 0;
-  return (req) => {
-    const rt = req.params.get('refresh_token') ?? '';
-    if (!valid.delete(rt)) return { status: 400, body: { error: 'invalid_grant' } };
-    const next = `${rt.split('~')[0]}~${++n}`;
-    valid.add(next);
-    return { body: { access_token: `at-${n}`, expires_in: 3600, refresh_token: next } };
-  };
-}
 
 run('token manager, shared mode on Redis', () => {
   let redis: RedisServer;
@@ -69,7 +57,7 @@ run('token manager, shared mode on Redis', () => {
   }
 
   it("another host's refresh is followed at once: its rotation kept locally, its token adopted", async () => {
-    const srv = await startTokenServer(rotating(new Set(['rt-follow'])));
+    const srv = await startTokenServer(rotatingProvider(new Set(['rt-follow'])));
     const a = await host(srv.url, { refreshToken: 'rt-follow' }, 'follow@x.com');
     const b = await host(srv.url, { refreshToken: 'rt-follow' }, 'follow@x.com');
     const first = await a.tm.getToken('follow@x.com');
@@ -84,7 +72,7 @@ run('token manager, shared mode on Redis', () => {
   });
 
   it('an authorization on one host is what every host refreshes with', async () => {
-    const srv = await startTokenServer(rotating(new Set(['rt-new'])));
+    const srv = await startTokenServer(rotatingProvider(new Set(['rt-new'])));
     const a = await host(srv.url);
     const b = await host(srv.url);
     await expectSmtpError(b.tm.getToken('a@x.com')); // needs_authorization everywhere
@@ -100,7 +88,7 @@ run('token manager, shared mode on Redis', () => {
     expect(srv.requests).toHaveLength(1);
 
     // re-authorized on host B (a new grant): B refreshes with it, not with the old grant's rotation
-    srv.handler = rotating(new Set(['rt-second']));
+    srv.handler = rotatingProvider(new Set(['rt-second']));
     b.store.putAuthorizedRefreshToken('a@x.com', 'rt-second');
     expect(b.tm.syncAuthorizations()).toEqual(['a@x.com']);
     await b.tm.getToken('a@x.com');
