@@ -7,6 +7,18 @@ const P = 'xoauth2_proxy_';
 
 export type MessageResult = 'delivered' | 'rejected' | 'deferred';
 
+/** The relay's counts of what is in flight, read into the inflight gauges at scrape time. */
+export interface InflightSource {
+  readonly inflightMessages: number;
+  readonly inflightBytes: number;
+}
+
+/** Upstream connections of one provider by state, kept by its pools as plain numbers. */
+export interface ConnectionCounts {
+  idle: number;
+  busy: number;
+}
+
 /** The per-message instruments of one provider, resolved once (a labelled lookup hashes its labels). */
 export interface ProviderInstruments {
   messages: Record<MessageResult, { inc(n?: number): void }>;
@@ -52,21 +64,33 @@ export class Metrics {
     labelNames: ['provider'] as const,
     registers: [this.registry],
   });
-  readonly inflightMessages = new Gauge({
+  // The gauges below change with every message (several times); a prom-client update hashes its
+  // labels each time. Their owners keep plain numbers instead, read here at scrape time.
+  private readonly inflightSources: InflightSource[] = [];
+  private readonly connectionCounts = new Map<string, ConnectionCounts>();
+  readonly inflightMessages: Gauge = new Gauge({
     name: P + 'inflight_messages',
     help: 'Messages being relayed now',
     registers: [this.registry],
+    collect: () => this.inflightMessages.set(this.sumInflight('inflightMessages')),
   });
-  readonly inflightBytes = new Gauge({
+  readonly inflightBytes: Gauge = new Gauge({
     name: P + 'inflight_bytes',
     help: 'Message bytes held now (being received or relayed), counted against smtp.maxInflightBytes',
     registers: [this.registry],
+    collect: () => this.inflightBytes.set(this.sumInflight('inflightBytes')),
   });
-  readonly upstreamConnections = new Gauge({
+  readonly upstreamConnections: Gauge<'provider' | 'state'> = new Gauge({
     name: P + 'upstream_connections',
     help: 'Upstream connections by state (idle, busy)',
     labelNames: ['provider', 'state'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const [provider, n] of this.connectionCounts) {
+        this.upstreamConnections.set({ provider, state: 'idle' }, n.idle);
+        this.upstreamConnections.set({ provider, state: 'busy' }, n.busy);
+      }
+    },
   });
   readonly upstreamConnectsTotal = new Counter({
     name: P + 'upstream_connects_total',
@@ -109,6 +133,27 @@ export class Metrics {
   /** only registered when metrics.perAccount is true */
   readonly perAccountMessages?: Counter<'account' | 'result'>;
   private readonly providers = new Map<string, ProviderInstruments>();
+
+  /** The relay's in-flight counts are the inflight gauges' values (summed over relays). */
+  addInflightSource(source: InflightSource): void {
+    this.inflightSources.push(source);
+  }
+
+  /**
+   * The counts of `provider`'s upstream connections by state, shared by all its pools, which
+   * change them as their connections change state; they are the upstream_connections gauge's values.
+   */
+  connectionsOf(provider: string): ConnectionCounts {
+    let n = this.connectionCounts.get(provider);
+    if (!n) this.connectionCounts.set(provider, (n = { idle: 0, busy: 0 }));
+    return n;
+  }
+
+  private sumInflight(key: keyof InflightSource): number {
+    let n = 0;
+    for (const s of this.inflightSources) n += s[key];
+    return n;
+  }
 
   /** messagesTotal and messageDurationSeconds of one provider, without a label lookup per message */
   forProvider(provider: string): ProviderInstruments {

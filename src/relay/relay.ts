@@ -44,20 +44,15 @@ export function newTransactionId(): string {
 }
 
 export class Relay {
-  /** the one count of messages being relayed (docs/design.md, principle 9); the gauge mirrors it */
+  /** the one count of messages being relayed (docs/design.md, principle 9); the gauge reads it */
   private inflight = 0;
-  /** bytes held by reservations, from DATA start to the reply; the gauge mirrors it */
-  private inflightBytes = 0;
+  /** bytes held by reservations, from DATA start to the reply; the gauge reads it */
+  private heldBytes = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly budget: ByteBudget = {
-    take: (n) => {
-      this.inflightBytes += n;
-      this.opts.metrics.inflightBytes.set(this.inflightBytes);
-      return this.inflightBytes <= this.opts.maxInflightBytes;
-    },
+    take: (n) => (this.heldBytes += n) <= this.opts.maxInflightBytes,
     give: (n) => {
-      this.inflightBytes -= n;
-      this.opts.metrics.inflightBytes.set(this.inflightBytes);
+      this.heldBytes -= n;
     },
   };
 
@@ -65,16 +60,23 @@ export class Relay {
 
   constructor(private opts: RelayOptions) {
     this.logMessage = messageLog(opts.log);
+    // the inflight gauges are read from this relay at scrape time
+    opts.metrics.addInflightSource(this);
   }
 
   /** swap settings on reload; in-flight transactions keep the objects they captured */
   update(opts: Partial<RelayOptions>): void {
+    if (opts.metrics && opts.metrics !== this.opts.metrics) opts.metrics.addInflightSource(this);
     this.opts = { ...this.opts, ...opts };
     this.logMessage = messageLog(this.opts.log);
   }
 
   get inflightMessages(): number {
     return this.inflight;
+  }
+
+  get inflightBytes(): number {
+    return this.heldBytes;
   }
 
   /** A client logged in as `account`: its mail will follow, so the upstream side gets ready now. */
@@ -84,7 +86,7 @@ export class Relay {
 
   /** true when a new transaction must be refused with `452 4.3.1` */
   overloaded(): boolean {
-    return this.inflight >= this.opts.maxInflightMessages || this.inflightBytes >= this.opts.maxInflightBytes;
+    return this.inflight >= this.opts.maxInflightMessages || this.heldBytes >= this.opts.maxInflightBytes;
   }
 
   /**
@@ -117,7 +119,6 @@ export class Relay {
     const provider = account.provider.name;
     const started = performance.now();
     this.inflight++;
-    metrics.inflightMessages.inc();
     let out: SmtpReply;
     let upstream: SmtpReply | undefined;
     try {
@@ -138,7 +139,6 @@ export class Relay {
     } finally {
       reservation.endSend();
       this.inflight--;
-      metrics.inflightMessages.dec();
       if (this.inflight === 0 && this.idleWaiters.length) {
         for (const w of this.idleWaiters.splice(0)) w();
       }

@@ -1,8 +1,8 @@
 // The connection pool of one account (docs/design.md, principle 4): an idle LIFO stack (warm
 // connections stay warm), a FIFO of waiters with deadlines, and counters per connection state. Every
-// change of a connection's state goes through transition(), which keeps the counters and the gauges
-// right. Acquire and release never scan: entries of connections that died while idle, and waiters
-// that timed out, are skipped lazily when reached. Never more than maxConnections connections open,
+// change of a connection's state goes through transition(), which keeps the counters right (the
+// idle/busy gauge reads them at scrape time). Acquire and release never scan: entries of
+// connections that died while idle, and waiters that timed out, are skipped lazily when reached. Never more than maxConnections connections open,
 // connecting or closing for the account. A spent connection retires once a replacement can
 // authenticate, within a bounded grace (RETIRE_GRACE_MS). So that no message waits for a
 // connection to be set up (connect + TLS + EHLO + AUTH, the tail of the latency), the first one
@@ -11,7 +11,7 @@
 // global: every connection holds one of the mailbox's leases from the Coordinator, taken before
 // its setup and given back when it is closed; the rate limit is the Coordinator's gate.
 import type { Logger } from '../shared/log.js';
-import type { Metrics } from '../metrics/metrics.js';
+import type { ConnectionCounts, Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
 import { ConnectError, TlsReuse, UpstreamConnection, oneLine, type ConnectionState } from './connection.js';
 import { smtpError, smtpErrorCausedBy } from '../shared/replies.js';
@@ -105,9 +105,9 @@ export class AccountPool {
   private noSpareUntil = 0;
   private readonly tls: TlsReuse;
   private readonly log: Logger;
+  /** the provider's idle/busy counts that the upstream_connections gauge reads at scrape time */
+  private readonly gaugeCounts: ConnectionCounts;
   // prom-client children resolved once, so the hot path does no label lookups
-  private readonly idleGauge;
-  private readonly busyGauge;
   private readonly connectOk;
   private readonly connectError;
   private readonly connectAuthFailed;
@@ -128,8 +128,7 @@ export class AccountPool {
     this.log = deps.log.child({ account: account.email });
     const m = deps.metrics;
     const provider = account.providerName;
-    this.idleGauge = m.upstreamConnections.labels({ provider, state: 'idle' });
-    this.busyGauge = m.upstreamConnections.labels({ provider, state: 'busy' });
+    this.gaugeCounts = m.connectionsOf(provider);
     this.connectOk = m.upstreamConnectsTotal.labels({ provider, result: 'success' });
     this.connectError = m.upstreamConnectsTotal.labels({ provider, result: 'error' });
     this.connectAuthFailed = m.upstreamConnectsTotal.labels({ provider, result: 'auth_failed' });
@@ -344,8 +343,8 @@ export class AccountPool {
   }
 
   /**
-   * The one place a connection changes state. It keeps the per-state counters and the idle/busy
-   * gauge right, puts an idle connection on the stack, sets the socket's inactivity limit for the
+   * The one place a connection changes state. It keeps the per-state counters and the provider's
+   * idle/busy counts (the gauge's) right, puts an idle connection on the stack, sets the socket's inactivity limit for the
    * new state, and gives a closed connection's slot on. Closed is final.
    */
   private transition(c: UpstreamConnection, to: ConnectionState): void {
@@ -353,8 +352,8 @@ export class AccountPool {
     if (from === to || from === 'closed') return;
     c.state = to;
     this.count[from]--;
-    if (from === 'idle') this.idleGauge.dec();
-    else if (from === 'busy') this.busyGauge.dec();
+    if (from === 'idle') this.gaugeCounts.idle--;
+    else if (from === 'busy') this.gaugeCounts.busy--;
     if (to === 'closed') {
       this.all.delete(c);
       c.lease?.release();
@@ -364,13 +363,13 @@ export class AccountPool {
     }
     this.count[to]++;
     if (to === 'idle') {
-      this.idleGauge.inc();
+      this.gaugeCounts.idle++;
       c.setTimeout(this.account.idleTimeoutMs > 0 ? this.account.idleTimeoutMs : 0);
       this.idle.push(c);
       // stale entries can pile up only when idle connections keep dying without a pop in between
       if (this.idle.length > 2 * this.max + 16) this.idle = this.idle.filter((x) => x.state === 'idle');
     } else if (to === 'busy') {
-      this.busyGauge.inc();
+      this.gaugeCounts.busy++;
       c.setTimeout(this.account.commandTimeoutMs);
     }
   }

@@ -1,0 +1,99 @@
+// The gauges that change with every message (inflight_messages, inflight_bytes,
+// upstream_connections{provider,state}) are read from their owners' counts at scrape time: the value
+// at a scrape is what is in flight or open at that moment, summed over relays and over pools.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Metrics } from '../../src/metrics/metrics.js';
+import { Relay } from '../../src/relay/relay.js';
+import { silentLogger } from '../../src/shared/log.js';
+import { FakeSmtpServer } from '../helpers/fake-smtp-server.js';
+import { sleep, until } from '../helpers/wait.js';
+import { FakeDeliverer, metric, testAccount } from '../relay/helpers.js';
+import { FakeTokens, account, env, makePools, msg } from '../upstream/helpers.js';
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+function relayOn(metrics: Metrics): { relay: Relay; deliverer: FakeDeliverer } {
+  const deliverer = new FakeDeliverer();
+  const relay = new Relay({
+    deliverer,
+    metrics,
+    log: silentLogger,
+    logMessages: false,
+    maxInflightMessages: 100,
+    maxInflightBytes: 1_000_000,
+  });
+  return { relay, deliverer };
+}
+
+describe('inflight gauges', () => {
+  it('are the sum of the relays that share the registry, read at scrape time', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const a = relayOn(metrics);
+    const b = relayOn(metrics);
+    const acct = await testAccount();
+    const ra = a.relay.reserve();
+    ra.add(Buffer.alloc(100));
+    const rb = b.relay.reserve();
+    rb.add(Buffer.alloc(250));
+    expect(await metric(metrics, 'inflight_bytes')).toBe(350);
+    const openA = a.deliverer.hold();
+    const sent = a.relay.send(acct, { from: acct.email, to: ['r@example.net'], size: 100 }, ra, 'tx');
+    await new Promise((r) => setImmediate(r));
+    expect(await metric(metrics, 'inflight_messages')).toBe(1);
+    rb.release();
+    expect(await metric(metrics, 'inflight_bytes')).toBe(100);
+    openA();
+    expect((await sent).code).toBe(250);
+    expect(await metric(metrics, 'inflight_messages')).toBe(0);
+    expect(await metric(metrics, 'inflight_bytes')).toBe(0);
+  });
+});
+
+describe('upstream_connections', () => {
+  it('shows a provider at 0 from its first pool, sums its pools, and follows busy and idle at scrape time', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let hold = false;
+    const fake = await FakeSmtpServer.start({
+      onMessage: () => (hold ? held.then(() => undefined) : undefined),
+    });
+    const metrics = new Metrics({ defaultMetrics: false });
+    const pools = makePools(new FakeTokens(), metrics);
+    cleanup.push(
+      () => fake.close(),
+      () => pools.close(1000),
+    );
+    const other = { ...account(fake.port), email: 'other@example.com', providerName: 'other' };
+    const second = { ...account(fake.port), email: 'second@example.com' };
+    pools.setAccounts([account(fake.port), second, other]);
+    const conns = (provider: string, state: string) =>
+      metric(metrics, 'upstream_connections', { provider, state });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('xoauth2_proxy_upstream_connections{provider="test",state="idle"} 0');
+    expect(text).toContain('xoauth2_proxy_upstream_connections{provider="other",state="busy"} 0');
+
+    await pools.deliver('alice@example.com', env(), msg());
+    await pools.deliver(second.email, env(['x@example.net'], second.email), msg());
+    await pools.deliver(other.email, env(['x@example.net'], other.email), msg());
+    expect(await conns('test', 'idle')).toBe(2);
+    expect(await conns('other', 'idle')).toBe(1);
+
+    hold = true;
+    const pending = pools.deliver(second.email, env(['x@example.net'], second.email), msg());
+    await until(async () => (await conns('test', 'busy')) === 1);
+    expect(await conns('test', 'idle')).toBe(1);
+    release();
+    expect((await pending).kind).toBe('delivered');
+    expect(await conns('test', 'busy')).toBe(0);
+    expect(await conns('test', 'idle')).toBe(2);
+
+    await pools.close(1000);
+    await until(() => fake.open === 0);
+    await sleep(10);
+    expect(await conns('test', 'idle')).toBe(0);
+    expect(await conns('other', 'idle')).toBe(0);
+  });
+});
