@@ -37,7 +37,7 @@ const CATALOGUE = {
     enhanced: '5.3.4',
     text: (limit: number) => `Message exceeds the maximum size of ${limit} bytes`,
   },
-  // smtp-server gives this one itself (its maxRecipients option, set from smtp.maxRecipients);
+  // the session gives this one itself (smtp.maxRecipients);
   // test/smtp/listener.test.ts checks that the wire carries exactly this
   TOO_MANY_RECIPIENTS: { code: 452, enhanced: '4.5.3', text: 'Error: too many recipients' },
   COMMAND_TIMEOUT: { code: 421, enhanced: '4.4.2', text: 'Error: timeout exceeded, no complete command' },

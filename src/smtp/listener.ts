@@ -1,6 +1,6 @@
-// The client-facing SMTP side, on smtp-server: listeners, client AUTH, envelope checks, and the
-// hand-off of each message (as Buffers) to the relay.
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+// The client-facing SMTP side: listeners, client AUTH, envelope checks, and the hand-off of each
+// message (as Buffers) to the relay. The protocol itself is session.ts; this file decides.
+import tls from 'node:tls';
 import type { Config, HostPort } from '../config/types.js';
 import { normalizeEmail } from '../shared/email.js';
 import type { Logger } from '../shared/log.js';
@@ -12,32 +12,15 @@ import { smtpReply } from '../shared/replies.js';
 import type { SmtpReply } from '../shared/smtp-reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { TrustedNetworks } from './trusted-networks.js';
-import { installReplyPatch } from './reply-patch.js';
-import { checkSmtpServerInternals, connectionsOf, sendReply, sessionOf } from './smtp-server-internals.js';
-import { enforceRequestDeadlines } from './request-deadline.js';
+import { SmtpServer } from './server.js';
+import type { MessageSink, SessionHandler, SmtpSession } from './session.js';
+import type { Params } from './wire/commands.js';
 
 /** What the listeners read on every command; reload swaps it as a whole. */
 export interface SmtpContext {
   config: Config;
   registry: AccountRegistry;
   trusted: TrustedNetworks;
-}
-
-interface SessionState {
-  account?: Account;
-  inTransaction: boolean;
-}
-
-type Session = SMTPServerSession & { xo?: SessionState };
-
-function serverError(r: SmtpReply): Error & { responseCode: number } {
-  const e = new Error(r.enhanced ? `${r.enhanced} ${r.text}` : r.text) as Error & { responseCode: number };
-  e.responseCode = r.code;
-  return e;
-}
-
-function state(session: Session): SessionState {
-  return (session.xo ??= { inTransaction: false });
 }
 
 export interface SmtpListenersOptions {
@@ -49,121 +32,123 @@ export interface SmtpListenersOptions {
 }
 
 export class SmtpListeners {
-  private readonly servers: SMTPServer[] = [];
+  private readonly servers: SmtpServer[] = [];
   readonly addresses: { address: HostPort; tls: boolean }[] = [];
   private draining = false;
-  private stopDeadline?: () => void;
   private readonly throttle: AuthThrottle;
+  /** the mailbox each session's transaction is for (set at MAIL FROM) */
+  private readonly accounts = new WeakMap<SmtpSession, Account>();
+  private readonly counted = new WeakSet<SmtpSession>();
 
   constructor(private readonly opts: SmtpListenersOptions) {
-    checkSmtpServerInternals(); // fails loudly now, not under load, if smtp-server changed
-    installReplyPatch();
     this.throttle = opts.throttle ?? new AuthThrottle();
   }
 
   async listen(): Promise<void> {
     const { config } = this.opts.context();
     const smtp = config.smtp;
-    for (const hp of smtp.listen) await this.start(hp, false);
-    for (const hp of smtp.tlsListen) await this.start(hp, true);
-    this.stopDeadline = enforceRequestDeadlines(this.servers, () => this.opts.context().config.smtp);
+    const context = smtp.tls
+      ? tls.createSecureContext({ key: smtp.tls.key, cert: smtp.tls.cert, minVersion: 'TLSv1.2' })
+      : undefined;
+    if (smtp.tlsListen.length && !context)
+      throw new Error('smtp.tlsListen needs smtp.tls (a certificate and key)');
+    for (const hp of smtp.listen) await this.start(hp, undefined, context);
+    for (const hp of smtp.tlsListen) await this.start(hp, context, undefined);
   }
 
-  private serverOptions(hp: HostPort, implicitTls: boolean): SMTPServerOptions {
-    const { config } = this.opts.context();
-    const smtp = config.smtp;
-    const requireTls = smtp.requireTls ?? !isLoopback(hp.host);
-    const hasTls = smtp.tls !== undefined;
-    return {
-      secure: implicitTls,
-      minVersion: 'TLSv1.2',
-      useProxy: smtp.proxyProtocol === false ? undefined : smtp.proxyProtocol,
-      key: smtp.tls?.key,
-      cert: smtp.tls?.cert,
-      hideSTARTTLS: !hasTls || implicitTls,
-      name: smtp.hostname,
-      banner: 'xoauth2-proxy ESMTP ready',
-      size: smtp.maxMessageSize,
+  private async start(
+    hp: HostPort,
+    implicitTls: tls.SecureContext | undefined,
+    starttls: tls.SecureContext | undefined,
+  ): Promise<void> {
+    const smtp = this.opts.context().config.smtp;
+    const server = new SmtpServer({
+      host: hp.host,
+      port: hp.port,
+      implicitTls,
+      proxyProtocol: smtp.proxyProtocol,
       maxClients: smtp.maxClients,
-      maxRecipients: smtp.maxRecipients,
-      socketTimeout: smtp.idleTimeoutMs,
-      closeTimeout: config.shutdownTimeoutMs,
-      authMethods: ['PLAIN', 'LOGIN'],
-      authOptional: true, // enforced per session in onMailFrom: trusted networks may skip AUTH
-      allowInsecureAuth: !requireTls,
-      disableReverseLookup: true,
-      hideDSN: true,
-      hideENHANCEDSTATUSCODES: false, // smtp-server hides them by default; we advertise them
-      hideREQUIRETLS: true,
-      logger: false,
-      disabledCommands: [],
-      onConnect: (session, cb) => {
-        this.opts.metrics.smtpConnectionsTotal.inc({ result: this.draining ? 'refused' : 'accepted' });
-        if (this.draining) return cb(serverError(smtpReply('SHUTTING_DOWN')));
-        if (this.throttle.isRefused(session.remoteAddress)) {
-          this.opts.metrics.authAttemptsTotal.inc({ result: 'throttled' });
-          return cb(serverError(smtpReply('AUTH_THROTTLED')));
-        }
-        this.opts.metrics.smtpConnectionsActive.inc();
-        (session as Session).xo = { inTransaction: false };
-        cb();
+      session: {
+        hostname: smtp.hostname,
+        banner: 'xoauth2-proxy ESMTP ready',
+        maxMessageSize: smtp.maxMessageSize,
+        maxRecipients: smtp.maxRecipients,
+        starttls,
+        requireTls: smtp.requireTls ?? !isLoopback(hp.host),
       },
-      onClose: (session) => {
-        if ((session as Session).xo) this.opts.metrics.smtpConnectionsActive.dec();
-      },
-      onAuth: (auth, session, cb) => {
-        this.authenticate(auth.username ?? '', auth.password ?? '', auth.method, session as Session).then(
-          (r) => cb(r.error ?? null, r.user ? { user: r.user } : undefined),
-          (err) => cb(err as Error),
-        );
-      },
-      onMailFrom: (address, session, cb) => {
-        const s = state(session as Session);
-        if (this.draining) return cb(serverError(smtpReply('SHUTTING_DOWN')));
-        const ctx = this.opts.context();
-        let account: Account | undefined;
-        if (session.user) {
-          account = ctx.registry.get(String(session.user));
-          // removed by a reload since AUTH: it stops working at once
-          if (!account) return cb(serverError(smtpReply('AUTH_REQUIRED')));
-        } else if (ctx.trusted.has(session.remoteAddress)) {
-          account = ctx.registry.get(normalizeEmail(address.address));
-          if (!account) return cb(serverError(smtpReply('SENDER_NOT_A_MAILBOX', address.address)));
-        } else {
-          return cb(serverError(smtpReply('AUTH_REQUIRED')));
-        }
-        if (this.opts.relay.overloaded()) return cb(serverError(smtpReply('OVERLOADED')));
-        s.account = account;
-        s.inTransaction = true;
-        cb();
-      },
-      onRcptTo: (_address, _session, cb) => {
-        cb();
-      },
-      onData: (stream, session, cb) => {
-        this.onData(stream, session as Session, cb);
-      },
-    };
+      handler: this.handler,
+      accept: (session) => this.accept(session),
+      draining: () => (this.draining ? smtpReply('SHUTTING_DOWN') : undefined),
+      deadlines: () => this.opts.context().config.smtp,
+      replies: { command: smtpReply('COMMAND_TIMEOUT'), data: smtpReply('DATA_TIMEOUT') },
+    });
+    const bound = await server.listen();
+    const address = { host: hp.host, port: bound.port };
+    this.servers.push(server);
+    this.addresses.push({ address, tls: implicitTls !== undefined });
+    this.opts.log.info({ listen: formatHostPort(address), tls: implicitTls !== undefined }, 'smtp listening');
+  }
+
+  private accept(session: SmtpSession): SmtpReply | undefined {
+    const address = session.remoteAddress;
+    const m = this.opts.metrics;
+    m.smtpConnectionsTotal.inc({ result: this.draining ? 'refused' : 'accepted' });
+    if (this.draining) return smtpReply('SHUTTING_DOWN');
+    if (this.throttle.isRefused(address)) {
+      m.authAttemptsTotal.inc({ result: 'throttled' });
+      return smtpReply('AUTH_THROTTLED');
+    }
+    m.smtpConnectionsActive.inc();
+    this.counted.add(session);
+    return undefined;
+  }
+
+  private readonly handler: SessionHandler = {
+    authenticate: (s, username, password, mechanism) => this.authenticate(username, password, mechanism, s),
+    mailFrom: (s, address) => this.mailFrom(s, address),
+    data: (s) => this.data(s),
+    closed: (s) => {
+      if (this.counted.has(s)) this.opts.metrics.smtpConnectionsActive.dec();
+    },
+  };
+
+  private mailFrom(s: SmtpSession, address: string): SmtpReply | undefined {
+    if (this.draining) return smtpReply('SHUTTING_DOWN');
+    const ctx = this.opts.context();
+    let account: Account | undefined;
+    if (s.user) {
+      account = ctx.registry.get(s.user);
+      // removed by a reload since AUTH: it stops working at once
+      if (!account) return smtpReply('AUTH_REQUIRED');
+    } else if (ctx.trusted.has(s.remoteAddress)) {
+      account = ctx.registry.get(normalizeEmail(address));
+      if (!account) return smtpReply('SENDER_NOT_A_MAILBOX', address);
+    } else {
+      return smtpReply('AUTH_REQUIRED');
+    }
+    if (this.opts.relay.overloaded()) return smtpReply('OVERLOADED');
+    this.accounts.set(s, account);
+    return undefined;
   }
 
   private async authenticate(
     username: string,
     password: string,
     mechanism: string,
-    session: Session,
-  ): Promise<{ user?: string; error?: Error }> {
+    session: SmtpSession,
+  ): Promise<string | SmtpReply> {
     const addr = session.remoteAddress;
     const { metrics } = this.opts;
     if (this.throttle.isRefused(addr)) {
       metrics.authAttemptsTotal.inc({ result: 'throttled' });
-      return { error: serverError(smtpReply('AUTH_THROTTLED')) };
+      return smtpReply('AUTH_THROTTLED');
     }
     const account = await this.opts.context().registry.authenticate(normalizeEmail(username), password);
     if (account) {
       this.throttle.recordSuccess(addr);
       metrics.authAttemptsTotal.inc({ result: 'success' });
       this.opts.relay.prepare(account);
-      return { user: account.email };
+      return account.email;
     }
     metrics.authAttemptsTotal.inc({ result: 'failure' });
     // for fail2ban and the like: who tried which mailbox from where (never the password)
@@ -174,81 +159,47 @@ export class SmtpListeners {
     const delay = this.throttle.recordFailure(addr);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     // Never say whether the mailbox exists: one reply for unknown mailbox and wrong password.
-    return { error: serverError(smtpReply('AUTH_INVALID')) };
+    return smtpReply('AUTH_INVALID');
   }
 
-  private onData(
-    stream: NodeJS.ReadableStream & { sizeExceeded?: boolean },
-    session: Session,
-    cb: (err?: Error | null, message?: string) => void,
-  ): void {
-    const s = state(session);
-    const account = s.account;
+  /**
+   * DATA: the message goes into a relay reservation as it arrives. A client gone mid-DATA (or cut
+   * off by a deadline) aborts it: nothing is relayed and the reservation is released. After the
+   * terminator the message is the relay's until its reply.
+   */
+  private data(s: SmtpSession): MessageSink {
+    const account = this.accounts.get(s);
+    const env = s.envelope!;
     const relay = this.opts.relay;
     const reservation = relay.reserve();
-    stream.on('data', (chunk: Buffer) => {
-      if (!stream.sizeExceeded) reservation.add(chunk);
-    });
-    const giveUp = () => {
-      reservation.release();
-      s.inTransaction = false;
+    return {
+      add: (chunk) => reservation.add(chunk),
+      abort: () => reservation.release(),
+      end: (bytes, tooBig) => {
+        if (tooBig) {
+          reservation.release();
+          return smtpReply('MESSAGE_TOO_BIG', this.opts.context().config.smtp.maxMessageSize);
+        }
+        if (!account) {
+          reservation.release();
+          return smtpReply('AUTH_REQUIRED');
+        }
+        const envelope = {
+          from: env.from,
+          to: env.to,
+          size: bytes,
+          smtputf8: env.params.SMTPUTF8 === true,
+          body8bit: bodyIs8bit(env.params),
+        };
+        return relay.send(account, envelope, reservation, newTransactionId()).then(
+          (r) => r,
+          () => {
+            reservation.release();
+            return smtpReply('INTERNAL_ERROR');
+          },
+        );
+      },
     };
-    // A client gone mid-DATA (or cut off by a deadline): smtp-server destroys the stream without
-    // 'end', so nothing is relayed and the reservation is released here. After 'end' the message
-    // is the relay's until its reply (finish), whatever the stream does.
-    let ended = false;
-    stream.once('close', () => ended || giveUp());
-    stream.once('end', () => {
-      ended = true;
-      const finish = (r: SmtpReply) => {
-        giveUp();
-        if (r.code < 300) cb(null, `${r.enhanced} ${r.text}`);
-        else cb(serverError(r));
-        if (this.draining) setImmediate(() => this.closeSession(session));
-      };
-      if (stream.sizeExceeded)
-        return finish(smtpReply('MESSAGE_TOO_BIG', this.opts.context().config.smtp.maxMessageSize));
-      if (!account) return finish(smtpReply('AUTH_REQUIRED'));
-      const env = session.envelope;
-      const mailFrom = env.mailFrom ? env.mailFrom : undefined;
-      const args = (mailFrom && (mailFrom.args as Record<string, string> | false)) || {};
-      const envelope = {
-        from: mailFrom ? mailFrom.address : '',
-        to: env.rcptTo.map((r) => r.address),
-        size: reservation.bytes,
-        smtputf8: 'SMTPUTF8' in args,
-        body8bit: String(args.BODY ?? '').toUpperCase() === '8BITMIME',
-      };
-      relay
-        .send(account, envelope, reservation, newTransactionId())
-        .then(finish, () => finish(smtpReply('INTERNAL_ERROR')));
-    });
-  }
-
-  private async start(hp: HostPort, implicitTls: boolean): Promise<void> {
-    const server = new SMTPServer(this.serverOptions(hp, implicitTls));
-    server.on('error', (err) => this.opts.log.warn({ err: String(err) }, 'smtp connection error'));
-    const listening = server.listen(hp.port, hp.host);
-    await new Promise<void>((resolve, reject) => {
-      listening.once('error', reject);
-      listening.once('listening', () => {
-        listening.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = listening.address();
-    const bound = typeof addr === 'object' && addr ? { host: hp.host, port: addr.port } : hp;
-    this.servers.push(server);
-    this.addresses.push({ address: bound, tls: implicitTls });
-    this.opts.log.info({ listen: formatHostPort(bound), tls: implicitTls }, 'smtp listening');
-  }
-
-  private closeSession(session: SMTPServerSession): void {
-    for (const server of this.servers) {
-      for (const conn of connectionsOf(server)) {
-        if (sessionOf(conn).id === session.id) sendReply(conn, smtpReply('SHUTTING_DOWN'));
-      }
-    }
   }
 
   /**
@@ -257,20 +208,20 @@ export class SmtpListeners {
    */
   async drain(): Promise<void> {
     this.draining = true;
-    this.stopDeadline?.();
-    const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-    for (const server of this.servers) {
-      for (const conn of connectionsOf(server)) {
-        const st = (sessionOf(conn) as Session).xo;
-        if (!st?.inTransaction) sendReply(conn, smtpReply('SHUTTING_DOWN'));
-      }
-    }
+    const timeout = this.opts.context().config.shutdownTimeoutMs;
+    const closing = this.servers.map((s) => s.close(timeout));
+    const bye = smtpReply('SHUTTING_DOWN');
+    for (const server of this.servers) for (const s of server.sessions) s.shutdown(bye);
     await Promise.all(closing);
   }
 
   get connectionCount(): number {
     let n = 0;
-    for (const s of this.servers) n += connectionsOf(s).size;
+    for (const s of this.servers) n += s.sessions.size;
     return n;
   }
+}
+
+function bodyIs8bit(p: Params): boolean {
+  return typeof p.BODY === 'string' && p.BODY.toUpperCase() === '8BITMIME';
 }
