@@ -21,6 +21,7 @@ export const BUCKETS = [
   'GC',
   'JIT compilers',
   'smtp-server (parsing, command dispatch, its streams)',
+  'client SMTP side (src/smtp: session, parser, DATA reader)',
   'node streams, net, events (JavaScript)',
   'timers, ticks, promise jobs',
   'relay glue (our code)',
@@ -57,6 +58,8 @@ export function bucketOf(frames: readonly string[]): Bucket {
   if (/prom-client|\/metrics\//.test(js)) return 'metrics (prom-client)';
   if (/smtp-server|punycode|ipv6-normalize/.test(js))
     return 'smtp-server (parsing, command dispatch, its streams)';
+  if (/\/smtp\/(session|server|listener|wire\/[\w-]+)\.js/.test(js))
+    return 'client SMTP side (src/smtp: session, parser, DATA reader)';
   if (/\/(smtp|relay|upstream|accounts|shared|app|oauth|state|config)\/[\w-]+\.js/.test(js))
     return 'relay glue (our code)';
   if (/timers|task_queues|processTicksAndRejections|promises/.test(js) || any(frames, /RunMicrotasks/))

@@ -25,6 +25,7 @@ const smtpServer = [
   '14d1546 Builtins_KeyedLoadIC_Megamorphic (/usr/bin/node)',
   '7fa1 JS:*_parseAddressCommand file:///opt/x/node_modules/smtp-server/dist/esm/smtp-connection.js:1111:25 (/tmp/perf-1.map)',
 ];
+const session = ['7fa1 JS:*process file:///opt/x/dist/smtp/session.js:200:10 (/tmp/perf-1.map)'];
 const glue = ['7fa1 JS:*deliver file:///opt/x/dist/upstream/pool.js:96:18 (/tmp/perf-1.map)'];
 const wait = [
   'ffffffff81 finish_task_switch.isra.0 ([kernel.kallsyms])',
@@ -42,6 +43,7 @@ describe('perf-summary', () => {
     expect(bucketOf(write)).toBe('socket writes (syscalls, TCP loopback processing)');
     expect(bucketOf(tlsWrite)).toBe('socket writes through TLS (encryption + syscalls)');
     expect(bucketOf(smtpServer)).toBe('smtp-server (parsing, command dispatch, its streams)');
+    expect(bucketOf(session)).toBe('client SMTP side (src/smtp: session, parser, DATA reader)');
     expect(bucketOf(glue)).toBe('relay glue (our code)');
     expect(bucketOf(wait)).toBe('event loop: epoll, sleeping and waking (kernel)');
     expect(bucketOf(gc)).toBe('GC');
