@@ -177,7 +177,7 @@ export class UpstreamConnection {
    * One transaction. Resolves with the upstream's verdict; throws ConnectionLostError when the
    * connection broke, timed out or answered 421 before the final reply to the body.
    */
-  async send(env: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
+  send(env: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
     this.messages++;
     this.phase = 'MAIL';
     const caps = this.caps;
@@ -187,9 +187,19 @@ export class UpstreamConnection {
     if (env.smtputf8 && caps.smtputf8) mail += ' SMTPUTF8';
     mail += '\r\n';
     // BDAT only pipelined: RFC 3030 allows it alone, but then it saves nothing over DATA
+    // not async itself: each returns its own promise, with no extra one wrapping it
     if (caps.chunking && caps.pipelining && this.opts.smtp.chunking !== false)
       return this.sendChunked(mail, env.to, message);
-    const to = env.to;
+    return this.sendData(mail, env.to, message);
+  }
+
+  /** The transaction with DATA: pipelined MAIL, RCPTs and DATA in one write when the server allows. */
+  private async sendData(
+    mail: string,
+    to: readonly string[],
+    message: readonly Buffer[],
+  ): Promise<DeliveryResult> {
+    const caps = this.caps;
     let failures: { rcpt: string; reply: SmtpReply }[] | null = null;
     if (caps.pipelining) {
       let cmd = mail;
@@ -312,12 +322,15 @@ export class UpstreamConnection {
   }
 
   /** The reply to BDAT LAST is the verdict on the message, as the reply after DATA's dot is. */
-  private async chunkVerdict(fin: SmtpReply): Promise<DeliveryResult> {
+  private chunkVerdict(fin: SmtpReply): DeliveryResult | Promise<DeliveryResult> {
     if (fin.code < 300) return { kind: 'delivered', reply: fin };
-    if (fin.code === 421) this.spoil(`upstream closing the connection after BDAT: ${oneLine(fin)}`);
+    const rejected: DeliveryResult = { kind: 'rejected', reply: fin, failedRecipients: [] };
+    if (fin.code === 421) {
+      this.spoil(`upstream closing the connection after BDAT: ${oneLine(fin)}`);
+      return rejected;
+    }
     // a refused chunk may leave MAIL and RCPT standing at some servers (RFC 3030 does not say)
-    else await this.rset();
-    return { kind: 'rejected', reply: fin, failedRecipients: [] };
+    return this.rset().then(() => rejected);
   }
 
   /** Socket inactivity limit: commandTimeoutMs while busy, the idle limit while pooled (0 = none). */

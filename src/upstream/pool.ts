@@ -152,7 +152,9 @@ export class AccountPool {
       if (ok !== true && (ok === false || !(await ok)))
         throw smtpError('RATE_LIMITED', this.account.email, this.account.messagesPerMinute);
     }
-    let conn = await this.acquire(false);
+    // an idle connection comes without a promise (the common case under load)
+    const got = this.acquire(false);
+    let conn = got instanceof UpstreamConnection ? got : await got;
     let retried = false;
     for (;;) {
       const reused = conn.messages > 0;
@@ -222,13 +224,25 @@ export class AccountPool {
 
   // -- acquire / release --------------------------------------------------------------------------
 
-  private async acquire(fresh: boolean): Promise<UpstreamConnection> {
+  /** A connection for a message, now busy: at once when one is idle, else a promise; the wait is observed. */
+  private acquire(fresh: boolean): UpstreamConnection | Promise<UpstreamConnection> {
     const started = performance.now();
+    let got: UpstreamConnection | Promise<UpstreamConnection>;
     try {
-      return await this.acquireNow(fresh);
-    } finally {
-      this.waitSeconds.observe((performance.now() - started) / 1000);
+      got = this.acquireNow(fresh);
+    } catch (err) {
+      this.observeWait(started);
+      throw err;
     }
+    if (got instanceof UpstreamConnection) {
+      this.observeWait(started);
+      return got;
+    }
+    return got.finally(() => this.observeWait(started));
+  }
+
+  private observeWait(started: number): void {
+    this.waitSeconds.observe((performance.now() - started) / 1000);
   }
 
   private acquireNow(fresh: boolean): Promise<UpstreamConnection> | UpstreamConnection {

@@ -44,14 +44,15 @@ export class UpstreamPools {
     this.pools = next;
   }
 
-  async deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
-    if (this.closed) throw smtpError('SHUTTING_DOWN');
+  /** Rejects with an SmtpError when the message cannot go to a pool; not async: the pool's promise is the answer. */
+  deliver(email: string, envelope: Envelope, message: readonly Buffer[]): Promise<DeliveryResult> {
+    if (this.closed) return Promise.reject(smtpError('SHUTTING_DOWN'));
     const pool = this.pools.get(email);
-    if (!pool) throw smtpError('UNKNOWN_ACCOUNT', email);
+    if (!pool) return Promise.reject(smtpError('UNKNOWN_ACCOUNT', email));
     // the addresses go into command lines verbatim: a line break would smuggle a command
-    if (LINE_BREAK.test(envelope.from)) throw smtpError('BAD_ADDRESS', envelope.from);
+    if (LINE_BREAK.test(envelope.from)) return Promise.reject(smtpError('BAD_ADDRESS', envelope.from));
     for (let i = 0; i < envelope.to.length; i++) {
-      if (LINE_BREAK.test(envelope.to[i])) throw smtpError('BAD_ADDRESS', envelope.to[i]);
+      if (LINE_BREAK.test(envelope.to[i])) return Promise.reject(smtpError('BAD_ADDRESS', envelope.to[i]));
     }
     return pool.deliver(envelope, message);
   }
