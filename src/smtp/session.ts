@@ -281,12 +281,18 @@ export class SmtpSession {
 
   private lineTooLong(): void {
     this.partial = undefined;
-    this.closeWith({ code: 421, enhanced: '4.7.0', text: 'Error: command line too long' });
+    // smtp-server's reply, which clients saw before
+    this.closeWith({ code: 421, enhanced: '4.4.2', text: 'Error: Command line too long' });
   }
 
   // ---- commands
 
   private command(line: string): void {
+    // as smtp-server: a drain and an HTTP request line are refused even as an AUTH continuation
+    const shutting = this.draining();
+    if (shutting) return this.closeWith(shutting);
+    if (HTTP_REQUEST.test(line))
+      return this.closeWith({ code: 421, enhanced: '4.4.2', text: 'HTTP requests not allowed' });
     if (this.auth) {
       const step = this.auth;
       this.auth = undefined;
@@ -294,10 +300,6 @@ export class SmtpSession {
     }
     const sp = line.indexOf(' ');
     const verb = (sp < 0 ? line : line.slice(0, sp)).toUpperCase();
-    const shutting = this.draining();
-    if (shutting) return this.closeWith(shutting);
-    if (HTTP_REQUEST.test(line))
-      return this.closeWith({ code: 421, enhanced: '4.4.2', text: 'HTTP requests not allowed' });
     switch (verb) {
       case 'EHLO':
         return this.ehlo(line, true);
