@@ -5,17 +5,23 @@
 //
 //   node dist/tools/bench/glue.js [--n 20000] [--warmup 2000] [--concurrency 1,10] [--size 2048]
 //                                 [--chunking] [--max-messages 100] [--sink-cpu N]
+//                                 [--builds DIR,DIR --rounds R]
 //
-// On a shared machine, pin the two apart: `taskset -c 0 node ... --sink-cpu 1`.
+// --builds: an A/B in one process, e.g. `--builds dist-before,dist-after --rounds 10`: each build
+// (its relay, pools and connections, from its own dist directory) sends --n messages in turn, in
+// ABBA order, so that the noise of a shared machine falls on both alike; the median of the rounds
+// is reported per build. Pinning the bench and its sink to one CPU (`taskset -c 1 node ...
+// --sink-cpu 1`) keeps the cost of a wake-up from depending on where the scheduler put them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { Metrics } from '../../metrics/metrics.js';
-import { LiveStats } from '../../metrics/live.js';
-import { silentLogger } from '../../shared/log.js';
-import { Relay, newTransactionId } from '../../relay/relay.js';
-import { UpstreamPools } from '../../upstream/pools.js';
-import { InProcessHub } from '../../coordination/in-process.js';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as metricsMod from '../../metrics/metrics.js';
+import * as liveMod from '../../metrics/live.js';
+import * as logMod from '../../shared/log.js';
+import * as relayMod from '../../relay/relay.js';
+import * as poolsMod from '../../upstream/pools.js';
+import * as hubMod from '../../coordination/in-process.js';
 import type { StateStore } from '../../state/store.js';
 import type { Account } from '../../accounts/registry.js';
 import type { UpstreamAccount } from '../../upstream/types.js';
@@ -105,6 +111,9 @@ interface Opts {
   maxMessages: number;
   /** run the sink on this CPU (taskset) */
   sinkCpu: number | undefined;
+  /** dist directories to compare (empty: this build) */
+  builds: string[];
+  rounds: number;
 }
 
 function parse(argv: string[]): Opts {
@@ -116,6 +125,8 @@ function parse(argv: string[]): Opts {
     chunking: false,
     maxMessages: 100,
     sinkCpu: undefined,
+    builds: [],
+    rounds: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -127,6 +138,8 @@ function parse(argv: string[]): Opts {
     else if (a === '--chunking') o.chunking = true;
     else if (a === '--max-messages') o.maxMessages = Number(v());
     else if (a === '--sink-cpu') o.sinkCpu = Number(v());
+    else if (a === '--builds') o.builds = v().split(',');
+    else if (a === '--rounds') o.rounds = Number(v());
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -145,13 +158,52 @@ function startSink(o: Opts): Promise<{ child: ChildProcess; port: number }> {
   });
 }
 
-async function runOne(port: number, o: Opts, concurrency: number): Promise<Record<string, number>> {
-  const email = `bench${concurrency}@example.com`;
-  const metrics = new Metrics({});
-  const coord = new InProcessHub({ store: undefined as unknown as StateStore, log: silentLogger }).member();
-  const pools = new UpstreamPools({
+/** The modules the bench drives, from this build or from another dist directory. */
+interface Mods {
+  metrics: typeof metricsMod;
+  live: typeof liveMod;
+  log: typeof logMod;
+  relay: typeof relayMod;
+  pools: typeof poolsMod;
+  hub: typeof hubMod;
+}
+
+const THIS_BUILD: Mods = {
+  metrics: metricsMod,
+  live: liveMod,
+  log: logMod,
+  relay: relayMod,
+  pools: poolsMod,
+  hub: hubMod,
+};
+
+async function loadBuild(dir: string): Promise<Mods> {
+  const load = (file: string) => import(pathToFileURL(path.resolve(dir, file)).href);
+  return {
+    metrics: await load('metrics/metrics.js'),
+    live: await load('metrics/live.js'),
+    log: await load('shared/log.js'),
+    relay: await load('relay/relay.js'),
+    pools: await load('upstream/pools.js'),
+    hub: await load('coordination/in-process.js'),
+  };
+}
+
+/** One build's relay, pools and metrics for one concurrency, and a way to send `count` messages. */
+interface Rig {
+  send(count: number): Promise<void>;
+  failed(): number;
+  close(): Promise<Record<string, number>>;
+}
+
+function makeRig(m: Mods, port: number, o: Opts, concurrency: number, id: number): Rig {
+  const email = `bench${concurrency}-${id}@example.com`;
+  const silent = m.log.silentLogger;
+  const metrics = new m.metrics.Metrics({});
+  const coord = new m.hub.InProcessHub({ store: undefined as unknown as StateStore, log: silent }).member();
+  const pools = new m.pools.UpstreamPools({
     tokens: { getToken: async () => 'token', invalidate: () => {} },
-    log: silentLogger,
+    log: silent,
     metrics,
     coord,
   });
@@ -169,14 +221,14 @@ async function runOne(port: number, o: Opts, concurrency: number): Promise<Recor
     commandTimeoutMs: 30_000,
   };
   pools.setAccounts([upstream]);
-  const relay = new Relay({
+  const relay = new m.relay.Relay({
     deliverer: pools,
     metrics,
-    log: silentLogger,
+    log: silent,
     logMessages: false,
     maxInflightMessages: 1000,
     maxInflightBytes: 1 << 30,
-    observer: new LiveStats(),
+    observer: new m.live.LiveStats(),
   });
   const account = { email, provider: { name: 'bench' }, config: {} } as unknown as Account;
   const head = 'From: a@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n';
@@ -184,51 +236,95 @@ async function runOne(port: number, o: Opts, concurrency: number): Promise<Recor
   const body = Buffer.from(head + line.repeat(Math.max(1, Math.ceil((o.size - head.length) / line.length))));
   const envelope = { from: email, to: ['rcpt@example.net'], size: body.length };
   let failed = 0;
-
-  const sendMany = async (count: number): Promise<void> => {
-    let left = count;
-    const worker = async () => {
-      while (left > 0) {
-        left--;
-        const r = relay.reserve();
-        r.add(body);
-        const reply = await relay.send(account, envelope, r, newTransactionId());
-        if (reply.code !== 250) failed++;
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
-  };
-
   relay.prepare(account);
-  await sendMany(o.warmup);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await sendMany(o.n);
-  const wall = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  // the scrape must still see a consistent state
-  const text = await metrics.registry.metrics();
-  const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
-  await pools.close(1000);
   return {
-    concurrency,
-    n: o.n,
-    cpuUsPerMsg: Math.round(((cpu.user + cpu.system) / o.n) * 10) / 10,
-    userUsPerMsg: Math.round((cpu.user / o.n) * 10) / 10,
-    msgPerSec: Math.round((o.n / wall) * 1000),
-    failed,
-    inflightAtEnd: gauge('xoauth2_proxy_inflight_messages'),
-    inflightBytesAtEnd: gauge('xoauth2_proxy_inflight_bytes'),
+    async send(count) {
+      let left = count;
+      const worker = async () => {
+        while (left > 0) {
+          left--;
+          const r = relay.reserve();
+          r.add(body);
+          const reply = await relay.send(account, envelope, r, m.relay.newTransactionId());
+          if (reply.code !== 250) failed++;
+        }
+      };
+      await Promise.all(Array.from({ length: concurrency }, worker));
+    },
+    failed: () => failed,
+    async close() {
+      // the scrape must still see a consistent state
+      const text = await metrics.registry.metrics();
+      const gauge = (name: string) =>
+        Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+      await pools.close(1000);
+      return {
+        inflightAtEnd: gauge('xoauth2_proxy_inflight_messages'),
+        inflightBytesAtEnd: gauge('xoauth2_proxy_inflight_bytes'),
+      };
+    },
   };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+async function runConcurrency(
+  builds: { label: string; mods: Mods }[],
+  port: number,
+  o: Opts,
+  concurrency: number,
+): Promise<void> {
+  const rigs = builds.map((b, i) => makeRig(b.mods, port, o, concurrency, i));
+  for (const r of rigs) await r.send(o.warmup);
+  const cpu: number[][] = rigs.map(() => []);
+  const user: number[][] = rigs.map(() => []);
+  const rate: number[][] = rigs.map(() => []);
+  for (let round = 0; round < o.rounds; round++) {
+    // ABBA: neither build always goes first
+    const order = rigs.map((_, i) => i);
+    if (round % 2 === 1) order.reverse();
+    for (const i of order) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await rigs[i].send(o.n);
+      const wall = performance.now() - t0;
+      const c = process.cpuUsage(c0);
+      cpu[i].push(round1((c.user + c.system) / o.n));
+      user[i].push(round1(c.user / o.n));
+      rate[i].push(Math.round((o.n / wall) * 1000));
+    }
+  }
+  for (let i = 0; i < rigs.length; i++) {
+    const end = await rigs[i].close();
+    console.log(
+      JSON.stringify({
+        build: builds[i].label,
+        concurrency,
+        n: o.n,
+        rounds: o.rounds,
+        cpuUsPerMsg: median(cpu[i]),
+        userUsPerMsg: median(user[i]),
+        msgPerSec: median(rate[i]),
+        ...(o.rounds > 1 ? { cpuRounds: cpu[i] } : {}),
+        failed: rigs[i].failed(),
+        ...end,
+      }),
+    );
+  }
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--sink') return runSink(argv.includes('--chunking'));
   const o = parse(argv);
+  const builds =
+    o.builds.length === 0
+      ? [{ label: 'this', mods: THIS_BUILD }]
+      : await Promise.all(o.builds.map(async (dir) => ({ label: dir, mods: await loadBuild(dir) })));
   const { child, port } = await startSink(o);
   try {
-    for (const c of o.concurrency) console.log(JSON.stringify(await runOne(port, o, c)));
+    for (const c of o.concurrency) await runConcurrency(builds, port, o, c);
   } finally {
     child.disconnect();
   }
