@@ -19,14 +19,31 @@ export interface ConnectionCounts {
   busy: number;
 }
 
+/**
+ * A counter series counted per message as a plain number and added to its prom-client counter at
+ * scrape time (a prom-client inc hashes the series' labels each time).
+ */
+export class PendingCount {
+  n = 0;
+  /** counted since the last scrape (possibly by 0: the series then exists, as after inc(0)) */
+  dirty = false;
+  constructor(readonly labels: Readonly<Record<string, string>>) {}
+  inc(by = 1): void {
+    this.n += by;
+    this.dirty = true;
+  }
+}
+
 /** The per-message instruments of one provider, resolved once (a labelled lookup hashes its labels). */
 export interface ProviderInstruments {
-  messages: Record<MessageResult, { inc(n?: number): void }>;
+  messages: Record<MessageResult, PendingCount>;
   duration: { observe(seconds: number): void };
 }
 
 export class Metrics {
   readonly registry = new Registry();
+  /** per counter, its series counted as plain numbers (PendingCount) */
+  private readonly pendingCounts = new Map<Counter<string>, PendingCount[]>();
 
   readonly smtpConnectionsActive = new Gauge({
     name: P + 'smtp_connections_active',
@@ -45,11 +62,12 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
-  readonly messagesTotal = new Counter({
+  readonly messagesTotal: Counter<'provider' | 'result'> = new Counter({
     name: P + 'messages_total',
     help: 'Messages by provider and result (delivered, rejected, deferred)',
     labelNames: ['provider', 'result'] as const,
     registers: [this.registry],
+    collect: () => this.flushCounts(this.messagesTotal),
   });
   readonly messageDurationSeconds = new Histogram({
     name: P + 'message_duration_seconds',
@@ -58,11 +76,12 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  readonly messageBytesTotal = new Counter({
+  readonly messageBytesTotal: Counter<'provider'> = new Counter({
     name: P + 'message_bytes_total',
     help: 'Message bytes relayed upstream',
     labelNames: ['provider'] as const,
     registers: [this.registry],
+    collect: () => this.flushCounts(this.messageBytesTotal),
   });
   // The gauges below change with every message (several times); a prom-client update hashes its
   // labels each time. Their owners keep plain numbers instead, read here at scrape time.
@@ -133,6 +152,7 @@ export class Metrics {
   /** only registered when metrics.perAccount is true */
   readonly perAccountMessages?: Counter<'account' | 'result'>;
   private readonly providers = new Map<string, ProviderInstruments>();
+  private readonly bytesByProvider = new Map<string, PendingCount>();
 
   /** The relay's in-flight counts are the inflight gauges' values (summed over relays). */
   addInflightSource(source: InflightSource): void {
@@ -149,6 +169,31 @@ export class Metrics {
     return n;
   }
 
+  /** messageBytesTotal of `provider`, shared by its pools */
+  messageBytesOf(provider: string): PendingCount {
+    let c = this.bytesByProvider.get(provider);
+    if (!c) this.bytesByProvider.set(provider, (c = this.pendingCount(this.messageBytesTotal, { provider })));
+    return c;
+  }
+
+  /** a series of `counter` counted as a plain number until the next scrape */
+  private pendingCount(counter: Counter<string>, labels: Record<string, string>): PendingCount {
+    const c = new PendingCount(labels);
+    const list = this.pendingCounts.get(counter);
+    if (list) list.push(c);
+    else this.pendingCounts.set(counter, [c]);
+    return c;
+  }
+
+  private flushCounts(counter: Counter<string>): void {
+    for (const c of this.pendingCounts.get(counter) ?? []) {
+      if (!c.dirty) continue;
+      counter.inc(c.labels, c.n);
+      c.n = 0;
+      c.dirty = false;
+    }
+  }
+
   private sumInflight(key: keyof InflightSource): number {
     let n = 0;
     for (const s of this.inflightSources) n += s[key];
@@ -159,7 +204,7 @@ export class Metrics {
   forProvider(provider: string): ProviderInstruments {
     let p = this.providers.get(provider);
     if (!p) {
-      const m = (result: MessageResult) => this.messagesTotal.labels({ provider, result });
+      const m = (result: MessageResult) => this.pendingCount(this.messagesTotal, { provider, result });
       p = {
         messages: { delivered: m('delivered'), rejected: m('rejected'), deferred: m('deferred') },
         duration: this.messageDurationSeconds.labels({ provider }),

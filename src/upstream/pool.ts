@@ -133,7 +133,7 @@ export class AccountPool {
     this.connectError = m.upstreamConnectsTotal.labels({ provider, result: 'error' });
     this.connectAuthFailed = m.upstreamConnectsTotal.labels({ provider, result: 'auth_failed' });
     this.waitSeconds = m.poolWaitSeconds.labels({ provider });
-    this.bytes = m.messageBytesTotal.labels({ provider });
+    this.bytes = m.messageBytesOf(provider);
   }
 
   stats(): PoolStats {

@@ -1,6 +1,7 @@
-// The gauges that change with every message (inflight_messages, inflight_bytes,
-// upstream_connections{provider,state}) are read from their owners' counts at scrape time: the value
-// at a scrape is what is in flight or open at that moment, summed over relays and over pools.
+// The instruments that change with every message are plain numbers of ours, read at scrape time:
+// the gauges (inflight_messages, inflight_bytes, upstream_connections{provider,state}) show what is
+// in flight or open at that moment, summed over relays and over pools; the counters
+// (messages_total, message_bytes_total) are added to their series at each scrape, once.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { Relay } from '../../src/relay/relay.js';
@@ -95,5 +96,47 @@ describe('upstream_connections', () => {
     await sleep(10);
     expect(await conns('test', 'idle')).toBe(0);
     expect(await conns('other', 'idle')).toBe(0);
+  });
+});
+
+describe('per-message counters', () => {
+  it('messages_total and message_bytes_total are exact at every scrape, across scrapes', async () => {
+    const fake = await FakeSmtpServer.start();
+    const metrics = new Metrics({ defaultMetrics: false });
+    const pools = makePools(new FakeTokens(), metrics);
+    cleanup.push(
+      () => fake.close(),
+      () => pools.close(1000),
+    );
+    pools.setAccounts([account(fake.port)]);
+    const relay = new Relay({
+      deliverer: pools,
+      metrics,
+      log: silentLogger,
+      logMessages: false,
+      maxInflightMessages: 100,
+      maxInflightBytes: 1_000_000,
+    });
+    const acct = { ...(await testAccount()), provider: { name: 'test' } } as Awaited<
+      ReturnType<typeof testAccount>
+    >;
+    const send = async (text: string) => {
+      const r = relay.reserve();
+      r.add(Buffer.from(text));
+      return relay.send(acct, { from: acct.email, to: ['r@example.net'], size: r.bytes }, r, 'tx');
+    };
+    const delivered = () => metric(metrics, 'messages_total', { provider: 'test', result: 'delivered' });
+    const bytes = () => metric(metrics, 'message_bytes_total', { provider: 'test' });
+    expect((await metrics.registry.metrics()).includes('message_bytes_total{')).toBe(false);
+    expect((await send('Subject: a\r\n\r\n1\r\n')).code).toBe(250);
+    expect((await send('Subject: b\r\n\r\n22\r\n')).code).toBe(250);
+    expect(await delivered()).toBe(2);
+    expect(await bytes()).toBe(35);
+    expect(await delivered()).toBe(2); // a second scrape adds nothing
+    expect((await send('Subject: c\r\n\r\n333\r\n')).code).toBe(250);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('xoauth2_proxy_messages_total{provider="test",result="delivered"} 3');
+    expect(text).toContain('xoauth2_proxy_message_bytes_total{provider="test"} 54');
+    expect(text).not.toContain('result="rejected"');
   });
 });
