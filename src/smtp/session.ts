@@ -466,22 +466,32 @@ export class SmtpSession {
       r = { code: 451, enhanced: '4.3.0', text: 'Error: internal server error' };
     }
     if (r instanceof Promise) r.then(this.messageReplied, () => this.messageReplied(internalError()));
-    else this.messageReplied(r);
+    // a reply at once: the caller's loop goes on with the rest of its chunk, which is older than
+    // anything held (resuming here would answer the held input first)
+    else this.answer(r);
   }
 
   private readonly messageReplied = (r: SmtpReply): void => {
-    if (this.phase === 'closed') return;
+    if (this.answer(r)) this.resume();
+  };
+
+  /** The message's reply is in: false if the connection is gone or now closing. */
+  private answer(r: SmtpReply): boolean {
+    if (this.phase === 'closed') return false;
     this.envelope = undefined;
     this.unrecognized = 0;
     this.phase = 'command';
     this.reply(r);
     if (this.closeAfterReply) {
       const shutting = this.draining();
-      if (shutting) return this.closeWith(shutting);
+      if (shutting) {
+        this.closeWith(shutting);
+        return false;
+      }
     }
     this.requestAt = Date.now();
-    this.resume();
-  };
+    return true;
+  }
 
   // ---- STARTTLS
 

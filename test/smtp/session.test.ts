@@ -155,6 +155,53 @@ describe('pipelining: volume', () => {
   });
 });
 
+describe('replies stay in order', () => {
+  it('input held while the relay answers, with a message refused at once (too big) in it: replies in order', async () => {
+    const { authed, deliverer } = await start({ maxMessageSize: 100 });
+    const c = await authed();
+    await c.cmd(`MAIL FROM:<${ALICE}>`);
+    await c.cmd('RCPT TO:<r@example.net>');
+    await c.cmd('DATA');
+    const release = deliverer.hold();
+    c.write('hi\r\n.\r\n');
+    await until(() => deliverer.deliveries.length === 1);
+    // two separate chunks arrive while the session waits for the relay
+    c.write(`MAIL FROM:<${ALICE}>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n${'x'.repeat(200)}\r\n.\r\nNOOP\r\n`);
+    await sleep(50);
+    c.write('RSET\r\n');
+    await sleep(50);
+    release();
+    const replies = (await c.readN(7)).map((r) => r[0]);
+    expect(replies).toEqual([
+      '250 2.0.0 upstream: OK id=1',
+      '250 2.1.0 Accepted',
+      '250 2.1.5 Accepted',
+      '354 End data with <CR><LF>.<CR><LF>',
+      formatReply(smtpReply('MESSAGE_TOO_BIG', 100)),
+      '250 2.0.0 OK',
+      '250 2.0.0 Flushed',
+    ]);
+    expect(deliverer.deliveries).toHaveLength(1);
+    c.close();
+  });
+
+  it('a message refused at once, with commands pipelined after it in the same write: one write of replies', async () => {
+    const { authed } = await start({ maxMessageSize: 100 });
+    const c = await authed();
+    const from = c.chunks.length;
+    c.write(`MAIL FROM:<${ALICE}>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n${'x'.repeat(200)}\r\n.\r\nNOOP\r\n`);
+    expect((await c.readN(5)).map((r) => r[0])).toEqual([
+      '250 2.1.0 Accepted',
+      '250 2.1.5 Accepted',
+      '354 End data with <CR><LF>.<CR><LF>',
+      formatReply(smtpReply('MESSAGE_TOO_BIG', 100)),
+      '250 2.0.0 OK',
+    ]);
+    expect(chunksSince(c, from)).toHaveLength(1);
+    c.close();
+  });
+});
+
 describe('deadlines', () => {
   it('no complete command within idleTimeout: 421 4.4.2 and close', async () => {
     const { connect } = await start({ idleTimeout: '1s' });
