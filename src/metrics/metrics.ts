@@ -34,16 +34,56 @@ export class PendingCount {
   }
 }
 
+/**
+ * A histogram series observed per message into plain numbers and merged into its prom-client
+ * histogram at scrape time (a prom-client observe hashes the labels and looks its bucket up by a
+ * number turned into a property name, each time).
+ */
+export class PendingHistogram {
+  /** observations per bucket since the last scrape; the last one is above every bound (+Inf) */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+  observe(v: number): void {
+    if (!Number.isFinite(v)) return;
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && v > b[i]) i++;
+    this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
+/** How prom-client 15 holds a histogram series (Histogram.hashMap values; not part of its typings). */
+interface PromHistogramSeries {
+  labels: Record<string, string | number>;
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+
 /** The per-message instruments of one provider, resolved once (a labelled lookup hashes its labels). */
 export interface ProviderInstruments {
   messages: Record<MessageResult, PendingCount>;
-  duration: { observe(seconds: number): void };
+  duration: PendingHistogram;
 }
+
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const POOL_WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30];
 
 export class Metrics {
   readonly registry = new Registry();
   /** per counter, its series counted as plain numbers (PendingCount) */
   private readonly pendingCounts = new Map<Counter<string>, PendingCount[]>();
+  /** per histogram, its series observed into plain numbers (PendingHistogram) */
+  private readonly pendingHistograms = new Map<Histogram<string>, PendingHistogram[]>();
 
   readonly smtpConnectionsActive = new Gauge({
     name: P + 'smtp_connections_active',
@@ -69,12 +109,13 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.flushCounts(this.messagesTotal),
   });
-  readonly messageDurationSeconds = new Histogram({
+  readonly messageDurationSeconds: Histogram<'provider'> = new Histogram({
     name: P + 'message_duration_seconds',
     help: 'End of DATA to the reply sent to the client',
     labelNames: ['provider'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    buckets: DURATION_BUCKETS,
     registers: [this.registry],
+    collect: () => this.flushHistogram(this.messageDurationSeconds),
   });
   readonly messageBytesTotal: Counter<'provider'> = new Counter({
     name: P + 'message_bytes_total',
@@ -117,12 +158,13 @@ export class Metrics {
     labelNames: ['provider', 'result'] as const,
     registers: [this.registry],
   });
-  readonly poolWaitSeconds = new Histogram({
+  readonly poolWaitSeconds: Histogram<'provider'> = new Histogram({
     name: P + 'pool_wait_seconds',
     help: 'Time a message waited for an upstream connection',
     labelNames: ['provider'] as const,
-    buckets: [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
+    buckets: POOL_WAIT_BUCKETS,
     registers: [this.registry],
+    collect: () => this.flushHistogram(this.poolWaitSeconds),
   });
   readonly tokenRefreshTotal = new Counter({
     name: P + 'token_refresh_total',
@@ -153,6 +195,7 @@ export class Metrics {
   readonly perAccountMessages?: Counter<'account' | 'result'>;
   private readonly providers = new Map<string, ProviderInstruments>();
   private readonly bytesByProvider = new Map<string, PendingCount>();
+  private readonly waitByProvider = new Map<string, PendingHistogram>();
 
   /** The relay's in-flight counts are the inflight gauges' values (summed over relays). */
   addInflightSource(source: InflightSource): void {
@@ -174,6 +217,61 @@ export class Metrics {
     let c = this.bytesByProvider.get(provider);
     if (!c) this.bytesByProvider.set(provider, (c = this.pendingCount(this.messageBytesTotal, { provider })));
     return c;
+  }
+
+  /** poolWaitSeconds of `provider`, shared by its pools */
+  poolWaitOf(provider: string): PendingHistogram {
+    let h = this.waitByProvider.get(provider);
+    if (!h)
+      this.waitByProvider.set(
+        provider,
+        (h = this.pendingHistogram(this.poolWaitSeconds, POOL_WAIT_BUCKETS, { provider })),
+      );
+    return h;
+  }
+
+  /** a series of `histogram` observed into plain numbers until the next scrape */
+  private pendingHistogram(
+    histogram: Histogram<string>,
+    bounds: readonly number[],
+    labels: Record<string, string>,
+  ): PendingHistogram {
+    const h = new PendingHistogram(labels, bounds);
+    const list = this.pendingHistograms.get(histogram);
+    if (list) list.push(h);
+    else this.pendingHistograms.set(histogram, [h]);
+    return h;
+  }
+
+  /**
+   * Adds what was observed since the last scrape to the histogram's series. prom-client has no
+   * public way to add counts to a bucket, so this writes into the series it holds (created by its
+   * public zero()); test/metrics/scrape-time.test.ts compares the result with prom-client's own
+   * observe(), so a change of its internals fails there.
+   */
+  private flushHistogram(histogram: Histogram<string>): void {
+    const pending = this.pendingHistograms.get(histogram);
+    if (!pending) return;
+    const internals = histogram as unknown as { name: string; hashMap: Record<string, PromHistogramSeries> };
+    const held = internals.hashMap;
+    const seriesOf = (labels: Readonly<Record<string, string>>) =>
+      Object.values(held).find((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+    for (const h of pending) {
+      if (h.count === 0) continue;
+      let series = seriesOf(h.labels);
+      if (!series) {
+        histogram.zero(h.labels);
+        series = seriesOf(h.labels);
+      }
+      if (!series || typeof series.bucketValues !== 'object')
+        throw new Error(`prom-client histogram internals changed (${internals.name})`);
+      for (let i = 0; i < h.bounds.length; i++) series.bucketValues[h.bounds[i]] += h.counts[i];
+      series.sum += h.sum;
+      series.count += h.count;
+      h.counts.fill(0);
+      h.sum = 0;
+      h.count = 0;
+    }
   }
 
   /** a series of `counter` counted as a plain number until the next scrape */
@@ -207,7 +305,7 @@ export class Metrics {
       const m = (result: MessageResult) => this.pendingCount(this.messagesTotal, { provider, result });
       p = {
         messages: { delivered: m('delivered'), rejected: m('rejected'), deferred: m('deferred') },
-        duration: this.messageDurationSeconds.labels({ provider }),
+        duration: this.pendingHistogram(this.messageDurationSeconds, DURATION_BUCKETS, { provider }),
       };
       this.providers.set(provider, p);
     }

@@ -132,7 +132,7 @@ export class AccountPool {
     this.connectOk = m.upstreamConnectsTotal.labels({ provider, result: 'success' });
     this.connectError = m.upstreamConnectsTotal.labels({ provider, result: 'error' });
     this.connectAuthFailed = m.upstreamConnectsTotal.labels({ provider, result: 'auth_failed' });
-    this.waitSeconds = m.poolWaitSeconds.labels({ provider });
+    this.waitSeconds = m.poolWaitOf(provider);
     this.bytes = m.messageBytesOf(provider);
   }
 

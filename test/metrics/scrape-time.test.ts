@@ -1,8 +1,11 @@
 // The instruments that change with every message are plain numbers of ours, read at scrape time:
 // the gauges (inflight_messages, inflight_bytes, upstream_connections{provider,state}) show what is
 // in flight or open at that moment, summed over relays and over pools; the counters
-// (messages_total, message_bytes_total) are added to their series at each scrape, once.
+// (messages_total, message_bytes_total) are added to their series at each scrape, once; the
+// histograms (message_duration_seconds, pool_wait_seconds) are merged into prom-client's series at
+// each scrape and expose exactly what prom-client's own observe() would.
 import { afterEach, describe, expect, it } from 'vitest';
+import { Histogram, Registry } from 'prom-client';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { Relay } from '../../src/relay/relay.js';
 import { silentLogger } from '../../src/shared/log.js';
@@ -138,5 +141,59 @@ describe('per-message counters', () => {
     expect(text).toContain('xoauth2_proxy_messages_total{provider="test",result="delivered"} 3');
     expect(text).toContain('xoauth2_proxy_message_bytes_total{provider="test"} 54');
     expect(text).not.toContain('result="rejected"');
+  });
+});
+
+describe('per-message histograms', () => {
+  /** the series of `name` in an exposition: bucket and count lines as they are, the sum as a number */
+  function series(text: string, name: string): { lines: string[]; sums: Record<string, number> } {
+    const lines = text.split('\n').filter((l) => l.startsWith(name + '_') && !l.includes('_sum'));
+    const sums: Record<string, number> = {};
+    for (const l of text.split('\n')) {
+      const m = new RegExp(`^${name}_sum(\\{[^}]*\\})? (\\S+)$`).exec(l);
+      if (m) sums[m[1] ?? ''] = Number(m[2]);
+    }
+    return { lines, sums };
+  }
+
+  it('expose what prom-client observe() would, across scrapes and providers', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const ref = new Registry();
+    const name = 'xoauth2_proxy_message_duration_seconds';
+    const refH = new Histogram({
+      name,
+      help: 'End of DATA to the reply sent to the client',
+      labelNames: ['provider'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [ref],
+    });
+    const observe = (provider: string, values: number[]) => {
+      const d = metrics.forProvider(provider).duration;
+      for (const v of values) {
+        d.observe(v);
+        refH.observe({ provider }, v);
+      }
+    };
+    const same = async () => {
+      const ours = series(await metrics.registry.metrics(), name);
+      const theirs = series(await ref.metrics(), name);
+      expect(ours.lines).toEqual(theirs.lines);
+      expect(Object.keys(ours.sums)).toEqual(Object.keys(theirs.sums));
+      for (const k of Object.keys(theirs.sums)) expect(ours.sums[k]).toBeCloseTo(theirs.sums[k]!, 9);
+      return ours;
+    };
+    expect((await same()).lines).toEqual([]);
+    // bounds are inclusive (le); above the last bound counts only in +Inf
+    observe('p1', [0, 0.0002, 0.001, 0.0011, 0.0025, 0.003, 0.02, 0.7, 2, 30, 31, 100]);
+    const first = await same();
+    expect(first.lines).toContain(`${name}_bucket{le="0.001",provider="p1"} 3`);
+    expect(first.lines).toContain(`${name}_count{provider="p1"} 12`);
+    expect(first.sums['{provider="p1"}']).toBeCloseTo(163.7278, 9);
+    await same(); // a scrape with nothing new changes nothing
+    observe('p2', [0.004]);
+    observe('p1', [0.0005, 9]);
+    const third = await same();
+    expect(third.lines).toContain(`${name}_count{provider="p1"} 14`);
+    expect(third.lines).toContain(`${name}_bucket{le="0.005",provider="p2"} 1`);
   });
 });
