@@ -2,30 +2,43 @@
 // xoauth2-proxy command line (README, "Commands").
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
-import { registerConfigCommands } from './commands/check.js';
-import { registerSimulateCommand } from './tools/sim/index.js';
-import { registerBenchCommand } from './tools/bench/command.js';
-import { registerAccountsCommands } from './commands/accounts.js';
-import { registerServeCommand } from './commands/serve.js';
-import { registerDemoCommand } from './tools/demo/demo.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
-const program = new Command();
-program
-  .name('xoauth2-proxy')
-  .description('SMTP relay: password-only SMTP clients in, XOAUTH2 to Gmail / Microsoft 365 out')
-  .version(pkg.version)
-  .showHelpAfterError();
+type Register = (program: Command) => void;
 
-registerServeCommand(program);
-registerConfigCommands(program);
-registerSimulateCommand(program);
-registerDemoCommand(program);
-registerBenchCommand(program);
-registerAccountsCommands(program);
+// Each group of commands is loaded only when it is the one run (or for the full help): a `serve`
+// that also loaded the simulator, the demo and the bench kept their code in its heap for its
+// whole life (docs/performance.md, memory).
+const GROUPS: { names: readonly string[]; load: () => Promise<Register> }[] = [
+  { names: ['serve'], load: async () => (await import('./commands/serve.js')).registerServeCommand },
+  {
+    names: ['check', 'hash-password'],
+    load: async () => (await import('./commands/check.js')).registerConfigCommands,
+  },
+  { names: ['simulate'], load: async () => (await import('./tools/sim/index.js')).registerSimulateCommand },
+  { names: ['demo'], load: async () => (await import('./tools/demo/demo.js')).registerDemoCommand },
+  { names: ['bench'], load: async () => (await import('./tools/bench/command.js')).registerBenchCommand },
+  {
+    names: ['accounts'],
+    load: async () => (await import('./commands/accounts.js')).registerAccountsCommands,
+  },
+];
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+async function main(): Promise<void> {
+  const program = new Command();
+  program
+    .name('xoauth2-proxy')
+    .description('SMTP relay: password-only SMTP clients in, XOAUTH2 to Gmail / Microsoft 365 out')
+    .version(pkg.version)
+    .showHelpAfterError();
+  const wanted = process.argv[2];
+  const one = GROUPS.find((g) => wanted !== undefined && g.names.includes(wanted));
+  for (const g of one ? [one] : GROUPS) (await g.load())(program);
+  await program.parseAsync(process.argv);
+}
+
+main().catch((err: unknown) => {
   process.stderr.write(`xoauth2-proxy: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
 });
