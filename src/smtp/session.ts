@@ -262,8 +262,10 @@ export class SmtpSession {
       }
       const lf = buf.indexOf(0x0a);
       if (lf < 0) {
-        this.partial = this.partial ? Buffer.concat([this.partial, buf]) : Buffer.from(buf);
-        if (this.partial.length > MAX_COMMAND_LINE) this.lineTooLong();
+        const p = this.partial ? Buffer.concat([this.partial, buf]) : Buffer.from(buf);
+        this.partial = p;
+        // a trailing CR may be the first half of the line break, which does not count
+        if (p.length - (p[p.length - 1] === 0x0d ? 1 : 0) > MAX_COMMAND_LINE) this.lineTooLong();
         return;
       }
       let line = buf.subarray(0, lf);
@@ -272,8 +274,8 @@ export class SmtpSession {
         line = Buffer.concat([this.partial, line]);
         this.partial = undefined;
       }
-      if (line.length > MAX_COMMAND_LINE) return this.lineTooLong();
       const end = line.length > 0 && line[line.length - 1] === 0x0d ? line.length - 1 : line.length;
+      if (end > MAX_COMMAND_LINE) return this.lineTooLong(); // the line break does not count
       this.requestAt = Date.now();
       this.command(line.toString('utf8', 0, end));
     }

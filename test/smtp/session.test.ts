@@ -202,6 +202,56 @@ describe('replies stay in order', () => {
   });
 });
 
+describe('connections that end badly leave no session behind', () => {
+  it('a failed STARTTLS handshake, a reset mid-AUTH, mid-DATA and mid-PROXY header: connectionCount back to 0', async () => {
+    const { connect, listeners, raw: rawPlain } = await start({}, { tls: true });
+    // STARTTLS, then plaintext garbage instead of a ClientHello
+    const a = await connect();
+    await a.cmd('EHLO client.test');
+    expect(await a.cmd('STARTTLS')).toEqual(['220 2.0.0 Ready to start TLS']);
+    a.write('EHLO this is not TLS\r\n');
+    await a.closedPromise;
+    // STARTTLS, then the client goes away
+    const b = await connect();
+    await b.cmd('EHLO client.test');
+    await b.cmd('STARTTLS');
+    b.close();
+    // gone while its AUTH is checked, and mid-DATA
+    const c = await connect();
+    await c.cmd('EHLO client.test');
+    c.write(`AUTH PLAIN ${plain(ALICE, PASSWORD)}\r\n`);
+    c.close();
+    const d = await connect();
+    await d.cmd('EHLO client.test');
+    await d.cmd(`AUTH PLAIN ${plain(ALICE, PASSWORD)}`);
+    await d.cmd(`MAIL FROM:<${ALICE}>`);
+    await d.cmd('RCPT TO:<r@example.net>');
+    await d.cmd('DATA');
+    d.write('half a message');
+    d.close();
+    await until(() => listeners.connectionCount === 0);
+    // and the listener still serves
+    const e = await rawPlain();
+    expect((await e.read())[0]).toMatch(/^220 /);
+    e.close();
+  });
+
+  it('maxClients is not used up by connections that ended badly', async () => {
+    const { connect, listeners } = await start({ maxClients: 1 }, { tls: true });
+    for (let i = 0; i < 3; i++) {
+      const a = await connect();
+      await a.cmd('EHLO client.test');
+      await a.cmd('STARTTLS');
+      a.write('garbage\r\n');
+      await a.closedPromise;
+      await until(() => listeners.connectionCount === 0);
+    }
+    const ok = await connect();
+    expect(await ok.cmd('NOOP')).toEqual(['250 2.0.0 OK']);
+    ok.close();
+  });
+});
+
 describe('deadlines', () => {
   it('no complete command within idleTimeout: 421 4.4.2 and close', async () => {
     const { connect } = await start({ idleTimeout: '1s' });
@@ -404,6 +454,21 @@ describe('commands outside a transaction', () => {
     await c.cmd('EHLO client.test');
     expect(await c.cmd('AUTH LOGIN')).toEqual(['334 VXNlcm5hbWU6']);
     expect(await c.cmd('GET / HTTP/1.1')).toEqual(['421 4.4.2 HTTP requests not allowed']);
+    await c.closedPromise;
+  });
+
+  it('a command line of exactly 16 KiB (not counting CRLF) is accepted, one more character is not', async () => {
+    const { connect } = await start();
+    const c = await connect();
+    const at = `VRFY ${'y'.repeat(16 * 1024 - 5)}`;
+    expect(at.length).toBe(16 * 1024);
+    expect(await c.cmd(at)).toEqual(['252 2.1.5 Try to send something. No promises though']);
+    // the same line with its CR and LF in separate writes
+    c.write(`${at}\r`);
+    await sleep(50);
+    c.write('\n');
+    expect(await c.read()).toEqual(['252 2.1.5 Try to send something. No promises though']);
+    expect(await c.cmd(`${at}y`)).toEqual(['421 4.4.2 Error: Command line too long']);
     await c.closedPromise;
   });
 
