@@ -9,6 +9,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { binNodeFlags } from './bin-flags.js';
 import { freePort } from './ports.js';
 
 /** dist/cli.js next to this file's dist/bench/ */
@@ -282,7 +283,11 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     const configFile = path.join(dir, 'xoauth2-proxy.yaml');
     fs.writeFileSync(configFile, YAML.stringify(config), { mode: 0o600 });
     // XO_BENCH_PROXY_NODE_ARGS: extra node flags for the proxy, e.g. `--cpu-prof` (docs/performance.md)
-    const nodeArgs = (process.env.XO_BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    // As `xoauth2-proxy serve` starts it: the executable's own node flags (its shebang line) first
+    const nodeArgs = [
+      ...binNodeFlags(cli),
+      ...(process.env.XO_BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    ];
     // As a user starts it: nothing added to the environment (a GLIBC_TUNABLES of the caller's is
     // inherited, and reported, so the two can be compared)
     const proxy = spawnNode(
