@@ -484,15 +484,17 @@ export class SmtpSession {
     this.unrecognized = 0;
     this.phase = 'command';
     this.reply(r);
-    if (this.closeAfterReply) {
-      const shutting = this.draining();
-      if (shutting) {
-        this.closeWith(shutting);
-        return false;
-      }
-    }
+    if (this.drainNow()) return false;
     this.requestAt = Date.now();
     return true;
+  }
+
+  /** A drain began while a reply was pending; that reply is out: say goodbye now. */
+  private drainNow(): boolean {
+    if (!this.closeAfterReply || this.phase === 'closed') return false;
+    const shutting = this.draining();
+    if (shutting) this.closeWith(shutting);
+    return shutting !== undefined;
   }
 
   // ---- STARTTLS
@@ -591,6 +593,7 @@ export class SmtpSession {
       } else {
         this.reply(r);
       }
+      if (this.drainNow()) return;
       this.requestAt = Date.now();
       this.resume();
     };

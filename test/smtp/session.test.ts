@@ -12,6 +12,7 @@ import { AccountRegistry } from '../../src/accounts/registry.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { smtpReply } from '../../src/shared/replies.js';
 import { formatReply } from '../../src/shared/smtp-reply.js';
+import { AuthThrottle } from '../../src/smtp/auth-throttle.js';
 import { SmtpListeners } from '../../src/smtp/listener.js';
 import { TrustedNetworks } from '../../src/smtp/trusted-networks.js';
 import { RawSmtp } from '../tools/sim/helpers.js';
@@ -33,7 +34,10 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(certDir, 'key.pem'), p.private);
 });
 
-async function start(smtp: Record<string, unknown> = {}, opts: { tls?: boolean } = {}) {
+async function start(
+  smtp: Record<string, unknown> = {},
+  opts: { tls?: boolean; throttle?: AuthThrottle } = {},
+) {
   const tlsSettings = opts.tls
     ? { tls: { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') } }
     : {};
@@ -43,7 +47,13 @@ async function start(smtp: Record<string, unknown> = {}, opts: { tls?: boolean }
   });
   const ctx = { config, registry: new AccountRegistry(config), trusted: new TrustedNetworks([]) };
   const { relay, deliverer, metrics } = testRelay();
-  const listeners = new SmtpListeners({ context: () => ctx, relay, metrics, log: silentLogger });
+  const listeners = new SmtpListeners({
+    context: () => ctx,
+    relay,
+    metrics,
+    log: silentLogger,
+    throttle: opts.throttle,
+  });
   await listeners.listen();
   open.push(listeners);
   const port = listeners.addresses.find((a) => !a.tls)?.address.port ?? 0;
@@ -249,6 +259,56 @@ describe('connections that end badly leave no session behind', () => {
     const ok = await connect();
     expect(await ok.cmd('NOOP')).toEqual(['250 2.0.0 OK']);
     ok.close();
+  });
+});
+
+describe("the relay's reply", () => {
+  const send = async (c: RawSmtp) => {
+    await c.cmd(`MAIL FROM:<${ALICE}>`);
+    await c.cmd('RCPT TO:<r@example.net>');
+    await c.cmd('DATA');
+    return c.cmd('hi\r\n.');
+  };
+
+  it('a refusal passes through and the session goes on; a 421 also closes the connection', async () => {
+    const { authed, deliverer } = await start();
+    const c = await authed();
+    deliverer.answer = () => ({
+      kind: 'rejected',
+      reply: { code: 550, enhanced: '5.7.1', text: 'no\r\n250 injected' },
+      failedRecipients: [],
+    });
+    const refused = await send(c);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatch(/^550 5\.7\.1 upstream: no/);
+    expect(refused[0]).not.toMatch(/[\r\n]/);
+    expect(await c.cmd('NOOP')).toEqual(['250 2.0.0 OK']);
+    deliverer.answer = () => ({
+      kind: 'rejected',
+      reply: { code: 421, enhanced: '4.7.0', text: 'try later' },
+      failedRecipients: [],
+    });
+    expect(await send(c)).toEqual(['421 4.7.0 upstream: try later']);
+    await c.closedPromise;
+  });
+});
+
+describe('drain', () => {
+  it('a connection waiting for its AUTH verdict gets the verdict, then 421 4.3.2 and close', async () => {
+    // every failure delayed 400 ms: the drain starts while the verdict is pending
+    const throttle = new AuthThrottle({ freeFailures: 0, baseDelayMs: 400 });
+    const { connect, listeners } = await start({}, { throttle });
+    const c = await connect();
+    await c.cmd('EHLO client.test');
+    c.write(`AUTH PLAIN ${plain(ALICE, 'wrong')}\r\n`);
+    await sleep(100);
+    const t0 = Date.now();
+    const drained = listeners.drain();
+    expect(await c.read()).toEqual([formatReply(smtpReply('AUTH_INVALID'))]);
+    expect(await c.read()).toEqual([formatReply(smtpReply('SHUTTING_DOWN'))]);
+    await c.closedPromise;
+    await drained;
+    expect(Date.now() - t0).toBeLessThan(1500); // not cut at shutdownTimeout (2 s)
   });
 });
 
@@ -715,6 +775,23 @@ describe('STARTTLS', () => {
       '538 5.7.0 Error: Must issue a STARTTLS command first',
     ]);
     c.close();
+  });
+
+  it('requireTls on an implicit-TLS listener: AUTH is offered and accepted at once', async () => {
+    const { tlsPort } = await start({ requireTls: true, tlsListen: ['127.0.0.1:0'] }, { tls: true });
+    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: tlsPort, rejectUnauthorized: false }, () =>
+        resolve(s),
+      );
+      s.once('error', reject);
+    });
+    const t = new Lines(secure);
+    await t.reply();
+    expect(await t.cmd('EHLO client.test')).toContain('250-AUTH PLAIN LOGIN');
+    expect(await t.cmd(`AUTH PLAIN ${plain(ALICE, PASSWORD)}`)).toEqual([
+      '235 2.7.0 Authentication successful',
+    ]);
+    secure.destroy();
   });
 
   it('without smtp.tls: STARTTLS is not offered and gets 502; with an argument: 501', async () => {
