@@ -548,32 +548,41 @@ export class SmtpSession {
     if (this.user) return this.line(503, '5.5.1', 'Error: No identity changes permitted');
     if (mechanism === 'PLAIN') {
       if (args.length > 3) return this.line(501, '5.5.4', 'Error: syntax: AUTH PLAIN token');
-      if (args.length === 3) return this.plain(args[2]!);
+      if (args.length === 3) return this.plain(args[2]!, false);
       this.line(334, '', '');
-      this.auth = (l) => this.plain(l.trim());
+      this.auth = (l) => this.plain(l.trim(), true);
       return;
     }
     if (mechanism === 'LOGIN') {
       if (args.length > 3) return this.line(501, '5.5.4', 'Error: syntax: AUTH LOGIN');
-      if (args.length === 3) return this.loginUser(args[2]!);
+      if (args.length === 3) return this.loginUser(args[2]!, false);
       this.line(334, '', 'VXNlcm5hbWU6');
-      this.auth = (l) => this.loginUser(l.trim());
+      this.auth = (l) => this.loginUser(l.trim(), true);
       return;
     }
     this.line(504, '5.5.4', 'Error: Unrecognized authentication type');
   }
 
-  private plain(token: string): void {
-    if (token === '*') return this.line(501, '5.5.4', 'Authentication aborted');
+  // As smtp-server's sasl.js: "*" aborts only as a continuation (an initial response of "*" is a
+  // bad token); a PLAIN authcid left empty falls back to the authzid (clients that put the
+  // username there); control characters in a username are refused before any check.
+
+  private plain(token: string, canAbort: boolean): void {
+    if (canAbort && token === '*') return this.line(501, '5.5.4', 'Authentication aborted');
     const parts = Buffer.from(token, 'base64').toString('utf8').split('\u0000');
     if (parts.length !== 3) return this.line(501, '5.5.4', 'Error: invalid userdata');
-    this.check(parts[1]!, parts[2]!, 'PLAIN');
+    const authzid = parts[0]!;
+    const username = parts[1] || authzid;
+    if (HAS_CONTROL_CHARS.test(username) || HAS_CONTROL_CHARS.test(authzid))
+      return this.line(501, '5.5.4', 'Error: invalid userdata');
+    this.check(username, parts[2]!, 'PLAIN');
   }
 
-  private loginUser(token: string): void {
-    if (token === '*') return this.line(501, '5.5.4', 'Authentication aborted');
+  private loginUser(token: string, canAbort: boolean): void {
+    if (canAbort && token === '*') return this.line(501, '5.5.4', 'Authentication aborted');
     const username = Buffer.from(token, 'base64').toString('utf8');
     if (!username) return this.line(501, '5.5.4', 'Error: missing username');
+    if (HAS_CONTROL_CHARS.test(username)) return this.line(501, '5.5.4', 'Error: invalid userdata');
     this.line(334, '', 'UGFzc3dvcmQ6');
     this.auth = (l) => {
       const t = l.trim();

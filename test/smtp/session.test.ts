@@ -17,7 +17,7 @@ import { SmtpListeners } from '../../src/smtp/listener.js';
 import { TrustedNetworks } from '../../src/smtp/trusted-networks.js';
 import { RawSmtp } from '../tools/sim/helpers.js';
 import { until } from '../helpers/wait.js';
-import { ALICE, PASSWORD, testConfig, testRelay } from '../relay/helpers.js';
+import { ALICE, PASSWORD, metric, testConfig, testRelay } from '../relay/helpers.js';
 
 const HOST = 'mx.test';
 const open: SmtpListeners[] = [];
@@ -73,7 +73,7 @@ async function start(
     ]);
     return c;
   };
-  return { listeners, relay, deliverer, port, tlsPort, raw, connect, authed };
+  return { listeners, relay, deliverer, metrics, port, tlsPort, raw, connect, authed };
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -413,9 +413,36 @@ describe('AUTH', () => {
     expect(await c.cmd('*')).toEqual(['501 5.5.4 Authentication aborted']);
     expect(await c.cmd(`AUTH LOGIN ${b64(ALICE)}`)).toEqual(['334 UGFzc3dvcmQ6']);
     expect(await c.cmd('*')).toEqual(['501 5.5.4 Authentication aborted']);
-    expect(await c.cmd('AUTH PLAIN *')).toEqual(['501 5.5.4 Authentication aborted']);
+    // as an initial response "*" is no abort, just a bad token (smtp-server's sasl.js)
+    expect(await c.cmd('AUTH PLAIN *')).toEqual(['501 5.5.4 Error: invalid userdata']);
+    expect(await c.cmd('AUTH LOGIN *')).toEqual(['501 5.5.4 Error: missing username']);
     expect(await c.cmd(`MAIL FROM:<${ALICE}>`)).toEqual(['530 5.7.0 Authentication required']);
     expect(await c.cmd('NOOP')).toEqual(['250 2.0.0 OK']);
+    c.close();
+  });
+
+  it('AUTH PLAIN with the username in the authzid and an empty authcid logs in as the authzid', async () => {
+    const { connect } = await start();
+    const c = await connect();
+    await c.cmd('EHLO client.test');
+    expect(await c.cmd(`AUTH PLAIN ${b64(`${ALICE}\0\0${PASSWORD}`)}`)).toEqual([
+      '235 2.7.0 Authentication successful',
+    ]);
+    expect(await c.cmd(`MAIL FROM:<${ALICE}>`)).toEqual(['250 2.1.0 Accepted']);
+    c.close();
+  });
+
+  it('a username or authzid with a control character: 501 invalid userdata, never checked', async () => {
+    const { connect, metrics } = await start();
+    const c = await connect();
+    await c.cmd('EHLO client.test');
+    const bad = '501 5.5.4 Error: invalid userdata';
+    expect(await c.cmd(`AUTH PLAIN ${b64(`\0${ALICE}\r\nx\0${PASSWORD}`)}`)).toEqual([bad]);
+    expect(await c.cmd(`AUTH PLAIN ${b64(`a\x1bb\0${ALICE}\0${PASSWORD}`)}`)).toEqual([bad]);
+    expect(await c.cmd(`AUTH LOGIN ${b64(`${ALICE}\u0085`)}`)).toEqual([bad]);
+    expect(await c.cmd('AUTH LOGIN')).toEqual(['334 VXNlcm5hbWU6']);
+    expect(await c.cmd(b64(`${ALICE}\n`))).toEqual([bad]);
+    expect(await metric(metrics, 'auth_attempts_total', { result: 'failure' })).toBe(0);
     c.close();
   });
 
