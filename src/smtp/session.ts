@@ -151,7 +151,9 @@ export class SmtpSession {
    */
   shutdown(reply: SmtpReply): void {
     if (this.phase === 'closed') return;
-    if (this.phase === 'command' || this.phase === 'tls') return this.closeWith(reply);
+    // mid-handshake nothing can be written: plaintext would only corrupt it
+    if (this.phase === 'tls') return void this.socket.destroy();
+    if (this.phase === 'command') return this.closeWith(reply);
     this.closeAfterReply = true;
   }
 

@@ -312,6 +312,22 @@ describe('drain', () => {
   });
 });
 
+describe('drain during a STARTTLS handshake', () => {
+  it('closes the connection without writing plaintext into the handshake', async () => {
+    const { port, listeners } = await start({}, { tls: true });
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const lines = new Lines(socket);
+    expect((await lines.reply())[0]).toMatch(/^220 /);
+    await lines.cmd('EHLO client.test');
+    expect(await lines.cmd('STARTTLS')).toEqual(['220 2.0.0 Ready to start TLS']);
+    const before = lines.received.length;
+    const closed = new Promise((r) => socket.once('close', r));
+    await listeners.drain();
+    await closed;
+    expect(lines.received.slice(before)).toEqual([]);
+  });
+});
+
 describe('deadlines', () => {
   it('no complete command within idleTimeout: 421 4.4.2 and close', async () => {
     const { connect } = await start({ idleTimeout: '1s' });
