@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { BenchResult } from '../../src/tools/bench/report.js';
+import { binNodeFlags } from '../../src/tools/harness/bin-flags.js';
 import { CLI } from '../helpers/procs.js';
 
 const run = promisify(execFile);
@@ -49,7 +50,11 @@ describe('proxy CPU per message', () => {
           { env, maxBuffer: 64 * 1024 * 1024 },
         );
         const r = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchResult;
-        expect(r.parameters.proxyRun).toMatchObject({ glibcTunables: null, nodeArgs: null });
+        // as `xoauth2-proxy serve` runs: the executable's own node flags, nothing else
+        expect(r.parameters.proxyRun).toMatchObject({
+          glibcTunables: null,
+          nodeArgs: binNodeFlags(CLI).join(' ') || null,
+        });
         expect(r.parameters.proxyRun?.log).toMatch(/^as served/);
         expect(r.accepted).toBe(r.sent);
         expect(r.lost).toBe(0);
