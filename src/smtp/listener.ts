@@ -215,6 +215,13 @@ export class SmtpListeners {
     await Promise.all(closing);
   }
 
+  /** reply bytes written to clients and not yet taken by the kernel (clients not reading) */
+  get bufferedReplyBytes(): number {
+    let n = 0;
+    for (const server of this.servers) for (const s of server.sessions) n += s.bufferedReplyBytes;
+    return n;
+  }
+
   get connectionCount(): number {
     let n = 0;
     for (const s of this.servers) n += s.sessions.size;

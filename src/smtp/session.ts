@@ -77,6 +77,8 @@ const MAX_SYNC_COMMANDS = 100;
 /** input held while a reply is pending (pipelined commands): past it the socket is paused */
 const MAX_HELD_INPUT = 64 * 1024;
 const MAX_UNRECOGNIZED = 10;
+/** replies collected past this many characters are written before more input is handled */
+const FLUSH_AT = 16 * 1024;
 const HTTP_REQUEST = /^(OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT) \/.* HTTP\/\d\.\d$/i;
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\x00-\x1F\x7F-\x9F]/g;
@@ -107,6 +109,8 @@ export class SmtpSession {
   private held: Buffer[] = [];
   private heldBytes = 0;
   private paused = false;
+  /** our replies are not being read: no more input is handled until they drain */
+  private writeBlocked = false;
   private reader: DataReader | undefined;
   private sink: MessageSink | undefined;
   private auth: ((line: string) => void) | undefined;
@@ -202,25 +206,25 @@ export class SmtpSession {
   private hold(chunk: Buffer): void {
     this.held.push(chunk);
     this.heldBytes += chunk.length;
-    if (this.heldBytes > MAX_HELD_INPUT && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
+    this.updateFlow();
   }
 
   /** The rest of a chunk being processed: older than anything held, so it goes first. */
   private holdFirst(rest: Buffer): void {
     this.held.unshift(rest);
     this.heldBytes += rest.length;
-    if (this.heldBytes > MAX_HELD_INPUT && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
+    this.updateFlow();
   }
 
   /** Carry on with held input after a pending reply went out. */
   private resume(): void {
-    while (this.held.length && this.phase !== 'waiting' && this.phase !== 'closed' && this.phase !== 'tls') {
+    while (
+      this.held.length &&
+      !this.writeBlocked &&
+      this.phase !== 'waiting' &&
+      this.phase !== 'closed' &&
+      this.phase !== 'tls'
+    ) {
       const chunk = this.held.shift()!;
       this.heldBytes -= chunk.length;
       this.process(chunk);
@@ -230,11 +234,28 @@ export class SmtpSession {
       this.heldBytes = 0;
     }
     this.flush();
-    if (this.paused && this.heldBytes <= MAX_HELD_INPUT && this.phase !== 'closed') {
-      this.paused = false;
-      this.socket.resume();
-    }
+    this.updateFlow();
   }
+
+  /**
+   * Read from the socket only while it is worth it: not while more than MAX_HELD_INPUT waits for a
+   * pending reply, nor while our replies are not being read (a client pipelining EHLOs without
+   * reading would otherwise make us hold ~20 bytes of reply per byte it sends).
+   */
+  private updateFlow(): void {
+    const stop = this.phase !== 'closed' && (this.writeBlocked || this.heldBytes > MAX_HELD_INPUT);
+    if (stop === this.paused) return;
+    this.paused = stop;
+    if (stop) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private readonly onDrain = (): void => {
+    this.writeBlocked = false;
+    if (this.phase === 'closed') return;
+    if (this.phase === 'command') this.resume();
+    else this.updateFlow();
+  };
 
   private process(input: Buffer): void {
     let buf = input;
@@ -247,11 +268,13 @@ export class SmtpSession {
         buf = rest;
         continue;
       }
-      if (this.phase !== 'command') {
-        if (this.phase === 'waiting') this.holdFirst(buf);
+      // a long pipelined run: hand its replies over as they pile up, so backpressure is seen
+      if (this.out.length >= FLUSH_AT) this.flush();
+      if (this.phase !== 'command' || this.writeBlocked) {
+        if (this.phase === 'waiting' || this.writeBlocked) this.holdFirst(buf);
         return; // tls: what was pipelined after STARTTLS is dropped (RFC 3207 5; CVE-2011-0411)
       }
-      if (++handled > MAX_SYNC_COMMANDS && !this.paused) {
+      if (++handled > MAX_SYNC_COMMANDS) {
         // a chunk full of pipelined commands: let other connections in, go on in the next turn
         this.holdFirst(buf);
         this.phase = 'waiting';
@@ -517,6 +540,11 @@ export class SmtpSession {
     if (!context) return this.line(502, '5.5.1', 'Error: STARTTLS not available');
     this.line(220, '2.0.0', 'Ready to start TLS');
     this.flush();
+    if (this.writeBlocked) {
+      // the raw socket is TLS's from now on: its drain is none of ours
+      this.socket.removeListener('drain', this.onDrain);
+      this.writeBlocked = false;
+    }
     this.phase = 'tls';
     this.requestAt = Date.now();
     this.partial = undefined;
@@ -631,7 +659,17 @@ export class SmtpSession {
     if (!this.out) return;
     const s = this.out;
     this.out = '';
-    if (this.phase !== 'closed' && !this.socket.destroyed && this.socket.writable) this.socket.write(s);
+    if (this.phase === 'closed' || this.socket.destroyed || !this.socket.writable) return;
+    if (!this.socket.write(s) && !this.writeBlocked && this.phase !== 'tls') {
+      this.writeBlocked = true;
+      this.socket.once('drain', this.onDrain);
+      this.updateFlow();
+    }
+  }
+
+  /** reply bytes written but not yet taken by the kernel (the client is not reading) */
+  get bufferedReplyBytes(): number {
+    return this.socket.writableLength;
   }
 
   /** Say `r` and close (221, 421, a refusal); whatever was pipelined after is not read. */

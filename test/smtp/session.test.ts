@@ -165,6 +165,37 @@ describe('pipelining: volume', () => {
   });
 });
 
+describe('a client that pipelines without reading its replies', () => {
+  it('is read no further than its replies are taken: the replies held stay bounded, and all arrive once it reads', async () => {
+    const { port, listeners } = await start();
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await new Promise((r) => socket.once('connect', r));
+    socket.on('error', () => undefined);
+    socket.pause(); // reads nothing: the greeting and every reply stay unread
+    // ~20 bytes of reply per byte sent: 250k EHLOs are ~2 MB in, ~40 MB of replies out
+    const n = 250_000;
+    socket.write('EHLO x\r\n'.repeat(n));
+    let most = 0;
+    for (let i = 0; i < 20; i++) {
+      await sleep(100);
+      most = Math.max(most, listeners.bufferedReplyBytes);
+    }
+    expect(most).toBeLessThan(1024 * 1024);
+    // now it reads: every EHLO gets its reply
+    let got = 0;
+    let tail = '';
+    socket.on('data', (d: Buffer) => {
+      const text = tail + d.toString('latin1');
+      const lines = text.split('\r\n');
+      tail = lines.pop()!;
+      for (const l of lines) if (l.startsWith('250 ')) got++;
+    });
+    socket.resume();
+    await until(() => got === n, 30_000, `${n} EHLO replies (got ${got})`);
+    socket.destroy();
+  });
+});
+
 describe('replies stay in order', () => {
   it('input held while the relay answers, with a message refused at once (too big) in it: replies in order', async () => {
     const { authed, deliverer } = await start({ maxMessageSize: 100 });
