@@ -46,7 +46,8 @@ describe('pollReady', () => {
       }),
     );
     const ready = pollReady(port, 50);
-    await until(() => n >= 5, 8000);
+    // the 6th request is the 5th poll: by then the 4th poll (after the slow one) has been counted
+    await until(() => n >= 6, 8000);
     const r = ready.stop();
     expect(r.notReady).toBe(1);
     expect(r.why).toEqual({ '503': 1 });
