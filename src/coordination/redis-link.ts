@@ -3,7 +3,8 @@
 // out, Redis loading or read-only) turns health to degraded at once; commands never queue while the
 // connection is down (they fail fast, and the caller falls back to its local answer). The
 // coordinator's heartbeat decides when it is ok again.
-import { Redis, ReplyError } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/log.js';
 import { HealthState } from './health.js';
 import { SCRIPTS, type ScriptName } from './redis-scripts.js';
@@ -19,6 +20,18 @@ export interface RedisLinkOptions {
   onMessage: (message: string) => void;
   /** the command connection is (again) ready */
   onReady: () => void;
+}
+
+type IoRedis = typeof import('ioredis');
+let ioredis: IoRedis | undefined;
+
+/**
+ * ioredis, loaded the first time a link is made: a proxy without `state.redis` never loads it
+ * (~5 MB less RSS at load: its source and code stay out of the heap; docs/performance.md, memory).
+ * It is CommonJS, so it loads synchronously.
+ */
+function lib(): IoRedis {
+  return (ioredis ??= createRequire(import.meta.url)('ioredis') as IoRedis);
 }
 
 /** Replies that say "Redis is there but cannot serve now", as opposed to a bug in a command. */
@@ -46,7 +59,7 @@ export class RedisLink {
       retryStrategy,
       maxRetriesPerRequest: 0,
     };
-    this.cmd = new Redis(opts.url, {
+    this.cmd = new (lib().Redis)(opts.url, {
       ...common,
       commandTimeout: opts.commandTimeoutMs,
       enableOfflineQueue: false,
@@ -101,7 +114,7 @@ export class RedisLink {
     try {
       return await fn(this.cmd);
     } catch (err) {
-      if (err instanceof ReplyError && !UNAVAILABLE_REPLY.test((err as Error).message)) throw err;
+      if (err instanceof lib().ReplyError && !UNAVAILABLE_REPLY.test((err as Error).message)) throw err;
       this.unreachable(`${what}: ${(err as Error).message}`);
       throw new SharedStateUnavailable(what);
     }
