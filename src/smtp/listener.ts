@@ -191,13 +191,11 @@ export class SmtpListeners {
           smtputf8: env.params.SMTPUTF8 === true,
           body8bit: bodyIs8bit(env.params),
         };
-        return relay.send(account, envelope, reservation, newTransactionId()).then(
-          (r) => r,
-          () => {
-            reservation.release();
-            return smtpReply('INTERNAL_ERROR');
-          },
-        );
+        // send() answers every message itself; a rejection would be a bug, still answered
+        return relay.send(account, envelope, reservation, newTransactionId()).catch(() => {
+          reservation.release();
+          return smtpReply('INTERNAL_ERROR');
+        });
       },
     };
   }

@@ -86,11 +86,7 @@ const CONTROL_CHARS = /[\x00-\x1F\x7F-\x9F]/g;
 const HAS_CONTROL_CHARS = /[\x00-\x1F\x7F-\x9F]/;
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3}$/;
 
-let nextId = 0;
-
 export class SmtpSession {
-  readonly id = (++nextId).toString(36);
-  readonly startedAt = Date.now();
   secure: boolean;
   /** the EHLO/HELO name, once given */
   helo?: string;
@@ -138,10 +134,6 @@ export class SmtpSession {
     if (refusal) return this.closeWith(refusal);
     this.line(220, '', `${this.settings.hostname} ESMTP ${this.settings.banner}`);
     this.flush();
-  }
-
-  get inTransaction(): boolean {
-    return this.envelope !== undefined || this.phase === 'data' || this.phase === 'waiting';
   }
 
   /** bytes of the message being received (0 outside DATA) */
@@ -448,8 +440,8 @@ export class SmtpSession {
       return this.line(501, '5.1.3', 'Error: Bad recipient address syntax');
     }
     if (!parsed.address) return this.line(501, '5.1.3', 'Error: Bad recipient address syntax');
-    for (const k of ['NOTIFY', 'ORCPT'])
-      if (parsed.params[k] === true) return this.line(501, '5.5.4', `Error: ${k} parameter requires a value`);
+    const valueless = valuelessParam(parsed.params, true);
+    if (valueless) return this.line(501, '5.5.4', `Error: ${valueless} parameter requires a value`);
     const env = this.envelope;
     if (!env) return this.line(503, '5.5.1', 'Error: need MAIL command');
     // a repeated recipient (compared case-insensitively) is accepted once

@@ -162,6 +162,8 @@ describe('valuelessParam', () => {
     expect(valuelessParam({ ENVID: true, BODY: true })).toBe('BODY');
     expect(valuelessParam({ RET: true })).toBe('RET');
     expect(valuelessParam({ ENVID: true })).toBe('ENVID');
+    expect(valuelessParam({ NOTIFY: true }, true)).toBe('NOTIFY');
+    expect(valuelessParam({ ORCPT: true, SIZE: true }, true)).toBe('ORCPT');
     const parsed = mail('MAIL FROM:<a@example.com> SIZE=');
     expect('params' in parsed && valuelessParam(parsed.params)).toBe('SIZE');
   });

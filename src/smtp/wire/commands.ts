@@ -100,8 +100,10 @@ export function acceptableHeloName(name: string): boolean {
   return name.length > 0 && name.length <= MAX_HELO_NAME && !CONTROL_CHARS.test(name);
 }
 
-/** A MAIL FROM parameter that needs a value and has none (RFC 1870, 6152, 3461). */
-export function valuelessParam(params: Params): string | undefined {
-  for (const k of ['BODY', 'SIZE', 'RET', 'ENVID']) if (params[k] === true) return k;
+const VALUE_PARAMS = { mail: ['BODY', 'SIZE', 'RET', 'ENVID'], rcpt: ['NOTIFY', 'ORCPT'] } as const;
+
+/** A MAIL FROM (or RCPT TO) parameter that needs a value and has none (RFC 1870, 6152, 3461). */
+export function valuelessParam(params: Params, rcpt = false): string | undefined {
+  for (const k of VALUE_PARAMS[rcpt ? 'rcpt' : 'mail']) if (params[k] === true) return k;
   return undefined;
 }
