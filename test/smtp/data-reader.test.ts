@@ -4,20 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import { DataReader } from '../../src/smtp/wire/data-reader.js';
 import { writeDotStuffed } from '../../src/upstream/dot-stuff.js';
+import { seededRandom } from '../../src/tools/harness/random.js';
 
 const PIPELINED = Buffer.from('QUIT\r\n');
 
-/** A small seeded PRNG (mulberry32), so a failure can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** pieces that make the line starts and breaks interesting */
 const ATOMS = [

@@ -1,49 +1,18 @@
 // The client-facing listener on a real loopback socket, with a real Relay in front of a fake
 // Deliverer: what a client sees on the wire, and what reaches the relay.
-import { afterEach, describe, expect, it } from 'vitest';
-import { AccountRegistry } from '../../src/accounts/registry.js';
+import { describe, expect, it } from 'vitest';
 import { smtpReply, type ReplyCode, type ReplyArgs } from '../../src/shared/replies.js';
 import { formatReply } from '../../src/shared/smtp-reply.js';
-import { silentLogger } from '../../src/shared/log.js';
 import { AuthThrottle } from '../../src/smtp/auth-throttle.js';
-import { SmtpListeners } from '../../src/smtp/listener.js';
-import { TrustedNetworks } from '../../src/smtp/trusted-networks.js';
 import { RawSmtp, rawInData } from '../tools/sim/helpers.js';
 import { until } from '../helpers/wait.js';
-import { ALICE, PASSWORD, metric, testConfig, testRelay } from '../relay/helpers.js';
+import { ALICE, PASSWORD, metric } from '../relay/helpers.js';
+import { plain, useSmtpListeners } from './helpers.js';
 
-const open: SmtpListeners[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((l) => l.drain()));
-});
-
-async function start(
-  settings: { smtp?: Record<string, unknown>; maxInflightBytes?: number; throttle?: AuthThrottle } = {},
-) {
-  const config = await testConfig({ smtp: settings.smtp ?? {}, shutdownTimeout: '2s' });
-  const ctx = { config, registry: new AccountRegistry(config), trusted: new TrustedNetworks([]) };
-  const { relay, deliverer, metrics } = testRelay({ maxInflightBytes: settings.maxInflightBytes });
-  const listeners = new SmtpListeners({
-    context: () => ctx,
-    relay,
-    metrics,
-    log: silentLogger,
-    throttle: settings.throttle,
-  });
-  await listeners.listen();
-  open.push(listeners);
-  const port = listeners.addresses[0]!.address.port;
-  const connect = async () => {
-    const c = await RawSmtp.connect({ host: '127.0.0.1', port });
-    expect((await c.read())[0]).toMatch(/^220 /);
-    return c;
-  };
-  return { listeners, relay, deliverer, metrics, port, connect };
-}
+const start = useSmtpListeners();
 
 /** The reply line of the catalogue entry `code`, as the wire carries it. */
 const line = <C extends ReplyCode>(code: C, ...args: ReplyArgs<C>) => formatReply(smtpReply(code, ...args));
-const plain = (user: string, pw: string) => Buffer.from(`\0${user}\0${pw}`).toString('base64');
 
 describe('client AUTH and the envelope', () => {
   it('AUTH PLAIN: a wrong password gets 535 5.7.8, the right one 235 (and the upstream side gets ready)', async () => {
@@ -64,7 +33,7 @@ describe('client AUTH and the envelope', () => {
 
   it('an address past the failed-AUTH limit is refused with 421 4.7.0 when it connects', async () => {
     const throttle = new AuthThrottle({ freeFailures: 5, refuseAfter: 2 });
-    const { connect, port } = await start({ throttle });
+    const { connect, port } = await start({}, { throttle });
     const c = await connect();
     await c.cmd('EHLO client.test');
     await c.cmd(`AUTH PLAIN ${plain(ALICE, 'wrong')}`);
@@ -84,7 +53,7 @@ describe('client AUTH and the envelope', () => {
   });
 
   it('too many recipients get the catalogue reply (given by smtp-server from smtp.maxRecipients)', async () => {
-    const { port } = await start({ smtp: { maxRecipients: 1 } });
+    const { port } = await start({ maxRecipients: 1 });
     const d = await RawSmtp.connect({ host: '127.0.0.1', port });
     await d.read();
     await d.cmd('EHLO client.test');
@@ -111,7 +80,7 @@ describe('DATA: the message reaches the relay as received', () => {
   });
 
   it('a message over maxMessageSize gets 552 5.3.4 and is not relayed', async () => {
-    const { port, deliverer } = await start({ smtp: { maxMessageSize: 100 } });
+    const { port, deliverer } = await start({ maxMessageSize: 100 });
     const c = await rawInData(port, ALICE, PASSWORD, 'r@example.net');
     c.write(`Subject: big\r\n\r\n${'x'.repeat(200)}\r\n.\r\n`);
     expect(await c.read()).toEqual([line('MESSAGE_TOO_BIG', 100)]);
@@ -120,7 +89,7 @@ describe('DATA: the message reaches the relay as received', () => {
   });
 
   it('a message past the in-flight byte budget gets 452 4.3.1 and is not relayed', async () => {
-    const { port, deliverer, metrics } = await start({ maxInflightBytes: 1000 });
+    const { port, deliverer, metrics } = await start({}, { maxInflightBytes: 1000 });
     const c = await rawInData(port, ALICE, PASSWORD, 'r@example.net');
     c.write(`Subject: big\r\n\r\n${'x'.repeat(2000)}\r\n.\r\n`);
     expect(await c.read()).toEqual([line('OVERLOADED')]);
@@ -130,7 +99,7 @@ describe('DATA: the message reaches the relay as received', () => {
   });
 
   it('while the budget is spent, a new transaction is refused at MAIL with 452 4.3.1', async () => {
-    const { port, connect, metrics } = await start({ maxInflightBytes: 1000 });
+    const { port, connect, metrics } = await start({}, { maxInflightBytes: 1000 });
     const holder = await rawInData(port, ALICE, PASSWORD, 'r@example.net');
     holder.write(`Subject: held\r\n\r\n${'x'.repeat(1500)}`);
     await until(async () => (await metric(metrics, 'inflight_bytes')) >= 1000);

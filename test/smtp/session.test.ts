@@ -7,23 +7,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AccountRegistry } from '../../src/accounts/registry.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { smtpReply } from '../../src/shared/replies.js';
 import { formatReply } from '../../src/shared/smtp-reply.js';
 import { AuthThrottle } from '../../src/smtp/auth-throttle.js';
-import { SmtpListeners } from '../../src/smtp/listener.js';
-import { TrustedNetworks } from '../../src/smtp/trusted-networks.js';
 import { RawSmtp } from '../tools/sim/helpers.js';
 import { until } from '../helpers/wait.js';
-import { ALICE, PASSWORD, metric, testConfig, testRelay } from '../relay/helpers.js';
+import { ALICE, PASSWORD, metric } from '../relay/helpers.js';
+import { plain, useSmtpListeners } from './helpers.js';
 
 const HOST = 'mx.test';
-const open: SmtpListeners[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((l) => l.drain()));
-});
+const startListeners = useSmtpListeners();
 
 let certDir = '';
 beforeAll(async () => {
@@ -34,50 +28,19 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(certDir, 'key.pem'), p.private);
 });
 
-async function start(
-  smtp: Record<string, unknown> = {},
-  opts: { tls?: boolean; throttle?: AuthThrottle } = {},
-) {
-  const tlsSettings = opts.tls
-    ? { tls: { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') } }
-    : {};
-  const config = await testConfig({
-    smtp: { hostname: HOST, ...tlsSettings, ...smtp },
-    shutdownTimeout: '2s',
-  });
-  const ctx = { config, registry: new AccountRegistry(config), trusted: new TrustedNetworks([]) };
-  const { relay, deliverer, metrics } = testRelay();
-  const listeners = new SmtpListeners({
-    context: () => ctx,
-    relay,
-    metrics,
-    log: silentLogger,
-    throttle: opts.throttle,
-  });
-  await listeners.listen();
-  open.push(listeners);
-  const port = listeners.addresses.find((a) => !a.tls)?.address.port ?? 0;
-  const tlsPort = listeners.addresses.find((a) => a.tls)?.address.port ?? 0;
-  const raw = () => RawSmtp.connect({ host: '127.0.0.1', port });
-  const connect = async () => {
-    const c = await raw();
-    expect(await c.read()).toEqual([`220 ${HOST} ESMTP xoauth2-proxy ESMTP ready`]);
-    return c;
-  };
-  /** connected, EHLO and AUTH PLAIN as ALICE done */
-  const authed = async () => {
-    const c = await connect();
-    expect((await c.cmd('EHLO client.test')).at(-1)).toMatch(/^250 /);
-    expect(await c.cmd(`AUTH PLAIN ${plain(ALICE, PASSWORD)}`)).toEqual([
-      '235 2.7.0 Authentication successful',
-    ]);
-    return c;
-  };
-  return { listeners, relay, deliverer, metrics, port, tlsPort, raw, connect, authed };
-}
+/** the listeners with HOST as smtp.hostname; `tls`: with a self-signed certificate */
+const start = (smtp: Record<string, unknown> = {}, opts: { tls?: boolean; throttle?: AuthThrottle } = {}) =>
+  startListeners(
+    { hostname: HOST, ...smtp },
+    {
+      throttle: opts.throttle,
+      tls: opts.tls
+        ? { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') }
+        : undefined,
+    },
+  );
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-const plain = (user: string, pw: string) => b64(`\0${user}\0${pw}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The replies of `c` that arrived since chunk `from`, as the data events carried them. */
