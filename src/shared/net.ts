@@ -1,4 +1,5 @@
-// Host:port values: parsing, formatting, loopback checks.
+// Host:port values: parsing, formatting, loopback checks; peer addresses.
+import { isIPv4 } from 'node:net';
 
 export interface HostPort {
   host: string;
@@ -20,4 +21,9 @@ export function formatHostPort(hp: HostPort): string {
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** An IPv4 client on a dual-stack socket ("::ffff:a.b.c.d") as the IPv4 address it is. */
+export function plainPeerAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
 }

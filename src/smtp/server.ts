@@ -10,6 +10,7 @@
 // A client that misses one is told `421 4.4.2` and disconnected (before the session: just closed).
 import net from 'node:net';
 import tls from 'node:tls';
+import { plainPeerAddress } from '../shared/net.js';
 import type { SmtpReply } from '../shared/smtp-reply.js';
 import { MAX_PROXY_HEADER, parseProxyHeader } from './wire/proxy-header.js';
 import { SmtpSession, type DeadlineSettings, type SessionHandler, type SessionSettings } from './session.js';
@@ -96,8 +97,8 @@ export class SmtpServer {
     this.pending.set(socket, Date.now());
     socket.once('close', () => this.pending.delete(socket));
     const pp = this.opts.proxyProtocol;
-    const expectHeader = pp === true || (Array.isArray(pp) && pp.includes(normalizePeer(peer)));
-    if (!expectHeader) return this.secureThenStart(socket, normalizePeer(peer), socket.remotePort ?? 0);
+    const expectHeader = pp === true || (Array.isArray(pp) && pp.includes(plainPeerAddress(peer)));
+    if (!expectHeader) return this.secureThenStart(socket, plainPeerAddress(peer), socket.remotePort ?? 0);
     readProxyHeader(socket, (header) => {
       if (!header.ok) {
         this.pending.delete(socket);
@@ -109,7 +110,7 @@ export class SmtpServer {
       }
       this.secureThenStart(
         socket,
-        header.address ?? normalizePeer(peer),
+        header.address ?? plainPeerAddress(peer),
         header.port ?? socket.remotePort ?? 0,
       );
     });
@@ -173,11 +174,6 @@ function readProxyHeader(socket: net.Socket, done: (h: ReturnType<typeof parsePr
     done(h);
   };
   socket.on('data', onData);
-}
-
-/** "::ffff:127.0.0.1" (an IPv4 peer on a dual-stack socket) as "127.0.0.1" */
-function normalizePeer(address: string): string {
-  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
 }
 
 function noop(): void {}

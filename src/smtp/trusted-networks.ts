@@ -1,4 +1,5 @@
 import { BlockList, isIPv4 } from 'node:net';
+import { plainPeerAddress } from '../shared/net.js';
 
 /** Client addresses allowed to send without AUTH (smtp.trustedNetworks). */
 export class TrustedNetworks {
@@ -17,8 +18,7 @@ export class TrustedNetworks {
 
   has(address: string | undefined): boolean {
     if (this.empty || !address) return false;
-    // IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d
-    const a = address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+    const a = plainPeerAddress(address);
     return this.list.check(a, isIPv4(a) ? 'ipv4' : 'ipv6');
   }
 }
