@@ -1,8 +1,9 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
-// xoauth2-proxy command line (README, "Commands"). The shebang caps V8's young generation at 2 x 4 MB:
-// at load it otherwise grows to 2 x 16 MB, a quarter of the proxy's memory, for no measurable gain in
-// CPU (docs/performance.md, memory). It can only be set when Node starts; deploy/ and the bench
-// start Node with the same flags.
+#!/usr/bin/env -S node --max-semi-space-size=4 --v8-pool-size=1
+// xoauth2-proxy command line (README, "Commands"). The shebang caps V8's young generation at 2 x 4 MB
+// (at load it otherwise grows to 2 x 16 MB, a quarter of the proxy's memory) and V8's background
+// threads at one (each of the default four keeps a malloc arena of its compiles and GC work: ~6 MB
+// in all), for no measurable cost in CPU (docs/performance.md, memory). They can only be set when
+// Node starts; deploy/ and the bench start Node with the same flags.
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
 

@@ -18,8 +18,9 @@ describe("the executable's node flags", () => {
     expect(shebangNodeFlags('// not a shebang')).toEqual([]);
   });
 
-  it('cap the young generation, in the source and in the build, and the shebang starts the CLI', () => {
+  it('cap the young generation and V8 background threads, in the source and in the build, and the shebang starts the CLI', () => {
     expect(binNodeFlags(CLI_SRC)).toContain('--max-semi-space-size=4');
+    expect(binNodeFlags(CLI_SRC)).toContain('--v8-pool-size=1');
     expect(binNodeFlags(CLI)).toEqual(binNodeFlags(CLI_SRC));
     // what the kernel runs for `xoauth2-proxy ...`: the interpreter line, then the script
     const line = fs.readFileSync(CLI, 'utf8').split('\n')[0]!.slice(2).trim();
@@ -27,5 +28,13 @@ describe("the executable's node flags", () => {
     const r = spawnSync(interpreter!, [rest.join(' '), CLI, '--version'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("are the systemd unit's too", () => {
+    const unit = fs.readFileSync(path.resolve('deploy/xoauth2-proxy.service'), 'utf8');
+    const exec = unit.split('\n').find((l) => l.startsWith('ExecStart='))!;
+    const words = exec.slice('ExecStart='.length).split(/\s+/);
+    const script = words.findIndex((w) => w.endsWith('/cli.js'));
+    expect(words.slice(1, script)).toEqual(binNodeFlags(CLI_SRC));
   });
 });
