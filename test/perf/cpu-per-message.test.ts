@@ -1,8 +1,11 @@
 // The regression guard of the proxy's cost per message (docs/performance.md): `bench` at a fixed,
 // modest rate against the built proxy, run as a user's `serve` runs, and its CPU per message
-// (utime + stime of all its threads over the measured window / messages) held against the committed
-// baseline with a generous bound. Not a timed test: CPU time per message barely moves with other
-// load on the machine, where latencies and throughput do.
+// (utime + stime of all its threads over the measured window / messages), divided by the simulator's
+// in the same run, held against the committed baseline with a generous bound. Not a timed test: CPU
+// time per message barely moves with other load on the machine, where latencies and throughput do;
+// but it moves with the machine (the same build cost 287 µs on one VM and 460-560 on another, with
+// the simulator at ~200 there), so the guard compares it with the simulator's, which does the same
+// socket and SMTP work per message on the same cores in the same window.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,16 +18,20 @@ import { CLI } from '../helpers/procs.js';
 
 const run = promisify(execFile);
 const baseline = JSON.parse(fs.readFileSync(path.join(__dirname, 'cpu-baseline.json'), 'utf8')) as {
-  proxyCpuUsPerMessage: number;
+  proxyToSimulatorCpu: number;
   command: string;
 };
 
-/** A change that doubles the cost fails; noise from a loaded machine does not. */
-const BOUND = 2;
+/**
+ * A change that doubles the proxy's cost fails; noise from a loaded machine does not. The ratio
+ * moves less than the proxy's µs: a busier proxy also makes the simulator's messages dearer (a
+ * build with 0.7 ms of CPU added per message: proxy 1,290 µs, simulator 290, 4.45 x against 2.5).
+ */
+const BOUND = 1.6;
 
 describe('proxy CPU per message', () => {
   it(
-    `stays under ${BOUND} x the baseline at 500 msg/s (10 connections, 10 mailboxes)`,
+    `stays under ${BOUND} x the baseline ratio to the simulator at 500 msg/s (10 connections, 10 mailboxes)`,
     { timeout: 90_000 },
     async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-perf-'));
@@ -59,11 +66,14 @@ describe('proxy CPU per message', () => {
         expect(r.accepted).toBe(r.sent);
         expect(r.lost).toBe(0);
         const us = r.proxy!.cpuUsPerMessage!;
+        const simUs = r.simulator!.cpuUsPerMessage!;
+        const ratio = us / simUs;
         const what =
-          `proxy ${us} µs CPU per message against a baseline of ${baseline.proxyCpuUsPerMessage} ` +
-          `(test/perf/cpu-baseline.json; load average ${r.loadAverage})`;
+          `proxy ${us} µs CPU per message, simulator ${simUs}: ${ratio.toFixed(2)} x against a ` +
+          `baseline of ${baseline.proxyToSimulatorCpu} x (test/perf/cpu-baseline.json; load average ${r.loadAverage})`;
         expect(us, what).toBeGreaterThan(0);
-        expect(us, what).toBeLessThan(BOUND * baseline.proxyCpuUsPerMessage);
+        expect(simUs, what).toBeGreaterThan(0);
+        expect(ratio, what).toBeLessThan(BOUND * baseline.proxyToSimulatorCpu);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
