@@ -297,6 +297,12 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
 export function renderBenchmarksMarkdown(report: MatrixReport): string {
   const m = report.machine;
   const L: string[] = [];
+  // the flags the runs were measured with, as each run's report says (not what the source says now)
+  const nodeArgs = [...report.runs, ...(report.sweep ?? [])]
+    .flatMap((r) => r.steps)
+    .map((st) => st.result?.parameters.proxyRun?.nodeArgs)
+    .find((a) => a !== undefined);
+  const nodeFlags = nodeArgs ? `\`${nodeArgs}\`` : 'none';
   L.push(
     '# Benchmarks',
     '',
@@ -322,7 +328,7 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     '  so the generator and the simulator take CPU the proxy would otherwise have: the numbers are a floor for',
     '  the proxy, not a ceiling.',
     '- The proxy runs as a user starts it: `xoauth2-proxy serve -c FILE`, i.e. Node with the node flags of the',
-    "  executable's shebang (`--max-semi-space-size=4 --v8-pool-size=1`) and no others, the default log (info, one line per",
+    `  executable's shebang (${nodeFlags}) and no others, the default log (info, one line per`,
     '  message, read by the bench through a pipe) and nothing added to its environment (a `GLIBC_TUNABLES` of',
     "  the caller is inherited; both are named in the report's `parameters.proxyRun`).",
     '- Per load step: the **direct** run sends the same load straight to the simulator with AUTH XOAUTH2 (the',

@@ -125,7 +125,9 @@ const fakeResult = (tput: number, p99: number): BenchResult => ({
   unsent: 0,
   warmupAccepted: 1,
   failures: {},
-  parameters: {} as BenchResult['parameters'],
+  parameters: {
+    proxyRun: { glibcTunables: null, nodeArgs: '--fake-flag=1', log: 'as served' },
+  } as BenchResult['parameters'],
   startedAt: '2025-01-01T00:00:00Z',
 });
 
@@ -158,6 +160,8 @@ describe('benchmarks.md', () => {
     expect(md).toContain('| CPU | CPU X |');
     expect(md).toContain('> **Note:** a note');
     expect(md).toContain('`npm run bench`');
+    // the node flags the runs report, not a copy of the source's
+    expect(md).toContain("executable's shebang (`--fake-flag=1`)");
     expect(md).toContain('![throughput](bench-throughput.svg)');
     expect(md).toContain(`## ${s1!.title}`);
     expect(md).toMatch(/\| 50,000 \| 1\.0 \| 500 \| 1\.00 \| 2\.00 \| 6\.00 \|/);
