@@ -96,6 +96,7 @@ export function oauthErrorDetails(json: Record<string, unknown> | undefined): OA
 export class TokenClient {
   private readonly agent: Agent;
   private readonly timeoutMs: number;
+  private closed = false;
 
   constructor(opts: { timeoutMs: number }) {
     this.timeoutMs = opts.timeoutMs;
@@ -203,6 +204,8 @@ export class TokenClient {
 
   private networkError(err: unknown, signal: AbortSignal): TokenGrantError {
     if (err instanceof TokenGrantError) return err;
+    // shutting down: say so, not an undici code that reads like a network fault
+    if (this.closed) return new TokenGrantError('transient', 'token client closed');
     const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
     const code =
       typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : '';
@@ -214,6 +217,7 @@ export class TokenClient {
 
   /** aborts in-flight requests and closes kept-alive sockets */
   close(): void {
+    this.closed = true;
     this.agent.destroy().catch(() => undefined);
   }
 }

@@ -19,6 +19,8 @@ export interface TokenResponse {
   delayMs?: number;
   /** never answer (timeouts) */
   hang?: boolean;
+  /** extra response headers */
+  headers?: Record<string, string>;
 }
 
 export type Handler = (req: TokenRequest, n: number) => TokenResponse | Promise<TokenResponse>;
@@ -63,7 +65,7 @@ export async function startTokenServer(handler: Handler = okHandler()): Promise<
       if (r.hang) return; // the socket is destroyed by close()
       if (r.delayMs) await sleep(r.delayMs);
       concurrent--;
-      res.writeHead(r.status ?? 200, { 'content-type': 'application/json' });
+      res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...r.headers });
       res.end(r.raw ?? JSON.stringify(r.body ?? {}));
     });
   });

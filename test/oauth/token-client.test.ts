@@ -92,6 +92,31 @@ describe('TokenClient', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
+  it('close() ends a request in flight at once', async () => {
+    srv = await startTokenServer(() => ({ hang: true }));
+    client = new TokenClient({ timeoutMs: 10_000 });
+    const t0 = Date.now();
+    const pending = grantError(client.refresh({ tokenUrl: srv.url, ...base }));
+    await new Promise((r) => setTimeout(r, 100));
+    client.close();
+    const e = await pending;
+    expect(e.kind).toBe('transient');
+    expect(e.reason).toBe('token client closed');
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it('does not follow a redirect: a token endpoint that moved is reported with its status', async () => {
+    srv = await startTokenServer((req) =>
+      req.path === '/elsewhere'
+        ? { body: { access_token: 'at' } }
+        : { status: 302, headers: { location: '/elsewhere' } },
+    );
+    client = new TokenClient({ timeoutMs: 2000 });
+    const e = await grantError(client.refresh({ tokenUrl: srv.url, ...base }));
+    expect(e.reason).toBe('HTTP 302');
+    expect(srv.requests).toHaveLength(1);
+  });
+
   it('reports a refused connection as a network error', async () => {
     srv = await startTokenServer();
     const url = srv.url;
