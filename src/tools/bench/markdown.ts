@@ -270,21 +270,24 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
     '',
     `2 KB messages, 1 recipient. 833 msg/s (50,000 msg/min, open loop) over 10 mailboxes; the maximum (closed loop) over 100 mailboxes. ` +
       `Each step ran ${first ? sweep[0]!.steps[0]?.step.durationSec : '-'} s, direct and through the proxy. ` +
-      'CPU per message is the whole proxy process (all threads), with its main thread in parentheses.',
+      'CPU per message is the whole proxy process (all threads), with its main thread in parentheses. ' +
+      '"direct" is the same load without the proxy in the same step: it says how fast this machine was, so rows ' +
+      'can be compared with runs on other machines (or on the same VM on another day).',
     '',
-    '| load | upstream | connections | msg/s | ratio | p50 ms | p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of sweep) {
     const s = run.scenario;
     for (const { step, result: r, error } of run.steps) {
       const head = `| ${step.perMinute === undefined ? 'max' : '833 msg/s'} | ${s.tls ? 'STARTTLS' : 'plain'} | ${s.connections} |`;
       if (!r) {
-        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} |||||||`);
+        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} |||||||||`);
         continue;
       }
       L.push(
-        `${head} ${f(r.throughputPerSec, 0)} | ${f(r.ratio, 3)} | ${f(r.latencyMs.p50)} | ${f(r.latencyMs.p99)} | ` +
+        `${head} ${f(r.throughputPerSec, 0)} | ${f(r.direct?.throughputPerSec, 0)} | ${f(r.ratio, 3)} | ` +
+          `${f(r.latencyMs.p50)} | ${f(r.latencyMs.p99)} | ${f(r.direct?.latencyMs.p99)} | ` +
           `${f(r.addedP99Ms)} | ${f(r.proxy?.cpuUsPerMessage, 0)} (${f(r.proxy?.mainThreadUsPerMessage, 0)}) | ` +
           `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} |`,
       );

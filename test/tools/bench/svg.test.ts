@@ -206,7 +206,7 @@ describe('benchmarks.md', () => {
     const md = renderSweep(sweep);
     expect(md[0]).toBe('## Connections: 1 to 100, at 833 msg/s and at the maximum');
     expect(md).toContain(
-      '| 833 msg/s | plain | 1 | 833 | 1.000 | 1.00 | 3.00 | 2.00 | 5000 (4000) | 100 | 0 |',
+      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 |',
     );
     expect(md.some((l) => l.startsWith('| max | STARTTLS | 100 | failed: boom'))).toBe(true);
   });
