@@ -147,24 +147,39 @@ return 0`,
 };
 
 /**
- * Compare-and-set of the rotated refresh token. KEYS: refresh (hash v, fp, origin), fence.
- * ARGV: fence, origin (fingerprint of the configured token, or 'authorized'), fingerprint of the
- * token used, sealed next, fingerprint of next, '1' when this lineage may start from nothing stored.
+ * Compare-and-set of the rotated refresh token. KEYS: refresh (hash v, fp, origin, fence of the
+ * writer), fence. ARGV: fence, origin (fingerprint of the configured token, or 'authorized'),
+ * fingerprint of the token used, sealed next, fingerprint of next, '1' when this lineage may start
+ * from nothing stored.
  * fenced: the lock was granted again since; stale: the stored token of this lineage is not the one
  * used. Nothing of this lineage stored (its first rotation, or data lost): the fence decides, for a
  * configured lineage only (an authorized token that is gone was removed or replaced).
+ * No fence at all: Redis lost its data while the holder was refreshing, and no lock was granted
+ * since (taking one creates the fence), so nobody refreshed after it, and the provider has already
+ * retired the token it used: `next` is written unless a holder from before the loss with a later
+ * fence wrote first; over a copy some instance seeded meanwhile (never newer) for a configured
+ * lineage, over nothing only for an authorized one (another token there may be a new authorization).
+ * `next` already stored: ok (a retry whose first answer was lost).
  */
 const rotate: ScriptDef = {
   numberOfKeys: 2,
   lua: `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'fenced' end
-local cur = redis.call('HMGET', KEYS[1], 'origin', 'fp')
+local fence = redis.call('GET', KEYS[2])
+local cur = redis.call('HMGET', KEYS[1], 'origin', 'fp', 'fence')
+if cur[1] == ARGV[2] and cur[2] == ARGV[5] then return 'ok' end
+local lost = not fence
+if lost then
+  if cur[3] and tonumber(cur[3]) > tonumber(ARGV[1]) then return 'fenced' end
+elseif fence ~= ARGV[1] then
+  return 'fenced'
+end
+local configured = ARGV[6] == '1'
 if cur[1] == ARGV[2] then
-  if cur[2] ~= ARGV[3] then return 'stale' end
-elseif ARGV[6] ~= '1' then
+  if cur[2] ~= ARGV[3] and not (lost and configured) then return 'stale' end
+elseif not configured and (cur[1] or not lost) then
   return 'stale'
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[4], 'fp', ARGV[5], 'origin', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 'fp', ARGV[5], 'origin', ARGV[2], 'fence', ARGV[1])
 return 'ok'`,
 };
 
@@ -190,6 +205,20 @@ end
 return 0`,
 };
 
+/**
+ * KEYS: token (hash). ARGV: sealed token, exp, lineage, fingerprint. An access token got while Redis
+ * could not be reached, put back unless the one there lasts as long or longer. Returns 1 if written.
+ */
+const tokenRestore: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local cur = redis.call('HGET', KEYS[1], 'exp')
+if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'exp', ARGV[2], 'lin', ARGV[3], 'fp', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1`,
+};
+
 export const SCRIPTS = {
   xoLeaseAcquire: leaseAcquire,
   xoLeaseRenew: leaseRenew,
@@ -201,6 +230,7 @@ export const SCRIPTS = {
   xoRotate: rotate,
   xoSeedRefresh: seedRefresh,
   xoTokenInvalidate: tokenInvalidate,
+  xoTokenRestore: tokenRestore,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

@@ -6,11 +6,14 @@
 // - Rates: permits taken in batches ahead (batched-rate.ts); no round trip per message.
 // - Tokens: access tokens and rotated refresh tokens sealed as in the embedded store; one refresh
 //   lock per mailbox with a fence that rises with every grant; a rotation is a compare-and-set that
-//   checks both the token used and the fence, so it never forks.
+//   checks both the token used and the fence, so it never forks. A rotation that cannot be written
+//   (Redis unreachable after the provider answered) is kept locally and written, by the same
+//   compare-and-set, before the heartbeat declares Redis reachable again.
 // - Unreachable: degraded at once; leases and rates fall back to this instance's share, tokens to
-//   the ones cached here; refreshes and rotations wait (SharedStateUnavailable). When Redis answers
-//   again the heartbeat re-registers the leases held, writes what was kept back, and tells the proxy
-//   to reload (events of the outage were missed).
+//   the ones cached here; refreshes wait (SharedStateUnavailable), a rotation the provider already
+//   made is kept (above). When Redis answers again the heartbeat re-registers the leases held,
+//   writes what was kept back, wakes refreshes waiting for a lock that may be gone, and tells the
+//   proxy to reload (events of the outage were missed).
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -122,6 +125,10 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
   /** written while Redis was unreachable: sent on recovery */
   private readonly pendingStates = new Set<string>();
   private readonly pendingDeletes = new Set<string>();
+  /** rotations the provider made while Redis could not take them: written before recovering */
+  private readonly pendingRotations = new Map<string, RotationWrite>();
+  /** access tokens got while Redis could not take them (their refresh was already made) */
+  private readonly pendingTokens = new Set<string>();
   private pendingAnnounce = false;
   private readonly refreshWaiters = new Map<string, Set<() => void>>();
   private readonly freed: Listeners<[string]>;
@@ -219,6 +226,11 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
       try {
         const wasDegraded = !this.link.health.ok;
         if (wasDegraded || !this.sealer) await this.ensureMeta();
+        // before anyone here (or elsewhere, as far as it can be helped) refreshes from Redis again
+        if (wasDegraded) {
+          await this.writePendingRotations();
+          await this.writePendingTokens();
+        }
         const sentAt = performance.now();
         await this.renewAll();
         this.renewedAt = sentAt;
@@ -307,6 +319,9 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
   /** Redis answers again: send what was kept back, and have the proxy reload what it missed */
   private async recovered(): Promise<void> {
     this.log.info('shared state reachable: sharing resumed');
+    // refreshes waiting for a lock taken before the outage: it may be gone (a Redis that lost its
+    // data, or a release that could not be sent) and its end announced nowhere; they look again
+    for (const mailbox of [...this.refreshWaiters.keys()]) this.wakeRefreshWaiters(mailbox);
     for (const mailbox of [...this.pendingDeletes]) {
       this.pendingDeletes.delete(mailbox);
       await this.deleteInRedis(mailbox).catch(() => this.pendingDeletes.add(mailbox));
@@ -513,7 +528,11 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
   /** kept here in any case; in Redis when it can be reached (a cache: a lost write costs a refresh) */
   async putAccessToken(mailbox: string, token: string, expiresAt: number, lineage?: string): Promise<void> {
     this.tokens.set(mailbox, { token, expiresAt, lineage });
-    if (!this.ok || !this.sealer) return;
+    if (!this.ok || !this.sealer) {
+      this.pendingTokens.add(mailbox);
+      return;
+    }
+    this.pendingTokens.delete(mailbox);
     const sealed = this.sealer.seal(mailbox, 'access_token', token);
     const key = this.keys.mailbox(mailbox).token;
     await this.link
@@ -536,12 +555,38 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
       )
       .catch((err) => {
         if (!(err instanceof SharedStateUnavailable)) throw err;
+        this.pendingTokens.add(mailbox);
       });
+  }
+
+  /**
+   * The heartbeat, before it declares Redis reachable: the tokens got meanwhile, so the other
+   * instances do not refresh again what was refreshed here (one another instance put since wins).
+   */
+  private async writePendingTokens(): Promise<void> {
+    for (const mailbox of [...this.pendingTokens]) {
+      const t = this.tokens.get(mailbox);
+      this.pendingTokens.delete(mailbox);
+      if (!t || t.expiresAt <= Date.now() || !this.sealer) continue;
+      const sealed = this.sealer.seal(mailbox, 'access_token', t.token);
+      const args = [sealed, Math.floor(t.expiresAt), t.lineage ?? '', fingerprint(t.token)];
+      await this.link.script('xoTokenRestore', [this.keys.mailbox(mailbox).token], args).catch((err) => {
+        if (err instanceof SharedStateUnavailable) {
+          this.pendingTokens.add(mailbox); // still unreachable: the next heartbeat tries again
+          throw err;
+        }
+        // a cache: losing it costs a refresh, and recovery must not wait for it
+        this.log.warn({ mailbox, err: (err as Error).message }, 'cannot put back a kept access token');
+      });
+    }
   }
 
   async invalidateAccessToken(mailbox: string, token?: string): Promise<void> {
     const t = this.tokens.get(mailbox);
-    if (t && (token === undefined || t.token === token)) this.tokens.delete(mailbox);
+    if (t && (token === undefined || t.token === token)) {
+      this.tokens.delete(mailbox);
+      this.pendingTokens.delete(mailbox);
+    }
     if (!this.ok) return;
     await this.link
       .script(
@@ -680,7 +725,18 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
   }
 
   async rotateRefreshToken(mailbox: string, w: RotationWrite): Promise<RotationResult> {
-    if (!this.ok || !this.sealer) throw new SharedStateUnavailable('store the rotated refresh token');
+    if (!this.sealer) throw new SharedStateUnavailable('store the rotated refresh token');
+    // the provider has retired w.used already: a rotation Redis cannot take now is kept, not dropped
+    if (!this.ok) return this.keepForLater(mailbox, w);
+    try {
+      return await this.writeRotation(mailbox, w);
+    } catch (err) {
+      if (!(err instanceof SharedStateUnavailable)) throw err;
+      return this.keepForLater(mailbox, w);
+    }
+  }
+
+  private async writeRotation(mailbox: string, w: RotationWrite): Promise<RotationResult> {
     const k = this.keys.mailbox(mailbox);
     const result = await this.link.script<RotationResult>(
       'xoRotate',
@@ -689,13 +745,46 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
         String(w.fence),
         originOf(w.configured),
         fingerprint(w.used),
-        this.sealer.seal(mailbox, 'refresh_token', w.next),
+        this.sealer!.seal(mailbox, 'refresh_token', w.next),
         fingerprint(w.next),
         w.configured === undefined ? '0' : '1',
       ],
     );
     if (result === 'ok') this.keepLocally(mailbox, w.configured, w.next);
     return result;
+  }
+
+  /** this instance's copy is what it seeds Redis with should Redis come back empty */
+  private keepForLater(mailbox: string, w: RotationWrite): RotationResult {
+    this.keepLocally(mailbox, w.configured, w.next);
+    this.pendingRotations.set(mailbox, w);
+    this.log.warn(
+      { mailbox },
+      'shared state unreachable: the rotated refresh token is kept until it answers',
+    );
+    return 'kept';
+  }
+
+  /** the heartbeat, before it declares Redis reachable; one it cannot reach stays pending */
+  private async writePendingRotations(): Promise<void> {
+    for (const [mailbox, w] of [...this.pendingRotations]) {
+      let result: RotationResult;
+      try {
+        result = await this.writeRotation(mailbox, w);
+      } catch (err) {
+        if (err instanceof SharedStateUnavailable) throw err; // still unreachable: stays pending
+        // not something a retry mends: the local copy stays, recovery must not wait for it
+        this.pendingRotations.delete(mailbox);
+        this.log.error({ mailbox, err: (err as Error).message }, 'cannot write a kept rotation');
+        continue;
+      }
+      if (this.pendingRotations.get(mailbox) === w) this.pendingRotations.delete(mailbox);
+      if (result !== 'ok')
+        this.log.warn(
+          { mailbox, result },
+          'a rotation kept while Redis was unreachable was superseded there (another instance refreshed meanwhile)',
+        );
+    }
   }
 
   async putAuthorizedRefreshToken(mailbox: string, refreshToken: string): Promise<void> {
@@ -783,6 +872,8 @@ export class RedisCoordinator implements Coordinator, QuotaSource {
     this.tokens.delete(mailbox);
     this.states.delete(mailbox);
     this.pendingStates.delete(mailbox);
+    this.pendingRotations.delete(mailbox);
+    this.pendingTokens.delete(mailbox);
     this.gates.get(mailbox)?.close();
     this.gates.delete(mailbox);
     try {

@@ -7,7 +7,9 @@
 //   3. the holder looks again (a refresh may have finished between its miss and its lock), then
 //      refreshes with the latest rotation and stores the next one by compare-and-set under the
 //      lock's fence before it uses anything: a holder that lost its lock meanwhile stores nothing
-//      and goes back to 1, where the winner's token is waiting.
+//      and goes back to 1, where the winner's token is waiting. A rotation the shared state cannot
+//      take now is kept by the coordinator and written when it answers ('kept'): the provider has
+//      retired the token used, so dropping the new one would leave only a retired token to present.
 import type { Coordinator, RefreshLineage, StoredAccessToken } from './types.js';
 
 export interface RefreshOutcome {
@@ -95,7 +97,7 @@ export async function refreshOnce(coord: Coordinator, o: RefreshFlightOptions): 
           next: out.refreshToken,
           fence: lock.fence,
         });
-        if (r !== 'ok') {
+        if (r !== 'ok' && r !== 'kept') {
           if (now() >= deadline) throw new RefreshBusy(o.mailbox);
           continue; // fenced out or overtaken: the winner's token is in the cache (or on its way)
         }

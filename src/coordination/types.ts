@@ -7,7 +7,8 @@
 // - Arguments and results are plain data (strings, numbers): they cross a process boundary as JSON.
 // - Releasing a lease or a lock is fire-and-forget for the caller; the implementation owns retries.
 // - When the shared state cannot be reached, operations that need the global truth (a refresh lock,
-//   a rotation) reject with SharedStateUnavailable; the rest fall back to a safe local answer.
+//   a rotation) reject with SharedStateUnavailable; the rest fall back to a safe local answer. A
+//   rotation the provider has already made is the exception where it can be kept ('kept').
 import type { StoredAccessToken } from '../state/store.js';
 
 export type { StoredAccessToken };
@@ -94,9 +95,11 @@ export interface RotationWrite {
 /**
  * ok: written. stale: the stored refresh token is no longer `used` (another instance rotated it);
  * fenced: the lock was granted to someone else since (this holder was paused or lost it). Either
- * way `next` is not stored and must not be used.
+ * way `next` is not stored and must not be used. kept: the shared state could not be reached after
+ * the provider had already retired `used`; `next` is kept here and written there (the same
+ * compare-and-set) before this instance counts as recovered, so it is used (Redis only).
  */
-export type RotationResult = 'ok' | 'stale' | 'fenced';
+export type RotationResult = 'ok' | 'stale' | 'fenced' | 'kept';
 
 export interface Coordinator {
   /** 'in-process' | 'redis' (and, with workers, 'ipc') */
@@ -150,7 +153,8 @@ export interface Coordinator {
   getRefreshToken(mailbox: string, configured: RefreshLineage): Promise<string | undefined>;
   /**
    * compare-and-set: store `next` only if `fence` is current and the stored token is still `used`
-   * (a configured lineage with nothing stored yet: the fence alone decides)
+   * (a configured lineage with nothing stored yet: the fence alone decides); Redis: no fence at all
+   * (its data was lost mid-refresh) lets the holder store, and an unreachable Redis gives 'kept'
    */
   rotateRefreshToken(mailbox: string, write: RotationWrite): Promise<RotationResult>;
   /** a new authorization (accounts authorize, web onboarding); rejects SharedStateUnavailable when degraded */

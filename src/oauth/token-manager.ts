@@ -130,6 +130,11 @@ interface TokenResponse {
   rotationStored?: boolean;
   /** shared mode: another instance's token from the shared cache; no request was made here */
   fromCache?: boolean;
+  /**
+   * shared mode: when the token request was sent (epoch ms), later than the refresh's start when it
+   * first waited for another instance's lock; the lifetime is counted from here
+   */
+  requestedAt?: number;
 }
 
 /** A token counts as expired this long before its real expiry (capped at a tenth of its lifetime). */
@@ -651,7 +656,7 @@ export class TokenManager {
     // a token from the shared cache: its lifetime is unknown; the last one's (or what is left) serves
     const lifetimeMs = res.fromCache
       ? Math.max(expiresAt - this.now(), entry.token?.lifetimeMs ?? 0)
-      : expiresAt - startedAt;
+      : expiresAt - (res.requestedAt ?? startedAt);
     entry.token = cached(res.accessToken, expiresAt, lifetimeMs);
     entry.failure = undefined;
     entry.lastError = undefined;
@@ -703,6 +708,7 @@ export class TokenManager {
     // a token request may take requestTimeoutMs; a holder paused past the TTL is fenced out
     const lockTtlMs = 2 * this.requestTimeoutMs + 5000;
     let rotated: string | undefined;
+    let requestedAt: number | undefined;
     try {
       if (entry.unsharedAuthorization !== undefined) {
         await this.shared!.putAuthorizedRefreshToken(entry.email, entry.unsharedAuthorization);
@@ -719,12 +725,16 @@ export class TokenManager {
         ...(entry.rejected !== undefined ? { rejected: entry.rejected } : {}),
         now: this.now,
         refresh: async (refreshToken) => {
+          // the expiry counts from this request, not from the refresh's start: a wait for a lock that
+          // outlasted a token lifetime (its holder died, or its release was lost in a Redis restart)
+          // would store a token already expired, and every instance waiting would refresh in turn
+          requestedAt = this.now();
           const r = await this.requestToken(entry, a.appOnly ? undefined : refreshToken);
           rotated =
             r.refreshToken !== undefined && r.refreshToken !== refreshToken ? r.refreshToken : undefined;
           return {
             accessToken: r.accessToken,
-            expiresAt: startedAt + r.expiresInSec * 1000,
+            expiresAt: requestedAt + r.expiresInSec * 1000,
             ...(r.refreshToken !== undefined ? { refreshToken: r.refreshToken } : {}),
           };
         },
@@ -747,6 +757,7 @@ export class TokenManager {
         expiresInSec: (out.expiresAt - startedAt) / 1000,
         fromCache: !out.refreshed,
         rotationStored: true,
+        ...(out.refreshed && requestedAt !== undefined ? { requestedAt } : {}),
         ...(out.refreshed && rotated !== undefined ? { refreshToken: rotated } : {}),
       };
     } catch (err) {

@@ -32,6 +32,9 @@ export interface RedisServer {
   resume(): void;
   /** kill it and start a fresh, empty one on the same port */
   restart(): Promise<void>;
+  /** kill it and leave it down (start() brings a fresh, empty one back on the same port; no-op while up) */
+  kill(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
   /** a plain client for looking at the raw keys */
   raw(): Redis;
@@ -101,6 +104,11 @@ export async function startRedis(): Promise<RedisServer> {
     resume: () => child.kill('SIGCONT'),
     async restart() {
       await kill();
+      child = await launch(bin, port);
+    },
+    kill,
+    async start() {
+      if (child.exitCode === null && child.signalCode === null) return; // still running
       child = await launch(bin, port);
     },
     async stop() {
