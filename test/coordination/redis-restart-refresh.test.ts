@@ -119,6 +119,16 @@ describe.skipIf(!REDIS_SERVER)('refreshes across a Redis restarted empty', () =>
     );
   }
 
+  /** refreshOnce's options for MB: a cached token valid for 1 s more will do; grants from `p` */
+  const flight = (p: ReturnType<typeof strictProvider>) => ({
+    mailbox: MB,
+    configured: 'rt',
+    lockTtlMs: 5000,
+    waitMs: 8000,
+    minValidityMs: 1000,
+    refresh: async (rt: string) => p.grant(rt),
+  });
+
   it('a lock whose holder died: the waiters refresh once, and the token they get is not already expired', async () => {
     const p = strictProvider(4);
     const srv = await startTokenServer(p.handler);
@@ -161,14 +171,8 @@ describe.skipIf(!REDIS_SERVER)('refreshes across a Redis restarted empty', () =>
     const p = strictProvider(3600);
     const prefix = newPrefix();
     const [a, b] = [await coordinator(prefix, h.store()), await coordinator(prefix, h.store())];
-    const opts = {
-      mailbox: MB,
-      configured: 'rt',
-      lockTtlMs: 5000,
-      waitMs: 8000,
-      refresh: async (rt: string) => p.grant(rt),
-    };
-    await refreshOnce(a, { ...opts, minValidityMs: 1000 });
+    const opts = flight(p);
+    await refreshOnce(a, opts);
     // the next refresh (the cached token is not good enough) loses Redis after the provider answered
     const second = await refreshOnce(a, {
       ...opts,
@@ -183,7 +187,7 @@ describe.skipIf(!REDIS_SERVER)('refreshes across a Redis restarted empty', () =>
     });
     expect(second.refreshed).toBe(true);
     expect(await b.getRefreshToken(MB, 'rt')).toBe('rt~2');
-    const third = await refreshOnce(b, { ...opts, minValidityMs: 1000 });
+    const third = await refreshOnce(b, opts);
     expect(third.accessToken).toBe(second.accessToken);
     expect({ refreshes: p.refreshes, reuses: p.reuses }).toEqual({ refreshes: 2, reuses: 0 });
   }, 30_000);
@@ -192,14 +196,7 @@ describe.skipIf(!REDIS_SERVER)('refreshes across a Redis restarted empty', () =>
     const p = strictProvider(3600);
     const prefix = newPrefix();
     const [a, b] = [await coordinator(prefix, h.store()), await coordinator(prefix, h.store())];
-    const opts = {
-      mailbox: MB,
-      configured: 'rt',
-      lockTtlMs: 5000,
-      waitMs: 8000,
-      minValidityMs: 1000,
-      refresh: async (rt: string) => p.grant(rt),
-    };
+    const opts = flight(p);
     await refreshOnce(a, opts);
     expect(await b.getRefreshToken(MB, 'rt')).toBe('rt~1'); // b follows: it keeps rt~1 locally
     const second = await refreshOnce(a, {
