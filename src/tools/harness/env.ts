@@ -209,6 +209,16 @@ function splitHostPort(hp: string): { host: string; port: number } {
   return { host: hp.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hp.slice(i + 1)) };
 }
 
+/** The proxy could not bind a port picked for it (taken in between). */
+class PortTaken extends Error {}
+
+interface StartedProxy {
+  proxy: ChildProcess;
+  proxyExit: Promise<number | null>;
+  smtpPort: number;
+  httpPort: number;
+}
+
 export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
   const cli = o.cli ?? CLI_PATH;
   if (!fs.existsSync(cli)) throw new Error(`${cli} not found: build first (npx tsc -p tsconfig.json)`);
@@ -240,82 +250,103 @@ export async function startBenchEnv(o: EnvOptions): Promise<BenchEnv> {
     };
 
     const password = randomBytes(12).toString('base64url');
+    // one key for every start: a start that failed may already have sealed state with it
+    const secretKey = randomBytes(32).toString('base64url');
     const users = Array.from({ length: o.mailboxes }, (_, i) => `${o.userPrefix}${i}@${o.userDomain}`);
-    const smtpPort = await freePort();
-    const httpPort = await freePort();
-    const config = {
-      smtp: {
-        listen: [`127.0.0.1:${smtpPort}`],
-        hostname: 'bench.localhost',
-        maxClients: Math.max(1000, o.connections * 2),
-        maxRecipients: Math.max(100, o.recipients),
-        ...o.smtpOverrides,
-      },
-      http: { listen: `127.0.0.1:${httpPort}` },
-      state: { dir: path.join(dir, 'data'), secretKey: randomBytes(32).toString('base64url') },
-      ...(o.logAsServed ? {} : { log: { level: o.proxyLogLevel ?? 'warn', messages: false } }),
-      providers: {
-        sim: {
-          tokenUrl: sim.info.tokenUrl,
-          scope:
-            o.style === 'microsoft'
-              ? 'https://outlook.office.com/SMTP.Send offline_access'
-              : 'https://mail.google.com/',
-          smtp: o.tls
-            ? {
-                host: simSmtp.host,
-                port: simSmtp.port,
-                security: 'starttls',
-                ca: path.join(dir, 'sim-ca.pem'),
-              }
-            : { host: simSmtp.host, port: simSmtp.port, security: 'none' },
-          maxConnectionsPerAccount: upstream,
+    const startProxy = async (smtpPort: number, httpPort: number): Promise<StartedProxy> => {
+      const config = {
+        smtp: {
+          listen: [`127.0.0.1:${smtpPort}`],
+          hostname: 'bench.localhost',
+          maxClients: Math.max(1000, o.connections * 2),
+          maxRecipients: Math.max(100, o.recipients),
+          ...o.smtpOverrides,
         },
-      },
-      accounts: users.map((email) => ({
-        email,
-        provider: 'sim',
-        clientId: 'bench-client',
-        refreshToken: `simrt.${email}.bench`,
-        password,
-      })),
+        http: { listen: `127.0.0.1:${httpPort}` },
+        state: { dir: path.join(dir, 'data'), secretKey },
+        ...(o.logAsServed ? {} : { log: { level: o.proxyLogLevel ?? 'warn', messages: false } }),
+        providers: {
+          sim: {
+            tokenUrl: sim.info.tokenUrl,
+            scope:
+              o.style === 'microsoft'
+                ? 'https://outlook.office.com/SMTP.Send offline_access'
+                : 'https://mail.google.com/',
+            smtp: o.tls
+              ? {
+                  host: simSmtp.host,
+                  port: simSmtp.port,
+                  security: 'starttls',
+                  ca: path.join(dir, 'sim-ca.pem'),
+                }
+              : { host: simSmtp.host, port: simSmtp.port, security: 'none' },
+            maxConnectionsPerAccount: upstream,
+          },
+        },
+        accounts: users.map((email) => ({
+          email,
+          provider: 'sim',
+          clientId: 'bench-client',
+          refreshToken: `simrt.${email}.bench`,
+          password,
+        })),
+      };
+      fs.writeFileSync(configFile, YAML.stringify(config), { mode: 0o600 });
+      // As a user starts it: nothing added to the environment (a GLIBC_TUNABLES of the caller's is
+      // inherited, and reported, so the two can be compared)
+      const proxy = spawnNode(
+        [...nodeArgs, cli, 'serve', '-c', configFile, ...(o.proxyArgs ?? [])],
+        o.proxyCpus,
+      );
+      track(proxy);
+      started.push(proxy);
+      const proxyExit = new Promise<number | null>((resolve) => proxy.once('exit', (code) => resolve(code)));
+      const proxyOutput = tail(proxy);
+      // XO_BENCH_PROXY_OUTPUT: also append the proxy's stdout/stderr to this file (e.g. with --trace-gc)
+      const outFile = process.env.XO_BENCH_PROXY_OUTPUT;
+      if (outFile) {
+        const out = fs.createWriteStream(outFile, { flags: 'a' });
+        proxy.stdout?.pipe(out);
+        proxy.stderr?.pipe(out);
+      }
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (proxy.exitCode !== null) {
+          const out = proxyOutput();
+          started.splice(started.indexOf(proxy), 1);
+          if (/EADDRINUSE/.test(out)) throw new PortTaken(out);
+          throw new Error(`proxy exited (${proxy.exitCode}):\n${out}`);
+        }
+        try {
+          const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+          await r.arrayBuffer();
+          if (r.status === 200) break;
+        } catch {}
+        if (Date.now() > deadline)
+          throw new Error(`proxy not ready within ${timeoutMs} ms:\n${proxyOutput()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return { proxy, proxyExit, smtpPort, httpPort };
     };
     const configFile = path.join(dir, 'xoauth2-proxy.yaml');
-    fs.writeFileSync(configFile, YAML.stringify(config), { mode: 0o600 });
     // XO_BENCH_PROXY_NODE_ARGS: extra node flags for the proxy, e.g. `--cpu-prof` (docs/performance.md)
     // As `xoauth2-proxy serve` starts it: the executable's own node flags (its shebang line) first
     const nodeArgs = [
       ...binNodeFlags(cli),
       ...(process.env.XO_BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
     ];
-    // As a user starts it: nothing added to the environment (a GLIBC_TUNABLES of the caller's is
-    // inherited, and reported, so the two can be compared)
-    const proxy = spawnNode(
-      [...nodeArgs, cli, 'serve', '-c', configFile, ...(o.proxyArgs ?? [])],
-      o.proxyCpus,
-    );
-    track(proxy);
-    started.push(proxy);
-    const proxyExit = new Promise<number | null>((resolve) => proxy.once('exit', (code) => resolve(code)));
-    const proxyOutput = tail(proxy);
-    // XO_BENCH_PROXY_OUTPUT: also append the proxy's stdout/stderr to this file (e.g. with --trace-gc)
-    const outFile = process.env.XO_BENCH_PROXY_OUTPUT;
-    if (outFile) {
-      const out = fs.createWriteStream(outFile, { flags: 'a' });
-      proxy.stdout?.pipe(out);
-      proxy.stderr?.pipe(out);
-    }
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (proxy.exitCode !== null) throw new Error(`proxy exited (${proxy.exitCode}):\n${proxyOutput()}`);
+    // The ports are free when picked but bound only when the proxy starts: another process (a test
+    // running beside this one) can take one in between. A start refused with EADDRINUSE is retried
+    // on fresh ports; any other failure is reported at once.
+    let started_: StartedProxy | undefined;
+    for (let attempt = 1; !started_; attempt++) {
       try {
-        const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
-        await r.arrayBuffer();
-        if (r.status === 200) break;
-      } catch {}
-      if (Date.now() > deadline) throw new Error(`proxy not ready within ${timeoutMs} ms:\n${proxyOutput()}`);
-      await new Promise((r) => setTimeout(r, 100));
+        started_ = await startProxy(await freePort(), await freePort());
+      } catch (err) {
+        if (!(err instanceof PortTaken) || attempt >= 3) throw err;
+      }
     }
+    const { proxy, proxyExit, smtpPort, httpPort } = started_;
     return {
       sim: sim.info,
       simPid: sim.child.pid!,
