@@ -94,6 +94,9 @@ export class AccountPool {
   private spareConnecting = false;
   /** how long the last connection took to set up (token, connect, TLS, EHLO, AUTH), ms */
   private setupMs = 0;
+  /** moving average of a message's time on its connection (send to final reply), ms; 0: none yet */
+  private serviceMs = 0;
+  private rampTimer: NodeJS.Timeout | undefined;
   private drainedWaiters: (() => void)[] = [];
   private readonly rate: RateGate | null;
   /** a lease was refused: no new connection until a slot is announced free or LEASE_RETRY_MS passed */
@@ -159,8 +162,11 @@ export class AccountPool {
     for (;;) {
       const reused = conn.messages > 0;
       let result: DeliveryResult;
+      const sent = performance.now();
       try {
         result = await conn.send(env, message);
+        const took = performance.now() - sent;
+        this.serviceMs = this.serviceMs > 0 ? this.serviceMs + (took - this.serviceMs) / 8 : took;
       } catch (err) {
         // no final reply to the body: the upstream did not take the message
         this.release(conn);
@@ -258,8 +264,45 @@ export class AccountPool {
     // a replacement is already on its way, or a spent connection may be kept: wait for it rather
     // than open one more
     if ((this.spareConnecting || this.count.retiring > 0) && !fresh) return this.enqueue();
-    if (this.total() < this.max && !this.leaseBlocked) return this.connectOrWait();
+    if (this.total() < this.max && !this.leaseBlocked) {
+      if (fresh || !this.waitBeatsOpening()) return this.connectOrWait();
+      this.armRamp();
+    }
     return this.enqueue();
+  }
+
+  /**
+   * A busy connection will be free sooner than a new one can be set up (connect + TLS + EHLO +
+   * AUTH): so a burst (the first message of each of 100 clients at once) does not open a connection
+   * per message, each a handshake at the provider and OpenSSL buffers here. The wait is judged from
+   * the last setup and the recent time per message (before the first: a quarter of the setup, which
+   * is at least four round trips to a message's one). Not judged before a first setup.
+   */
+  private waitBeatsOpening(): boolean {
+    const setup = this.setupMs;
+    const serving = this.count.busy + this.count.connecting;
+    if (setup <= 0 || serving === 0) return false;
+    const perMessage = this.serviceMs > 0 ? this.serviceMs : setup / 4;
+    return ((this.waitingCount + 1) * perMessage) / serving < setup;
+  }
+
+  /**
+   * Messages that chose to wait for a busy connection: if some are still waiting one setup time
+   * later, the estimate was wrong for them (a slow upstream, a load that keeps every connection
+   * busy), so a connection opens for them, one per setup time while the queue lasts, up to the limit.
+   */
+  private armRamp(): void {
+    if (this.rampTimer) return;
+    this.rampTimer = setTimeout(
+      () => {
+        this.rampTimer = undefined;
+        if (this.waitingCount === 0 || this.draining || this.killed) return;
+        this.openSpare();
+        this.armRamp();
+      },
+      Math.max(1, this.setupMs),
+    );
+    this.rampTimer.unref();
   }
 
   /**

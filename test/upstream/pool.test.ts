@@ -25,6 +25,45 @@ afterEach(async () => {
 const setup = (opts: FakeSmtpOptions = {}, over: Partial<UpstreamAccount> = {}, tokens = new FakeTokens()) =>
   fakeWithPools(cleanup, opts, over, tokens);
 
+describe('pool bursts', () => {
+  it('a burst waits for the busy connection when that beats opening one per message', async () => {
+    // a setup (AUTH) much slower than a message, as with TLS to a provider
+    const { fake, pools } = await setup(
+      { onCommand: (l) => (l.startsWith('AUTH') ? sleep(80).then(() => undefined) : undefined) },
+      { maxConnections: 10 },
+    );
+    expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered'); // the first setup
+    const t0 = performance.now();
+    const results = await Promise.all(Array.from({ length: 10 }, () => pools.deliver(USER, env(), msg())));
+    const took = performance.now() - t0;
+    expect(results.every((r) => r.kind === 'delivered')).toBe(true);
+    expect(fake.accepted).toHaveLength(11);
+    // before: one connection (and setup) per message of the burst (10 in all)
+    expect(fake.conns.length).toBeLessThanOrEqual(3);
+    // and no slower for it than one setup and the messages
+    expect(took).toBeLessThan(80 * 2);
+  });
+
+  it('a queue that lasts longer than a setup opens more connections, up to the limit', async () => {
+    // the first messages are quick, so the burst chooses to wait; then every message takes 150 ms
+    const { fake, pools } = await setup(
+      {
+        onCommand: (l) => (l.startsWith('AUTH') ? sleep(40).then(() => undefined) : undefined),
+        onMessage: (_m, _c, k) => (k < 3 ? undefined : sleep(150).then(() => undefined)),
+      },
+      { maxConnections: 4 },
+    );
+    for (let i = 0; i < 3; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+    const t0 = performance.now();
+    const results = await Promise.all(Array.from({ length: 12 }, () => pools.deliver(USER, env(), msg())));
+    const took = performance.now() - t0;
+    expect(results.every((r) => r.kind === 'delivered')).toBe(true);
+    expect(fake.maxOpen).toBe(4);
+    // one connection would take 12 x 150 ms; four, ramped up one setup apart, about a quarter of it
+    expect(took).toBeLessThan(12 * 150 * 0.6);
+  });
+});
+
 describe('pool limits and order', () => {
   it('never has more than maxConnections open at the upstream (50 concurrent deliveries, max 3)', async () => {
     const { fake, pools } = await setup(
