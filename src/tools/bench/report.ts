@@ -1,6 +1,7 @@
 // The `bench` result (README, "Benchmarks") and its one-screen text summary.
 import type { EventLoopDelayMs } from '../harness/generator.js';
 import type { LatencyMs } from '../harness/latency.js';
+import { NOT_QUIET_PERCENT } from './machine-cpu.js';
 
 export interface BenchParameters {
   mailboxes: number;
@@ -104,6 +105,11 @@ export interface BenchResult extends RunCounts {
   loadAverage: number;
   /** 1, 5 and 15-minute load averages when the proxy run started (as `uptime` prints them) */
   loadAverages?: [number, number, number];
+  /**
+   * the whole machine during the proxy run (/proc/stat; 100 = one core): `otherPercent` is what
+   * the proxy, the simulator and the generator did not use, i.e. other work sharing the cores
+   */
+  machine?: { cores: number; busyPercent: number; otherPercent: number; stealPercent: number };
   parameters: BenchParameters;
   startedAt: string;
 }
@@ -178,6 +184,16 @@ export function formatSummary(r: BenchResult): string {
       ? `load average at start: ${fmt(r.loadAverage)}; at the proxy run: ${r.loadAverages.map((n) => fmt(n)).join(', ')}`
       : `load average at start: ${fmt(r.loadAverage)}`,
   );
+  if (r.machine) {
+    const m = r.machine;
+    lines.push(
+      `machine: ${m.cores} cores, ${fmt(m.busyPercent, 1)} % of a core busy during the proxy run; other processes ${fmt(m.otherPercent, 1)} %, stolen by the host ${fmt(m.stealPercent, 1)} %`,
+    );
+    if (m.otherPercent > NOT_QUIET_PERCENT || m.stealPercent > NOT_QUIET_PERCENT)
+      lines.push(
+        `warning: not a quiet machine: other processes or the host took ${fmt(Math.max(m.otherPercent, m.stealPercent), 0)} % of a core during the proxy run; compare these figures only with runs made alike`,
+      );
+  }
   if (r.lost !== null) lines.push(`upstream received ${r.upstreamReceived}, lost ${r.lost}`);
   for (const [reply, n] of Object.entries(r.failures).slice(0, 5)) lines.push(`failure: ${n} x ${reply}`);
   return lines.join('\n');

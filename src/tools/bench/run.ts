@@ -10,6 +10,7 @@ import { runGenerator, type GeneratorOptions, type GeneratorResult } from '../ha
 import { benchUser, type BenchOptions } from './options.js';
 import { sampleProcess, type ProcMetrics, type ProcSampler } from '../harness/proc.js';
 import { cpuUsPerMessage, type BenchResult, type DirectResult, type ProcessUsage } from './report.js';
+import { sampleMachineCpu, type MachineCpu } from './machine-cpu.js';
 import {
   cpusAllowed,
   descendants,
@@ -131,6 +132,7 @@ async function runPinned(
   ) => {
     let proxySampler: TreeSampler | undefined;
     let simSampler: ProcSampler | undefined;
+    let machineSampler: ReturnType<typeof sampleMachineCpu> | undefined;
     const warmIds: string[] = [];
     if (opts.warmupSec > 0) {
       // Same load, not measured: JIT in every process, tokens, upstream pools. Its ids are loss-checked.
@@ -155,15 +157,17 @@ async function runPinned(
             const [a, b, c] = os.loadavg() as [number, number, number];
             loadAverages = [a, b, c].map((n) => Math.round(n * 100) / 100) as [number, number, number];
             proxySampler = sampleProcessTree(pids.proxy);
+            machineSampler = sampleMachineCpu();
           }
           if (pids.sim) simSampler = sampleProcess(pids.sim);
         },
       });
       const proxy: TreeMetrics | undefined = await proxySampler?.stop();
       const sim: ProcMetrics | undefined = await simSampler?.stop();
+      const machine = (await machineSampler?.stop()) ?? undefined;
       for (const id of warmIds) result.acceptedIds.push(id);
       result.warmupAccepted += warmIds.length;
-      return { result, proxy, sim };
+      return { result, proxy, sim, machine };
     } finally {
       await proxySampler?.stop();
       await simSampler?.stop();
@@ -171,7 +175,11 @@ async function runPinned(
   };
 
   if (opts.target) {
-    const { result: p, proxy } = await measure(
+    const {
+      result: p,
+      proxy,
+      machine,
+    } = await measure(
       {
         host: opts.target.host,
         port: opts.target.port,
@@ -181,7 +189,7 @@ async function runPinned(
       { proxy: opts.proxyPid },
       'p',
     );
-    return assemble(p, null, proxy, undefined, null, null);
+    return assemble(p, null, proxy, undefined, null, null, machine);
   }
 
   const env =
@@ -233,6 +241,7 @@ async function runPinned(
       result: p,
       proxy,
       sim,
+      machine,
     } = await measure(
       {
         host: env.proxyHost,
@@ -256,7 +265,7 @@ async function runPinned(
     const suffix = `-${runId}p@bench>`;
     let upstreamReceived = 0;
     for (const id of stats.messageIds ?? []) if (id.endsWith(suffix)) upstreamReceived++;
-    return assemble(p, direct, proxy, sim, upstreamReceived, lost);
+    return assemble(p, direct, proxy, sim, upstreamReceived, lost, machine);
   } finally {
     if (!deps.env) await env.close();
   }
@@ -268,6 +277,7 @@ async function runPinned(
     sim: ProcMetrics | undefined,
     upstreamReceived: number | null,
     lost: number | null,
+    machine: MachineCpu | undefined,
   ): BenchResult {
     const answered = p.accepted + p.deferred + p.rejected;
     const usage = (m: ProcMetrics): ProcessUsage => ({
@@ -312,6 +322,21 @@ async function runPinned(
       generatorCpuPercent: p.cpuPercent,
       loadAverage: loadAverage,
       ...(loadAverages ? { loadAverages } : {}),
+      ...(machine
+        ? {
+            machine: {
+              ...machine,
+              // the bench's own processes are the proxy (with its workers), the simulator and the generator
+              otherPercent: Math.max(
+                0,
+                Math.round(
+                  (machine.busyPercent - (proxy?.cpuPercent ?? 0) - (sim?.cpuPercent ?? 0) - p.cpuPercent) *
+                    10,
+                ) / 10,
+              ),
+            },
+          }
+        : {}),
       warmupAccepted: p.warmupAccepted,
       failures: p.failures,
       parameters,

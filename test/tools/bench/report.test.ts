@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LatencyRecorder } from '../../../src/tools/harness/latency.js';
 import { parseBenchOptions } from '../../../src/tools/bench/options.js';
@@ -132,6 +133,23 @@ describe('runBench report', () => {
     const text = formatSummary(r);
     expect(text).toMatch(/accepted 40/);
     expect(text).toMatch(/p99/);
+    // the whole machine during the run, from /proc/stat
+    expect(r.machine).toEqual({
+      cores: os.cpus().length,
+      busyPercent: expect.any(Number),
+      otherPercent: expect.any(Number),
+      stealPercent: expect.any(Number),
+    });
+    expect(r.machine!.busyPercent).toBeGreaterThan(0);
+    expect(text).toMatch(
+      /^machine: \d+ cores, [\d.]+ % of a core busy during the proxy run; other processes [\d.]+ %/m,
+    );
+    // a run that shared the cores says so
+    const busy = formatSummary({ ...r, machine: { ...r.machine!, otherPercent: 42 } });
+    expect(busy).toMatch(/^warning: not a quiet machine: other processes or the host took 42 % of a core/m);
+    expect(formatSummary({ ...r, machine: { ...r.machine!, otherPercent: 3, stealPercent: 0 } })).not.toMatch(
+      /warning: not a quiet machine/,
+    );
     expect(JSON.parse(JSON.stringify(r))).toEqual(r);
   });
 });
