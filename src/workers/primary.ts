@@ -162,21 +162,27 @@ export async function runPrimary(opts: PrimaryOptions): Promise<RunningPrimary> 
     });
   };
 
-  /** ask one worker; undefined when it does not answer in time (or is gone) */
+  /**
+   * ask one worker; undefined when it does not answer in time, or at once when it exits meanwhile
+   * (so /readyz names a worker that died while asked, instead of waiting out the timeout and
+   * answering about the state after its quick restart)
+   */
   const ask = <T extends FromWorker>(slot: Slot, q: (id: number) => ToWorker, timeoutMs: number) =>
     new Promise<T | undefined>((resolve) => {
       const worker = slot.worker;
       if (!worker || !slot.up || !worker.isConnected()) return resolve(undefined);
       const id = ++seq;
-      const timer = setTimeout(() => {
-        waiting.delete(id);
-        resolve(undefined);
-      }, timeoutMs);
-      waiting.set(id, (m) => {
+      const settle = (m: unknown) => {
         clearTimeout(timer);
         waiting.delete(id);
-        resolve(m as T);
-      });
+        worker.off('exit', gone);
+        resolve(m as T | undefined);
+      };
+      const gone = () => settle(undefined);
+      const timer = setTimeout(gone, timeoutMs);
+      waiting.set(id, settle);
+      // after the slot's own exit handler, which marks the slot down
+      worker.once('exit', gone);
       worker.send(q(id), undefined, {}, () => undefined);
     });
 
