@@ -2,6 +2,7 @@
 // BenchResult; a missing measurement prints "-", never an estimate.
 import type { BenchResult } from './report.js';
 import { renderLineChart } from './svg.js';
+import { NOT_QUIET_PERCENT } from './machine-cpu.js';
 
 export interface Machine {
   cpuModel: string;
@@ -272,24 +273,26 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
       `Each step ran ${first ? sweep[0]!.steps[0]?.step.durationSec : '-'} s, direct and through the proxy. ` +
       'CPU per message is the whole proxy process (all threads), with its main thread in parentheses. ' +
       '"direct" is the same load without the proxy in the same step: it says how fast this machine was, so rows ' +
-      'can be compared with runs on other machines (or on the same VM on another day).',
+      'can be compared with runs on other machines (or on the same VM on another day). ' +
+      '"other CPU %" is the machine\'s CPU during the proxy run beyond the proxy, simulator and generator ' +
+      `(100 = one core): above ${NOT_QUIET_PERCENT} the step shared the cores with other work.`,
     '',
-    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost | other CPU % |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of sweep) {
     const s = run.scenario;
     for (const { step, result: r, error } of run.steps) {
       const head = `| ${step.perMinute === undefined ? 'max' : '833 msg/s'} | ${s.tls ? 'STARTTLS' : 'plain'} | ${s.connections} |`;
       if (!r) {
-        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} |||||||||`);
+        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} ||||||||||`);
         continue;
       }
       L.push(
         `${head} ${f(r.throughputPerSec, 0)} | ${f(r.direct?.throughputPerSec, 0)} | ${f(r.ratio, 3)} | ` +
           `${f(r.latencyMs.p50)} | ${f(r.latencyMs.p99)} | ${f(r.direct?.latencyMs.p99)} | ` +
           `${f(r.addedP99Ms)} | ${f(r.proxy?.cpuUsPerMessage, 0)} (${f(r.proxy?.mainThreadUsPerMessage, 0)}) | ` +
-          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} |`,
+          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} | ${f(r.machine?.otherPercent, 0)} |`,
       );
     }
   }
@@ -355,8 +358,10 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     "  default); the simulator allows that many plus the direct run's per mailbox.",
     '- Proxy and simulator CPU: utime + stime from `/proc/PID/stat` over the measured window (100 % = one core);',
     '  **proxy µs/msg** is that CPU time (all threads) divided by the messages answered in the window;',
-    '  RSS: the peak of `VmRSS` sampled every 250 ms. Generator CPU and event-loop delay are reported so a',
-    '  saturated generator is visible.',
+    '  RSS: the peak of `VmRSS` sampled every 250 ms, in MiB (the "MB" of every table). Generator CPU and',
+    '  event-loop delay are reported so a saturated generator is visible; **other CPU %** is the whole',
+    "  machine's CPU (`/proc/stat`) during the proxy run less the proxy's, the simulator's and the generator's:",
+    '  other work sharing the cores.',
     '',
     '![throughput](bench-throughput.svg)',
     '',
@@ -372,14 +377,14 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
       `${s.mailboxes} mailboxes, ${s.connections} client connections, ${sizeLabel(s.size)} messages, 1 recipient, ` +
         `upstream ${s.tls ? "STARTTLS (verified against the simulator's certificate)" : 'plain TCP'}.`,
       '',
-      '| offered (msg/min) | run (s) | achieved msg/s | p50 ms | p95 ms | p99 ms | max ms | direct msg/s | direct p99 ms | added p99 ms | ratio | proxy CPU % | proxy µs/msg | proxy peak RSS MB | sim CPU % | gen CPU % | gen loop p99 ms | deferred / rejected / errors | lost |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+      '| offered (msg/min) | run (s) | achieved msg/s | p50 ms | p95 ms | p99 ms | max ms | direct msg/s | direct p99 ms | added p99 ms | ratio | proxy CPU % | proxy µs/msg | proxy peak RSS MB | sim CPU % | gen CPU % | gen loop p99 ms | deferred / rejected / errors | lost | other CPU % |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     );
     for (const { step, result: r, error } of run.steps) {
       const offered = step.perMinute === undefined ? 'max' : step.perMinute.toLocaleString('en-US');
       if (!r) {
         L.push(
-          `| ${offered} | ${step.durationSec} | failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} ||||||||||||||||`,
+          `| ${offered} | ${step.durationSec} | failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} |||||||||||||||||`,
         );
         continue;
       }
@@ -389,7 +394,8 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
           `${f(r.addedP99Ms)} | ${f(r.ratio, 3)} | ${f(r.proxy?.cpuPercent, 0)} | ${f(r.proxy?.cpuUsPerMessage, 0)} | ` +
           `${mb(r.proxy?.rssMaxBytes)} | ` +
           `${f(r.simulator?.cpuPercent, 0)} | ${f(r.generatorCpuPercent, 0)} | ${f(r.eventLoopDelayMs.p99)} | ` +
-          `${r.deferred} / ${r.rejected} / ${r.errors}${r.unsent ? ` (+${r.unsent} unsent)` : ''} | ${r.lost ?? '-'} |`,
+          `${r.deferred} / ${r.rejected} / ${r.errors}${r.unsent ? ` (+${r.unsent} unsent)` : ''} | ${r.lost ?? '-'} | ` +
+          `${f(r.machine?.otherPercent, 0)} |`,
       );
     }
     const failures = new Map<string, number>();
