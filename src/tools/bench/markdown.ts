@@ -235,6 +235,9 @@ export interface MatrixReport {
 const f = (n: number | null | undefined, d = 2) =>
   n === null || n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(d);
 const mb = (b: number | undefined) => (b === undefined ? '-' : (b / 1024 / 1024).toFixed(0));
+/** the machine's other work and the host's steal during the proxy run, when the run measured them */
+const otherStolen = (r: BenchResult) =>
+  r.machine ? `${f(r.machine.otherPercent, 0)} / ${f(r.machine.stealPercent, 0)}` : '-';
 const sizeLabel = (b: number) => (b >= 1024 ? `${+(b / 1024).toFixed(1)} KB` : `${b} B`);
 
 export function chartSvgs(report: MatrixReport): { throughput: string; latency: string } {
@@ -274,10 +277,10 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
       'CPU per message is the whole proxy process (all threads), with its main thread in parentheses. ' +
       '"direct" is the same load without the proxy in the same step: it says how fast this machine was, so rows ' +
       'can be compared with runs on other machines (or on the same VM on another day). ' +
-      '"other CPU %" is the machine\'s CPU during the proxy run beyond the proxy, simulator and generator ' +
-      `(100 = one core): above ${NOT_QUIET_PERCENT} the step shared the cores with other work.`,
+      '"other / stolen CPU %" is the machine\'s CPU during the proxy run beyond the proxy, simulator and generator, ' +
+      `and the time the VM's host took from it (100 = one core): above ${NOT_QUIET_PERCENT} the step did not have a quiet machine.`,
     '',
-    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost | other CPU % |',
+    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost | other / stolen CPU % |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of sweep) {
@@ -292,7 +295,7 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
         `${head} ${f(r.throughputPerSec, 0)} | ${f(r.direct?.throughputPerSec, 0)} | ${f(r.ratio, 3)} | ` +
           `${f(r.latencyMs.p50)} | ${f(r.latencyMs.p99)} | ${f(r.direct?.latencyMs.p99)} | ` +
           `${f(r.addedP99Ms)} | ${f(r.proxy?.cpuUsPerMessage, 0)} (${f(r.proxy?.mainThreadUsPerMessage, 0)}) | ` +
-          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} | ${f(r.machine?.otherPercent, 0)} |`,
+          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} | ${otherStolen(r)} |`,
       );
     }
   }
@@ -359,9 +362,9 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     '- Proxy and simulator CPU: utime + stime from `/proc/PID/stat` over the measured window (100 % = one core);',
     '  **proxy µs/msg** is that CPU time (all threads) divided by the messages answered in the window;',
     '  RSS: the peak of `VmRSS` sampled every 250 ms, in MiB (the "MB" of every table). Generator CPU and',
-    '  event-loop delay are reported so a saturated generator is visible; **other CPU %** is the whole',
+    '  event-loop delay are reported so a saturated generator is visible; **other / stolen CPU %** is the whole',
     "  machine's CPU (`/proc/stat`) during the proxy run less the proxy's, the simulator's and the generator's:",
-    '  other work sharing the cores.',
+    "  other work sharing the cores; and the CPU time the VM's host stole (`steal`).",
     '',
     '![throughput](bench-throughput.svg)',
     '',
@@ -377,7 +380,7 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
       `${s.mailboxes} mailboxes, ${s.connections} client connections, ${sizeLabel(s.size)} messages, 1 recipient, ` +
         `upstream ${s.tls ? "STARTTLS (verified against the simulator's certificate)" : 'plain TCP'}.`,
       '',
-      '| offered (msg/min) | run (s) | achieved msg/s | p50 ms | p95 ms | p99 ms | max ms | direct msg/s | direct p99 ms | added p99 ms | ratio | proxy CPU % | proxy µs/msg | proxy peak RSS MB | sim CPU % | gen CPU % | gen loop p99 ms | deferred / rejected / errors | lost | other CPU % |',
+      '| offered (msg/min) | run (s) | achieved msg/s | p50 ms | p95 ms | p99 ms | max ms | direct msg/s | direct p99 ms | added p99 ms | ratio | proxy CPU % | proxy µs/msg | proxy peak RSS MB | sim CPU % | gen CPU % | gen loop p99 ms | deferred / rejected / errors | lost | other / stolen CPU % |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     );
     for (const { step, result: r, error } of run.steps) {
@@ -395,7 +398,7 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
           `${mb(r.proxy?.rssMaxBytes)} | ` +
           `${f(r.simulator?.cpuPercent, 0)} | ${f(r.generatorCpuPercent, 0)} | ${f(r.eventLoopDelayMs.p99)} | ` +
           `${r.deferred} / ${r.rejected} / ${r.errors}${r.unsent ? ` (+${r.unsent} unsent)` : ''} | ${r.lost ?? '-'} | ` +
-          `${f(r.machine?.otherPercent, 0)} |`,
+          `${otherStolen(r)} |`,
       );
     }
     const failures = new Map<string, number>();

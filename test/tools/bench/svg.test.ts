@@ -214,7 +214,7 @@ describe('benchmarks.md', () => {
     expect(
       renderSweep([{ scenario: specs[0]!, steps: [{ step: specs[0]!.step, result: quiet }] }]),
     ).toContain(
-      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 | 27 |',
+      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 | 27 / 0 |',
     );
     expect(md.some((l) => l.startsWith('| max | STARTTLS | 100 | failed: boom'))).toBe(true);
   });
