@@ -94,6 +94,11 @@ export class AccountPool {
   private spareConnecting = false;
   /** how long the last connection took to set up (token, connect, TLS, EHLO, AUTH), ms */
   private setupMs = 0;
+  /**
+   * how long the last connection took from its token in hand to ready (connect, TLS, EHLO, AUTH),
+   * ms: what one more connection costs, without a token refresh or lease wait the setup waited for
+   */
+  private connectMs = 0;
   /** moving average of a message's time on its connection (send to final reply), ms; 0: none yet */
   private serviceMs = 0;
   private rampTimer: NodeJS.Timeout | undefined;
@@ -275,11 +280,13 @@ export class AccountPool {
    * A busy connection will be free sooner than a new one can be set up (connect + TLS + EHLO +
    * AUTH): so a burst (the first message of each of 100 clients at once) does not open a connection
    * per message, each a handshake at the provider and OpenSSL buffers here. The wait is judged from
-   * the last setup and the recent time per message (before the first: a quarter of the setup, which
-   * is at least four round trips to a message's one). Not judged before a first setup.
+   * the last connection's setup with its token in hand (a first setup that waited for a token
+   * refresh would make waiting look better than it is) and the recent time per message (before the
+   * first: a quarter of the setup, which is at least four round trips to a message's one). Not
+   * judged before a first setup.
    */
   private waitBeatsOpening(): boolean {
-    const setup = this.setupMs;
+    const setup = this.connectMs;
     const serving = this.count.busy + this.count.connecting;
     if (setup <= 0 || serving === 0) return false;
     const perMessage = this.serviceMs > 0 ? this.serviceMs : setup / 4;
@@ -300,7 +307,7 @@ export class AccountPool {
         this.openSpare();
         this.armRamp();
       },
-      Math.max(1, this.setupMs),
+      Math.max(1, this.connectMs),
     );
     this.rampTimer.unref();
   }
@@ -677,10 +684,12 @@ export class AccountPool {
         // token errors are already precise SmtpErrors (4.4.3, 4.7.0 re-authorization): pass them on
         const token = await this.deps.tokens.getToken(a.email);
         if (this.killed) throw smtpError('SHUTTING_DOWN');
+        const connecting = performance.now();
         await c.connect();
         const out = await c.authenticate(a.email, token);
         if (out.kind === 'ok') {
           this.setupMs = performance.now() - started;
+          this.connectMs = performance.now() - connecting;
           c.readyAt = Date.now();
           this.connectOk.inc();
           this.log.debug({ host, port }, 'upstream connection ready');
