@@ -40,6 +40,12 @@ export function registerBenchCommand(program: Command): void {
     .option('--no-direct', 'skip the direct baseline (generator straight to the simulator)')
     .option('--warmup <sec>', 'unmeasured warm-up at the same load before each measured run', '1')
     .option(
+      '--warmup-messages <n>',
+      'the warm-up also lasts until this many messages were sent (the JIT keeps compiling for the first ' +
+        'few thousand); 0 = --warmup seconds alone',
+      '5000',
+    )
+    .option(
       '--workers <n[,n...]>',
       'start the proxy as `serve --workers N`; a list (1,2) runs once per count, each with a fresh proxy and ' +
         'simulator, and prints a comparison (the JSON is then an array); CPU and RSS sum the primary and its workers',

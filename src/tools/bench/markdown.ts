@@ -94,6 +94,8 @@ export interface WorkersPart {
   command: string;
   durationSec: number;
   warmupSec: number;
+  /** absent in reports from before it (seconds alone) */
+  warmupMessages?: number;
   repeat: number;
   totalSec: number;
   machine: Machine;
@@ -153,7 +155,7 @@ export function renderWorkersSection(part: WorkersPart): string {
     '',
     `Measured ${part.date} on the machine above (${part.machine.cores} cores, ${part.machine.cpuModel}, Node.js ${part.machine.node}) ` +
       `with \`${part.command}\`; it took ${f(part.totalSec / 60, 1)} min. Each case is one \`bench\` run with its own ` +
-      `simulator and proxy (\`serve --workers N\`), ${part.warmupSec} s of warm-up, then ${part.durationSec} s direct and ` +
+      `simulator and proxy (\`serve --workers N\`), ${warmupText(part.warmupSec, part.warmupMessages)} of warm-up, then ${part.durationSec} s direct and ` +
       `${part.durationSec} s through the proxy; the cases ran round-robin, ${part.repeat} rounds, so a busy moment of the ` +
       'machine falls on different cases in different rounds. 100 mailboxes, 2 KB messages, plain upstream; at 833 msg/s ' +
       'with 10 connections only 10 of the mailboxes carry traffic (connection i sends as mailbox i).',
@@ -170,7 +172,7 @@ export function renderWorkersSection(part: WorkersPart): string {
     "  other people's.",
     '',
     ...(part.note ? [`> **Note:** ${part.note}`, ''] : []),
-    '| load | connections | proxy | round | msg/s | p50 ms | p99 ms | direct msg/s | proxy CPU % | proxy µs/msg (main) | per process µs/msg | RSS MB (per process) | sim CPU % | gen CPU % | lost | load avg |',
+    '| load | connections | proxy | round | msg/s | p50 ms | p99 ms | direct msg/s | proxy CPU % | proxy µs/msg (main) | per process µs/msg | RSS MiB (per process) | sim CPU % | gen CPU % | lost | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const ordered = [...part.runs].sort(
@@ -218,6 +220,8 @@ export interface MatrixReport {
   command: string;
   quick: boolean;
   warmupSec: number;
+  /** the warm-up also lasted until the process had answered this many messages (absent: seconds alone) */
+  warmupMessages?: number;
   /** each fixed-rate step ran max(stepSec, minMessages / rate) seconds; max ran stepSec */
   stepSec: number;
   minMessages: number;
@@ -280,7 +284,7 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
       '"other / stolen CPU %" is the machine\'s CPU during the proxy run beyond the proxy, simulator and generator, ' +
       `and the time the VM's host took from it (100 = one core): above ${NOT_QUIET_PERCENT} the step did not have a quiet machine.`,
     '',
-    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MB | lost | other / stolen CPU % |',
+    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MiB | lost | other / stolen CPU % |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of sweep) {
@@ -344,8 +348,11 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     '  baseline: generator + simulator alone), then the **proxy** run sends it to the proxy with AUTH PLAIN, and',
     '  the proxy relays it upstream with XOAUTH2. "added p99" = proxy p99 - direct p99; "ratio" = proxy msg/s /',
     '  direct msg/s.',
-    `- Each run is preceded by ${report.warmupSec} s of the same load that is not measured (JIT, tokens, upstream`,
-    '  pools), and each connection sends one unmeasured message first. Every message accepted with `250`, warm-up',
+    `- Each run is preceded by ${warmupText(report.warmupSec, report.warmupMessages)} of the same load that is not`,
+    '  measured (JIT, tokens, upstream pools; the messages count from the start of the proxy, or of the simulator',
+    '  for direct runs, so later steps on the same proxy need only the seconds, and the part for the messages lasts',
+    '  at most 30 s: V8 is still compiling the message path during the first few thousand messages, see',
+    '  performance.md), and each connection sends one unmeasured message first. Every message accepted with `250`, warm-up',
     "  included, is then looked up in the simulator's received Message-IDs: **lost** counts those missing.",
     '- Fixed rates are **open loop**: message *i* is due at t0 + i/rate and its latency runs from that due time to',
     '  the final reply, so a stall delays every message due during it instead of being hidden by a waiting',
@@ -361,7 +368,7 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     "  default); the simulator allows that many plus the direct run's per mailbox.",
     '- Proxy and simulator CPU: utime + stime from `/proc/PID/stat` over the measured window (100 % = one core);',
     '  **proxy µs/msg** is that CPU time (all threads) divided by the messages answered in the window;',
-    '  RSS: the peak of `VmRSS` sampled every 250 ms, in MiB (the "MB" of every table). Generator CPU and',
+    '  RSS: the peak of `VmRSS` sampled every 250 ms, in MiB (2^20 bytes). Generator CPU and',
     '  event-loop delay are reported so a saturated generator is visible; **other / stolen CPU %** is the whole',
     "  machine's CPU (`/proc/stat`) during the proxy run less the proxy's, the simulator's and the generator's:",
     "  other work sharing the cores; and the CPU time the VM's host stole (`steal`).",
@@ -380,7 +387,7 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
       `${s.mailboxes} mailboxes, ${s.connections} client connections, ${sizeLabel(s.size)} messages, 1 recipient, ` +
         `upstream ${s.tls ? "STARTTLS (verified against the simulator's certificate)" : 'plain TCP'}.`,
       '',
-      '| offered (msg/min) | run (s) | achieved msg/s | p50 ms | p95 ms | p99 ms | max ms | direct msg/s | direct p99 ms | added p99 ms | ratio | proxy CPU % | proxy µs/msg | proxy peak RSS MB | sim CPU % | gen CPU % | gen loop p99 ms | deferred / rejected / errors | lost | other / stolen CPU % |',
+      '| offered (msg/min) | run (s) | achieved msg/s | p50 ms | p95 ms | p99 ms | max ms | direct msg/s | direct p99 ms | added p99 ms | ratio | proxy CPU % | proxy µs/msg | proxy peak RSS MiB | sim CPU % | gen CPU % | gen loop p99 ms | deferred / rejected / errors | lost | other / stolen CPU % |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     );
     for (const { step, result: r, error } of run.steps) {
@@ -413,4 +420,10 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
   }
   if (report.workers) L.push(renderWorkersSection(report.workers), '');
   return L.join('\n');
+}
+
+/** "1 s", or "at least 1 s and 5,000 messages" */
+export function warmupText(sec: number, messages: number | undefined): string {
+  if (!messages) return `${sec} s`;
+  return `at least ${sec} s and ${messages.toLocaleString('en-US')} messages`;
 }

@@ -53,6 +53,8 @@ export interface MatrixOptions {
   durationSec: number;
   minMessages: number;
   warmupSec: number;
+  /** the warm-up also lasts until the proxy has answered this many messages since it started */
+  warmupMessages: number;
   /** scenario ids to run (default all) */
   only?: string[];
   outDir: string;
@@ -96,6 +98,13 @@ export function loadSteps(o: Pick<MatrixOptions, 'durationSec' | 'minMessages'>)
   ];
 }
 
+function messagesOption(raw: unknown): number {
+  const n = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isInteger(n) || n < 0)
+    throw new Error('--warmup-messages: expected an integer >= 0');
+  return n;
+}
+
 const matrixTool: Tool<MatrixOptions> = {
   program: () =>
     toolCommand(
@@ -105,6 +114,11 @@ const matrixTool: Tool<MatrixOptions> = {
       .option('--quick', 'two scenarios, 2 s steps (>= 50 messages): a smoke test of the whole pipeline')
       .option('--duration <sec>', 'seconds per step, at least (default 3, 2 with --quick)')
       .option('--warmup <sec>', 'warm-up before each measured run', '1')
+      .option(
+        '--warmup-messages <n>',
+        'the warm-up also lasts until the proxy (the simulator, for direct runs) has answered this many messages since it started (0 = seconds alone)',
+        '5000',
+      )
       .option('--only <ids>', 'comma-separated scenario ids, e.g. m100-2k-plain')
       .option('--out-dir <dir>', 'where benchmarks.md and the charts go (default docs/)')
       .option('--json <file>', 'also write the JSON report here')
@@ -135,6 +149,7 @@ const matrixTool: Tool<MatrixOptions> = {
         v.duration === undefined ? (quick ? 2 : 3) : seconds('duration', v.duration, (n) => n > 0, '> 0'),
       minMessages: quick ? 50 : 100,
       warmupSec: seconds('warmup', v.warmup, (n) => n >= 0, '>= 0'),
+      warmupMessages: messagesOption(v.warmupMessages),
       outDir: v.outDir
         ? path.resolve(v.outDir as string)
         : fileURLToPath(new URL('../../../docs/', import.meta.url)),
@@ -188,6 +203,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
     command,
     quick: o.quick,
     warmupSec: o.warmupSec,
+    warmupMessages: o.warmupMessages,
     stepSec: o.durationSec,
     minMessages: o.minMessages,
     totalSec: 0,
@@ -223,6 +239,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
           userDomain: BENCH_DEFAULTS.userDomain,
           direct: true,
           warmupSec: o.warmupSec,
+          warmupMessages: o.warmupMessages,
           quiet: o.quiet,
         };
         log(`-- ${scenario.id} @ ${step.label} msg/min for ${step.durationSec} s`);
@@ -270,6 +287,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
             userDomain: BENCH_DEFAULTS.userDomain,
             direct: true,
             warmupSec: o.warmupSec,
+            warmupMessages: o.warmupMessages,
             quiet: o.quiet,
           },
           { env },
@@ -327,6 +345,7 @@ async function runWorkersPart(
             userDomain: BENCH_DEFAULTS.userDomain,
             direct: true,
             warmupSec: o.warmupSec,
+            warmupMessages: o.warmupMessages,
             quiet: o.quiet,
             workers: [c.workers],
             ...(c.pin ? { pinProxy: c.pin.proxy, pinLoad: c.pin.load } : {}),
@@ -346,6 +365,7 @@ async function runWorkersPart(
     command,
     durationSec: o.workersSec,
     warmupSec: o.warmupSec,
+    warmupMessages: o.warmupMessages,
     repeat: o.repeat,
     totalSec: Math.round((Date.now() - started) / 1000),
     machine,

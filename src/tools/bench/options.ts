@@ -36,6 +36,11 @@ export interface BenchOptions {
   direct: boolean;
   /** unmeasured warm-up at the same load before each measured run (JIT, tokens, pools), seconds; 0 = none */
   warmupSec: number;
+  /**
+   * the warm-up also lasts until this many messages were sent (0 = seconds alone): V8 keeps
+   * compiling the message path for the first few thousand messages (docs/performance.md)
+   */
+  warmupMessages: number;
   /** write the JSON result here */
   json?: string;
   quiet: boolean;
@@ -70,6 +75,7 @@ export interface RawBenchOptions {
   proxyPid?: string | number;
   direct?: boolean;
   warmup?: string | number;
+  warmupMessages?: string | number;
   json?: string;
   quiet?: boolean;
   workers?: string | number;
@@ -94,6 +100,7 @@ export const BENCH_DEFAULTS = {
   connections: 50,
   durationSec: 10,
   warmupSec: 1,
+  warmupMessages: 5000,
   size: 2048,
   recipients: 1,
   userPrefix: 'bench',
@@ -209,6 +216,11 @@ export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
   if (!/^[A-Za-z0-9.-]+$/.test(userDomain))
     throw new BenchOptionError('--user-domain', `"${userDomain}" is not a domain name`);
   const warmupSec = num('--warmup', raw.warmup, { min: 0, max: 3600 });
+  const warmupMessages = num('--warmup-messages', raw.warmupMessages, {
+    min: 0,
+    max: 10_000_000,
+    integer: true,
+  });
   if (raw.json === '') throw new BenchOptionError('--json', 'expected a file name');
   const workers = raw.workers === undefined ? undefined : parseWorkersList(raw.workers);
   if (workers && target)
@@ -241,6 +253,7 @@ export function parseBenchOptions(raw: RawBenchOptions): BenchOptions {
     proxyPid,
     direct: target ? false : (raw.direct ?? true),
     warmupSec: warmupSec ?? BENCH_DEFAULTS.warmupSec,
+    warmupMessages: warmupMessages ?? BENCH_DEFAULTS.warmupMessages,
     json: raw.json,
     quiet: raw.quiet ?? false,
     ...(workers ? { workers } : {}),

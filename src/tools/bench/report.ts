@@ -18,8 +18,10 @@ export interface BenchParameters {
   /** HOST:PORT of an external proxy, null when bench started its own */
   target: string | null;
   warmupPerConnection: number;
-  /** seconds of unmeasured load before each measured run */
+  /** seconds of unmeasured load before each measured run (at least) */
   warmupSec: number;
+  /** ... and at least this many messages (absent in reports from before it: seconds alone) */
+  warmupMessages?: number;
   runId: string;
   /**
    * how the proxy under test was started, so a report says whether it ran as `serve` runs for a
@@ -63,6 +65,15 @@ interface RunCounts {
   latencyMs: LatencyMs;
 }
 
+/** The unmeasured warm-up before a run: what the measured window leaves out. */
+export interface WarmupUsage {
+  /** messages answered in the warm-up */
+  messages: number;
+  durationSec: number;
+  /** the proxy's CPU over the warm-up per message answered in it, µs; null when not sampled */
+  proxyCpuUsPerMessage: number | null;
+}
+
 /** A process under test over the measured window (utime + stime from /proc, VmRSS sampled). */
 export interface ProcessUsage {
   /** 100 = one core */
@@ -98,6 +109,8 @@ export interface BenchResult extends RunCounts {
   simulator: ProcessUsage | null;
   unsent: number;
   warmupAccepted: number;
+  /** the warm-up before the proxy run, with the proxy's CPU in it; null without one */
+  warmup?: WarmupUsage | null;
   failures: Record<string, number>;
   /** the generator process's CPU during the proxy run (100 = one core) */
   generatorCpuPercent: number;
@@ -115,7 +128,7 @@ export interface BenchResult extends RunCounts {
 }
 
 const fmt = (n: number, d = 2) => n.toFixed(d);
-const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
+const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MiB`;
 
 const perMessage = (u: ProcessUsage) =>
   u.cpuUsPerMessage === null
@@ -165,6 +178,13 @@ export function formatSummary(r: BenchResult): string {
     lines.push(
       `        run as: serve${p.workers ? ` --workers ${p.workers}` : ''}, GLIBC_TUNABLES ${run.glibcTunables ?? 'unset'}, node flags ${run.nodeArgs ?? 'none'}, log ${run.log}`,
     );
+  if (r.warmup)
+    lines.push(
+      `        warm-up before it (not measured): ${r.warmup.messages} messages in ${fmt(r.warmup.durationSec, 1)} s` +
+        (r.warmup.proxyCpuUsPerMessage === null
+          ? ''
+          : `, ${fmt(r.warmup.proxyCpuUsPerMessage, 0)} µs CPU per message`),
+    );
   if (p.pin && (p.pin.proxy || p.pin.load))
     lines.push(
       `pinned: proxy ${p.pin.proxy ?? 'not pinned'}, generator + simulator ${p.pin.load ?? 'not pinned'}` +
@@ -210,7 +230,7 @@ export function formatComparison(results: BenchResult[]): string {
     'proxy CPU %',
     'proxy µs/msg',
     'processes',
-    'RSS MB',
+    'RSS MiB',
     'load avg',
   ];
   const rows = results.map((r) => {

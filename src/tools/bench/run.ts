@@ -9,7 +9,13 @@ import { fetchTokens, startBenchEnv, type BenchEnv } from '../harness/env.js';
 import { runGenerator, type GeneratorOptions, type GeneratorResult } from '../harness/generator.js';
 import { benchUser, type BenchOptions } from './options.js';
 import { sampleProcess, type ProcMetrics, type ProcSampler } from '../harness/proc.js';
-import { cpuUsPerMessage, type BenchResult, type DirectResult, type ProcessUsage } from './report.js';
+import {
+  cpuUsPerMessage,
+  type BenchResult,
+  type DirectResult,
+  type ProcessUsage,
+  type WarmupUsage,
+} from './report.js';
 import { sampleMachineCpu, type MachineCpu } from './machine-cpu.js';
 import {
   cpusAllowed,
@@ -18,6 +24,53 @@ import {
   type TreeMetrics,
   type TreeSampler,
 } from './proc-tree.js';
+
+/** One generator run of the warm-up: for this long, or (count) until that many more were sent. */
+export interface WarmupStep {
+  durationSec: number;
+  count?: number;
+}
+
+/** the part of a warm-up that is there for its messages lasts at most this long */
+export const WARMUP_MESSAGES_MAX_SEC = 30;
+
+/**
+ * The warm-up before a measured run: at least `seconds`, and until the proxy has answered
+ * `messages` since it started (`already` of them in earlier runs on the same proxy, e.g. the
+ * matrix's lower steps), for at most WARMUP_MESSAGES_MAX_SEC more. At a fixed rate that is one
+ * run; at the maximum, the seconds and then a run of the messages still missing.
+ */
+export function warmupSteps(
+  rate: number | undefined,
+  seconds: number,
+  messages: number,
+  already: number,
+): WarmupStep[] {
+  const missing = Math.max(0, messages - already);
+  if (rate !== undefined) {
+    const sec = Math.max(seconds, Math.min(missing / rate, WARMUP_MESSAGES_MAX_SEC));
+    return sec > 0 ? [{ durationSec: sec }] : [];
+  }
+  const steps: WarmupStep[] = [];
+  if (seconds > 0) steps.push({ durationSec: seconds });
+  if (missing > 0) steps.push({ durationSec: WARMUP_MESSAGES_MAX_SEC, count: missing });
+  return steps;
+}
+
+/**
+ * Messages answered so far in an environment the matrix reuses across runs: by the simulator
+ * alone (direct runs) and through the proxy. The simulator takes part in both.
+ */
+const answeredIn = new WeakMap<BenchEnv, { direct: number; proxy: number }>();
+
+function answeredOf(env: BenchEnv): { direct: number; proxy: number } {
+  let a = answeredIn.get(env);
+  if (!a) answeredIn.set(env, (a = { direct: 0, proxy: 0 }));
+  return a;
+}
+
+const answeredAll = (g: GeneratorResult, w: WarmupUsage | null) =>
+  g.accepted + g.deferred + g.rejected + (w?.messages ?? 0);
 
 /** Warm-up messages per connection before measuring (token fetch, upstream connect, JIT). */
 export const WARMUP_PER_CONNECTION = 1;
@@ -116,6 +169,7 @@ async function runPinned(
     target: opts.target ? formatHostPort(opts.target) : null,
     warmupPerConnection: WARMUP_PER_CONNECTION,
     warmupSec: opts.warmupSec,
+    warmupMessages: opts.warmupMessages,
     runId,
     proxyRun: null as BenchResult['parameters']['proxyRun'],
     workers: workers ?? null,
@@ -129,23 +183,47 @@ async function runPinned(
     g: Omit<GeneratorOptions, keyof typeof common | 'runId' | 'onMeasureStart'>,
     pids: { proxy?: number; sim?: number },
     tag: string,
+    /** messages the processes under test answered before this run (their JIT is that warm) */
+    already: number,
   ) => {
     let proxySampler: TreeSampler | undefined;
     let simSampler: ProcSampler | undefined;
     let machineSampler: ReturnType<typeof sampleMachineCpu> | undefined;
     const warmIds: string[] = [];
-    if (opts.warmupSec > 0) {
+    let warmup: WarmupUsage | null = null;
+    const steps = warmupSteps(opts.rate, opts.warmupSec, opts.warmupMessages, already);
+    if (steps.length) {
       // Same load, not measured: JIT in every process, tokens, upstream pools. Its ids are loss-checked.
-      const w = await runGenerator({
-        ...common,
-        ...g,
-        durationSec: opts.warmupSec,
-        count: undefined,
-        quiet: true,
-        label: `${g.label ?? 'bench'} warm-up`,
-        runId: `${runId}${tag}w`,
-      });
-      warmIds.push(...w.acceptedIds);
+      // The proxy is sampled through it too, so that what the warm-up left out is reported.
+      const warmSampler = pids.proxy ? sampleProcessTree(pids.proxy) : undefined;
+      const t0 = performance.now();
+      let answered = 0;
+      try {
+        for (let i = 0; i < steps.length; i++) {
+          const step = steps[i]!;
+          let count = step.count;
+          if (count !== undefined && i > 0) count -= answered;
+          if (count !== undefined && count <= 0) break;
+          const w = await runGenerator({
+            ...common,
+            ...g,
+            durationSec: step.durationSec,
+            count,
+            quiet: true,
+            label: `${g.label ?? 'bench'} warm-up`,
+            runId: `${runId}${tag}w${i}`,
+          });
+          warmIds.push(...w.acceptedIds);
+          answered += w.accepted + w.deferred + w.rejected;
+        }
+      } finally {
+        const m = await warmSampler?.stop();
+        warmup = {
+          messages: answered,
+          durationSec: round3((performance.now() - t0) / 1000),
+          proxyCpuUsPerMessage: m ? cpuUsPerMessage(m.cpuSeconds, answered) : null,
+        };
+      }
     }
     try {
       const result = await runGenerator({
@@ -167,7 +245,7 @@ async function runPinned(
       const machine = (await machineSampler?.stop()) ?? undefined;
       for (const id of warmIds) result.acceptedIds.push(id);
       result.warmupAccepted += warmIds.length;
-      return { result, proxy, sim, machine };
+      return { result, proxy, sim, machine, warmup };
     } finally {
       await proxySampler?.stop();
       await simSampler?.stop();
@@ -179,6 +257,7 @@ async function runPinned(
       result: p,
       proxy,
       machine,
+      warmup,
     } = await measure(
       {
         host: opts.target.host,
@@ -188,8 +267,9 @@ async function runPinned(
       },
       { proxy: opts.proxyPid },
       'p',
+      0,
     );
-    return assemble(p, null, proxy, undefined, null, null, machine);
+    return assemble(p, null, proxy, undefined, null, null, machine, warmup);
   }
 
   const env =
@@ -223,7 +303,9 @@ async function runPinned(
       const used = users.slice(0, Math.min(users.length, opts.connections));
       const tokens = await fetchTokens(env.sim.tokenUrl, used);
       await env.simReset();
-      ({ result: direct } = await measure(
+      let warmed: WarmupUsage | null;
+      const a = answeredOf(env);
+      ({ result: direct, warmup: warmed } = await measure(
         {
           host: env.simHost,
           port: env.simPort,
@@ -234,7 +316,9 @@ async function runPinned(
         },
         {},
         'd',
+        a.direct + a.proxy,
       ));
+      a.direct += answeredAll(direct, warmed);
     }
     await env.simReset();
     const {
@@ -242,6 +326,7 @@ async function runPinned(
       proxy,
       sim,
       machine,
+      warmup,
     } = await measure(
       {
         host: env.proxyHost,
@@ -251,7 +336,9 @@ async function runPinned(
       },
       { proxy: env.proxyPid, sim: env.simPid },
       'p',
+      answeredOf(env).proxy,
     );
+    answeredOf(env).proxy += answeredAll(p, warmup);
     const stats = await env.simStats(true);
     const seen = new Set(stats.messageIds ?? []);
     let lost = 0;
@@ -265,7 +352,7 @@ async function runPinned(
     const suffix = `-${runId}p@bench>`;
     let upstreamReceived = 0;
     for (const id of stats.messageIds ?? []) if (id.endsWith(suffix)) upstreamReceived++;
-    return assemble(p, direct, proxy, sim, upstreamReceived, lost, machine);
+    return assemble(p, direct, proxy, sim, upstreamReceived, lost, machine, warmup);
   } finally {
     if (!deps.env) await env.close();
   }
@@ -278,6 +365,7 @@ async function runPinned(
     upstreamReceived: number | null,
     lost: number | null,
     machine: MachineCpu | undefined,
+    warmup: WarmupUsage | null,
   ): BenchResult {
     const answered = p.accepted + p.deferred + p.rejected;
     const usage = (m: ProcMetrics): ProcessUsage => ({
@@ -338,6 +426,7 @@ async function runPinned(
           }
         : {}),
       warmupAccepted: p.warmupAccepted,
+      warmup,
       failures: p.failures,
       parameters,
       startedAt,

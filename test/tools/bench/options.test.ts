@@ -22,6 +22,7 @@ describe('parseBenchOptions', () => {
       tls: false,
       direct: true,
       warmupSec: 1,
+      warmupMessages: 5000,
       quiet: false,
     });
     expect(parseBenchOptions({ rate: '833', count: '1000' })).toMatchObject({
@@ -47,6 +48,7 @@ describe('parseBenchOptions', () => {
     [{ max: true, proxyPid: '123' }, /^--proxy-pid: only with --target/],
     [{ max: true, userPrefix: 'a b' }, /^--user-prefix: /],
     [{ max: true, warmup: '-2' }, /^--warmup: /],
+    [{ max: true, warmupMessages: '1.5' }, /^--warmup-messages: expected an integer/],
     [{ max: true, workers: '0' }, /^--workers: expected an integer from 1 to 1024, got "0"/],
     [{ max: true, workers: '1,x' }, /^--workers: expected an integer/],
     [{ max: true, workers: '2,2' }, /^--workers: "2,2" names a count twice/],

@@ -4,7 +4,7 @@ import { LatencyRecorder } from '../../../src/tools/harness/latency.js';
 import { parseBenchOptions } from '../../../src/tools/bench/options.js';
 import { parseStatTicks, parseStatusRss, sampleProcess } from '../../../src/tools/harness/proc.js';
 import { cpuUsPerMessage, formatSummary } from '../../../src/tools/bench/report.js';
-import { runBench } from '../../../src/tools/bench/run.js';
+import { runBench, warmupSteps, WARMUP_MESSAGES_MAX_SEC } from '../../../src/tools/bench/run.js';
 import { FakeSmtpServer } from '../../helpers/fake-smtp-server.js';
 import { sleep } from '../../helpers/wait.js';
 
@@ -82,6 +82,7 @@ describe('runBench report', () => {
       count: '40',
       max: true,
       warmup: '0',
+      warmupMessages: '0',
       quiet: true,
     });
     const r = await runBench(opts);
@@ -150,6 +151,58 @@ describe('runBench report', () => {
     expect(formatSummary({ ...r, machine: { ...r.machine!, otherPercent: 3, stealPercent: 0 } })).not.toMatch(
       /warning: not a quiet machine/,
     );
+    expect(r.warmup).toBeNull();
+    expect(text).not.toMatch(/warm-up before it/);
     expect(JSON.parse(JSON.stringify(r))).toEqual(r);
+  });
+
+  it('warms up until the messages are reached, and reports the proxy CPU of the warm-up apart', async () => {
+    sink = await FakeSmtpServer.start();
+    const opts = parseBenchOptions({
+      target: `127.0.0.1:${sink.port}`,
+      password: 'pw',
+      proxyPid: String(process.pid),
+      connections: '2',
+      mailboxes: '2',
+      count: '10',
+      max: true,
+      warmup: '0',
+      warmupMessages: '30',
+      quiet: true,
+    });
+    const r = await runBench(opts);
+    expect(r.accepted).toBe(10);
+    expect(r.warmup).toEqual({
+      messages: 30,
+      durationSec: expect.any(Number),
+      proxyCpuUsPerMessage: expect.any(Number),
+    });
+    expect(r.parameters.warmupMessages).toBe(30);
+    // 30 warm-up messages and the 10 measured, each run after one message per connection
+    expect(sink.received).toHaveLength(2 + 30 + 2 + 10);
+    expect(formatSummary(r)).toMatch(
+      /^ {8}warm-up before it \(not measured\): 30 messages in [\d.]+ s, \d+ µs CPU per message$/m,
+    );
+  });
+});
+
+describe('warm-up steps', () => {
+  it('at a fixed rate: one run, the longer of the seconds and the messages still missing', () => {
+    expect(warmupSteps(833, 1, 5000, 0)).toEqual([{ durationSec: 5000 / 833 }]);
+    expect(warmupSteps(833, 10, 5000, 0)).toEqual([{ durationSec: 10 }]);
+    // a proxy that already answered them (an earlier step of the matrix) needs only the seconds
+    expect(warmupSteps(833, 1, 5000, 6000)).toEqual([{ durationSec: 1 }]);
+    // the part for the messages is capped
+    expect(warmupSteps(10, 1, 5000, 0)).toEqual([{ durationSec: WARMUP_MESSAGES_MAX_SEC }]);
+    expect(warmupSteps(833, 0, 0, 0)).toEqual([]);
+  });
+
+  it('at the maximum: the seconds, then a run of the messages still missing', () => {
+    expect(warmupSteps(undefined, 1, 5000, 1000)).toEqual([
+      { durationSec: 1 },
+      { durationSec: WARMUP_MESSAGES_MAX_SEC, count: 4000 },
+    ]);
+    expect(warmupSteps(undefined, 1, 5000, 5000)).toEqual([{ durationSec: 1 }]);
+    expect(warmupSteps(undefined, 0, 0, 0)).toEqual([]);
   });
 });

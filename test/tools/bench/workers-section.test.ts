@@ -246,7 +246,7 @@ describe('workers section', () => {
     const lines = formatComparison([one, two]).split('\n');
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(
-      /^workers\s+pin proxy\/load\s+msg\/s\s+p50 ms\s+p99 ms\s+proxy CPU %\s+proxy µs\/msg\s+processes\s+RSS MB\s+load avg$/,
+      /^workers\s+pin proxy\/load\s+msg\/s\s+p50 ms\s+p99 ms\s+proxy CPU %\s+proxy µs\/msg\s+processes\s+RSS MiB\s+load avg$/,
     );
     expect(lines[1]!.trim().split(/\s{2,}/)).toEqual([
       '1',
