@@ -282,24 +282,27 @@ export function renderSweep(sweep: ScenarioRun[]): string[] {
       '"direct" is the same load without the proxy in the same step: it says how fast this machine was, so rows ' +
       'can be compared with runs on other machines (or on the same VM on another day). ' +
       '"other / stolen CPU %" is the machine\'s CPU during the proxy run beyond the proxy, simulator and generator, ' +
-      `and the time the VM's host took from it (100 = one core): above ${NOT_QUIET_PERCENT} the step did not have a quiet machine.`,
+      `and the time the VM's host took from it (100 = one core): above ${NOT_QUIET_PERCENT} the step did not have a quiet machine. ` +
+      '"warm-up" is the unmeasured load before the proxy run (each step has a proxy of its own): its messages, ' +
+      "and the proxy's CPU per message in it, which the measured window leaves out (V8 is still compiling the " +
+      'message path during the first few thousand messages: performance.md, "The JIT\'s warm-up").',
     '',
-    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MiB | lost | other / stolen CPU % |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| load | upstream | connections | msg/s | direct msg/s | ratio | p50 ms | p99 ms | direct p99 ms | added p99 ms | proxy µs/msg (main) | proxy peak RSS MiB | lost | other / stolen CPU % | warm-up: messages, proxy µs/msg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of sweep) {
     const s = run.scenario;
     for (const { step, result: r, error } of run.steps) {
       const head = `| ${step.perMinute === undefined ? 'max' : '833 msg/s'} | ${s.tls ? 'STARTTLS' : 'plain'} | ${s.connections} |`;
       if (!r) {
-        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} ||||||||||`);
+        L.push(`${head} failed: ${(error ?? 'unknown').replace(/\|/g, '\\|').slice(0, 120)} |||||||||||`);
         continue;
       }
       L.push(
         `${head} ${f(r.throughputPerSec, 0)} | ${f(r.direct?.throughputPerSec, 0)} | ${f(r.ratio, 3)} | ` +
           `${f(r.latencyMs.p50)} | ${f(r.latencyMs.p99)} | ${f(r.direct?.latencyMs.p99)} | ` +
           `${f(r.addedP99Ms)} | ${f(r.proxy?.cpuUsPerMessage, 0)} (${f(r.proxy?.mainThreadUsPerMessage, 0)}) | ` +
-          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} | ${otherStolen(r)} |`,
+          `${mb(r.proxy?.rssMaxBytes)} | ${r.lost ?? '-'} | ${otherStolen(r)} | ${warmupCell(r)} |`,
       );
     }
   }
@@ -348,11 +351,9 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
     '  baseline: generator + simulator alone), then the **proxy** run sends it to the proxy with AUTH PLAIN, and',
     '  the proxy relays it upstream with XOAUTH2. "added p99" = proxy p99 - direct p99; "ratio" = proxy msg/s /',
     '  direct msg/s.',
-    `- Each run is preceded by ${warmupText(report.warmupSec, report.warmupMessages)} of the same load that is not`,
-    '  measured (JIT, tokens, upstream pools; the messages count from the start of the proxy, or of the simulator',
-    '  for direct runs, so later steps on the same proxy need only the seconds, and the part for the messages lasts',
-    '  at most 30 s: V8 is still compiling the message path during the first few thousand messages, see',
-    '  performance.md), and each connection sends one unmeasured message first. Every message accepted with `250`, warm-up',
+    `- Each run is preceded by ${report.warmupSec} s of the same load that is not measured (JIT, tokens, upstream`,
+    `  pools)${report.warmupMessages ? `; in the connections sweep also until the proxy (the simulator, for the direct run) has answered ${report.warmupMessages.toLocaleString('en-US')} messages since it started, for at most 30 s more: V8 is still compiling the message path during the first few thousand (performance.md, "The JIT's warm-up")` : ''},`,
+    '  and each connection sends one unmeasured message first. Every message accepted with `250`, warm-up',
     "  included, is then looked up in the simulator's received Message-IDs: **lost** counts those missing.",
     '- Fixed rates are **open loop**: message *i* is due at t0 + i/rate and its latency runs from that due time to',
     '  the final reply, so a stall delays every message due during it instead of being hidden by a waiting',
@@ -426,4 +427,11 @@ export function renderBenchmarksMarkdown(report: MatrixReport): string {
 export function warmupText(sec: number, messages: number | undefined): string {
   if (!messages) return `${sec} s`;
   return `at least ${sec} s and ${messages.toLocaleString('en-US')} messages`;
+}
+
+/** "5,000, 310" (messages of the warm-up, the proxy's µs per message in it), or "-" */
+function warmupCell(r: BenchResult): string {
+  const w = r.warmup;
+  if (!w) return '-';
+  return `${w.messages.toLocaleString('en-US')}, ${f(w.proxyCpuUsPerMessage ?? undefined, 0)}`;
 }

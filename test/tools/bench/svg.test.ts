@@ -173,6 +173,13 @@ describe('benchmarks.md', () => {
 
   it('parses matrix arguments', () => {
     expect(parseMatrixArgs(['--quick'])).toMatchObject({ quick: true, durationSec: 2 });
+    // the warm-up waits for 5,000 messages, except in the smoke test
+    expect(parseMatrixArgs([])).toMatchObject({ warmupSec: 1, warmupMessages: 5000 });
+    expect(parseMatrixArgs(['--quick'])).toMatchObject({ warmupMessages: 0 });
+    expect(parseMatrixArgs(['--warmup-messages', '200'])).toMatchObject({ warmupMessages: 200 });
+    expect(() => parseMatrixArgs(['--warmup-messages', 'x'])).toThrow(
+      /--warmup-messages: expected an integer/,
+    );
     expect(parseMatrixArgs(['--duration', '3', '--only', 'm100-2k-tls'])).toMatchObject({
       durationSec: 3,
       only: ['m100-2k-tls'],
@@ -206,15 +213,17 @@ describe('benchmarks.md', () => {
     const md = renderSweep(sweep);
     expect(md[0]).toBe('## Connections: 1 to 100, at 833 msg/s and at the maximum');
     expect(md).toContain(
-      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 | - |',
+      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 | - | - |',
     );
     // the machine's other work during the proxy run, when the run measured it
     const quiet = fakeResult(833, 3);
     quiet.machine = { cores: 2, busyPercent: 80, otherPercent: 27.4, stealPercent: 0 };
+    // and the warm-up before it: its messages and the proxy's CPU per message in it
+    quiet.warmup = { messages: 5000, durationSec: 6.1, proxyCpuUsPerMessage: 312 };
     expect(
       renderSweep([{ scenario: specs[0]!, steps: [{ step: specs[0]!.step, result: quiet }] }]),
     ).toContain(
-      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 | 27 / 0 |',
+      '| 833 msg/s | plain | 1 | 833 | 833 | 1.000 | 1.00 | 3.00 | 1.00 | 2.00 | 5000 (4000) | 100 | 0 | 27 / 0 | 5,000, 312 |',
     );
     expect(md.some((l) => l.startsWith('| max | STARTTLS | 100 | failed: boom'))).toBe(true);
   });
