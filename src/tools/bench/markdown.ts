@@ -32,7 +32,8 @@ export interface LoadStep {
 
 export interface ScenarioRun {
   scenario: ScenarioSpec;
-  steps: { step: LoadStep; result: BenchResult | null; error?: string }[];
+  /** attempts: how often the step was measured (absent = once; more when the machine was not quiet) */
+  steps: { step: LoadStep; result: BenchResult | null; error?: string; attempts?: number }[];
 }
 
 /** The connections sweep (issue 14): 833 msg/s over 10 mailboxes and max over 100, plain and TLS upstream. */
