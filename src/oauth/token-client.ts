@@ -1,9 +1,12 @@
 // The OAuth2 refresh_token grant over HTTP (RFC 6749 section 6), and the form POST + token response
-// parsing that the other grants (src/oauth/grants/) share. One keep-alive undici Agent for all
-// token endpoints; every request is bounded by one overall timeout (connect + headers + body).
+// parsing that the other grants (src/oauth/grants/) share. Node's own http/https client with one
+// keep-alive agent per scheme for all token endpoints (not undici: importing it costs `serve` ~25 MB
+// of RSS, docs/performance.md "Memory"); every request is bounded by one overall timeout
+// (connect + headers + body).
 // Error texts carry only status codes, OAuth error codes and socket error codes: never a token,
 // secret, or response body. The server's error_description travels apart, in `oauth`.
-import { Agent, request } from 'undici';
+import http from 'node:http';
+import https from 'node:https';
 
 export interface RefreshRequest {
   /** `{tenant}` already substituted */
@@ -69,7 +72,8 @@ export class TokenGrantError extends Error {
 /** OAuth error codes that mean "these credentials will never work again as they are". */
 const PERMANENT_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client']);
 const MAX_BODY_BYTES = 64 * 1024;
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** how long a kept-alive connection to a token endpoint may stay idle */
+const KEEP_ALIVE_MS = 30_000;
 
 /** Keeps only a short, printable OAuth error code (servers' own texts may be long or odd). */
 function oauthErrorCode(v: unknown): string | undefined {
@@ -94,18 +98,18 @@ export function oauthErrorDetails(json: Record<string, unknown> | undefined): OA
 }
 
 export class TokenClient {
-  private readonly agent: Agent;
+  private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
   private readonly timeoutMs: number;
+  /** the requests in flight, which close() aborts */
+  private readonly inFlight = new Set<AbortController>();
   private closed = false;
 
   constructor(opts: { timeoutMs: number }) {
     this.timeoutMs = opts.timeoutMs;
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connect: { timeout: opts.timeoutMs },
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-    });
+    // `timeout` on a keep-alive agent: an idle pooled socket is closed after it (and the server's
+    // own Keep-Alive hint is honoured when shorter)
+    const agent = { keepAlive: true, timeout: KEEP_ALIVE_MS };
+    this.agents = { 'http:': new http.Agent(agent), 'https:': new https.Agent(agent) };
   }
 
   async refresh(req: RefreshRequest): Promise<RefreshResult> {
@@ -176,21 +180,24 @@ export class TokenClient {
     url: string,
     form: URLSearchParams,
   ): Promise<{ status: number; json?: Record<string, unknown> }> {
-    const signal = AbortSignal.timeout(this.timeoutMs);
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, this.timeoutMs);
+    this.inFlight.add(abort);
     let status: number;
     let text: string;
     try {
-      const res = await request(url, {
-        method: 'POST',
-        dispatcher: this.agent,
-        signal,
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: form.toString(),
-      });
-      status = res.statusCode;
-      text = await readCapped(res.body);
+      const res = await this.post(url, form.toString(), abort.signal);
+      status = res.statusCode ?? 0;
+      text = await readCapped(res);
     } catch (err) {
-      throw this.networkError(err, signal);
+      throw this.networkError(err, timedOut);
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(abort);
     }
 
     let json: Record<string, unknown> | undefined;
@@ -202,14 +209,41 @@ export class TokenClient {
     return json ? { status, json } : { status };
   }
 
-  private networkError(err: unknown, signal: AbortSignal): TokenGrantError {
+  /** one POST; resolves with the response head, its body still to read. Redirects are not followed. */
+  private post(url: string, body: string, signal: AbortSignal): Promise<http.IncomingMessage> {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      return Promise.reject(new TokenGrantError('transient', `unsupported URL scheme ${u.protocol}`));
+    }
+    const request = u.protocol === 'https:' ? https.request : http.request;
+    return new Promise((resolve, reject) => {
+      const req = request(
+        u,
+        {
+          method: 'POST',
+          agent: this.agents[u.protocol as 'http:' | 'https:'],
+          signal,
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            accept: 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        resolve,
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  private networkError(err: unknown, timedOut: boolean): TokenGrantError {
     if (err instanceof TokenGrantError) return err;
-    // shutting down: say so, not an undici code that reads like a network fault
+    // shutting down: say so, not an abort that reads like a network fault
     if (this.closed) return new TokenGrantError('transient', 'token client closed');
     const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
     const code =
       typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : '';
-    if (signal.aborted || TIMEOUT_CODES.has(code)) {
+    if (timedOut) {
       return new TokenGrantError('transient', `timeout after ${this.timeoutMs}ms`);
     }
     return new TokenGrantError('transient', code ? `network error ${code}` : 'network error');
@@ -218,17 +252,16 @@ export class TokenClient {
   /** aborts in-flight requests and closes kept-alive sockets */
   close(): void {
     this.closed = true;
-    this.agent.destroy().catch(() => undefined);
+    for (const a of this.inFlight) a.abort();
+    this.agents['http:'].destroy();
+    this.agents['https:'].destroy();
   }
 }
 
-async function readCapped(
-  body: AsyncIterable<Buffer | string> & { destroy(err?: Error): unknown },
-): Promise<string> {
+async function readCapped(body: http.IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+  for await (const b of body as AsyncIterable<Buffer>) {
     size += b.length;
     if (size > MAX_BODY_BYTES) {
       body.destroy();

@@ -29,6 +29,8 @@ export interface TokenServer {
   url: string;
   origin: string;
   requests: TokenRequest[];
+  /** TCP connections accepted so far */
+  connections: number;
   maxConcurrent: number;
   handler: Handler;
   countFor(refreshToken: string): number;
@@ -46,6 +48,7 @@ export async function startTokenServer(handler: Handler = okHandler()): Promise<
   const sockets = new Set<import('node:net').Socket>();
   const state: Omit<TokenServer, 'url' | 'origin' | 'close' | 'countFor'> = {
     requests: [],
+    connections: 0,
     maxConcurrent: 0,
     handler,
   };
@@ -70,6 +73,7 @@ export async function startTokenServer(handler: Handler = okHandler()): Promise<
     });
   });
   server.on('connection', (s) => {
+    state.connections++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });

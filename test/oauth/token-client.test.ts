@@ -1,5 +1,13 @@
 // The HTTP grant: what is sent, and how answers map to errors.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { generate } from 'selfsigned';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DIST } from '../helpers/procs.js';
 import { TokenClient, TokenGrantError } from '../../src/oauth/token-client.js';
 import { expectRejection } from '../helpers/expect-rejection.js';
 import { useTokenServer, type TokenServer } from '../helpers/token-server.js';
@@ -126,5 +134,88 @@ describe('TokenClient', () => {
     const e = await grantError(client.refresh({ tokenUrl: url, ...base }));
     expect(e.kind).toBe('transient');
     expect(e.reason).toBe('network error ECONNREFUSED');
+  });
+
+  it('refuses an answer larger than 64 KiB', async () => {
+    srv = await startTokenServer(() => ({ raw: JSON.stringify({ access_token: 'x'.repeat(70_000) }) }));
+    client = new TokenClient({ timeoutMs: 2000 });
+    const e = await grantError(client.refresh({ tokenUrl: srv.url, ...base }));
+    expect(e.reason).toBe('token response too large');
+  });
+
+  it('keeps the connection to a token endpoint alive between requests', async () => {
+    srv = await startTokenServer();
+    client = new TokenClient({ timeoutMs: 2000 });
+    for (let i = 0; i < 3; i++) await client.refresh({ tokenUrl: srv.url, ...base });
+    expect(srv.requests).toHaveLength(3);
+    expect(srv.connections).toBe(1);
+  });
+
+  it('refuses a URL that is neither http nor https', async () => {
+    client = new TokenClient({ timeoutMs: 2000 });
+    const e = await grantError(client.refresh({ tokenUrl: 'ftp://127.0.0.1/token', ...base }));
+    expect(e.reason).toBe('unsupported URL scheme ftp:');
+  });
+});
+
+describe('TokenClient over https', () => {
+  const servers: https.Server[] = [];
+  afterEach(async () => {
+    await Promise.all(
+      servers.splice(0).map((s) => new Promise((ok) => (s.closeAllConnections(), s.close(ok)))),
+    );
+  });
+
+  /** a token endpoint with a certificate of its own for 127.0.0.1, and that certificate's PEM */
+  async function httpsTokenServer(): Promise<{ url: string; certPem: string }> {
+    const pems = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keySize: 2048,
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    const server = https.createServer({ key: pems.private, cert: pems.cert }, (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ access_token: 'fake-access-token', expires_in: 600 }));
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/token`, certPem: pems.cert };
+  }
+
+  it('verifies the endpoint certificate: one no trusted CA signed is a network error', async () => {
+    const { url } = await httpsTokenServer();
+    client = new TokenClient({ timeoutMs: 5000 });
+    const e = await grantError(client.refresh({ tokenUrl: url, ...base }));
+    expect(e.kind).toBe('transient');
+    expect(e.reason).toBe('network error DEPTH_ZERO_SELF_SIGNED_CERT');
+  });
+
+  it('gets a token from an endpoint whose CA the process trusts (NODE_EXTRA_CA_CERTS)', async () => {
+    const { url, certPem } = await httpsTokenServer();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xo-token-ca-'));
+    const caFile = path.join(dir, 'ca.pem');
+    fs.writeFileSync(caFile, certPem);
+    const script = `
+      const { TokenClient } = await import(${JSON.stringify(path.join(DIST, 'oauth/token-client.js'))});
+      const c = new TokenClient({ timeoutMs: 5000 });
+      const r = await c.refresh({ tokenUrl: ${JSON.stringify(url)}, clientId: 'cid', refreshToken: 'rt-fake', scope: '' });
+      c.close();
+      console.log(JSON.stringify(r));`;
+    // the server runs in this process, so the child must not block it: spawn, then await its exit
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d));
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(stderr))));
+    });
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(JSON.parse(out)).toEqual({ accessToken: 'fake-access-token', expiresInSec: 600 });
   });
 });
