@@ -74,6 +74,8 @@ const PERMANENT_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthoriz
 const MAX_BODY_BYTES = 64 * 1024;
 /** how long a kept-alive connection to a token endpoint may stay idle */
 const KEEP_ALIVE_MS = 30_000;
+/** a request on a kept-alive socket the server had closed is sent again, this often in all */
+const STALE_SOCKET_ATTEMPTS = 3;
 
 /** Keeps only a short, printable OAuth error code (servers' own texts may be long or odd). */
 function oauthErrorCode(v: unknown): string | undefined {
@@ -209,14 +211,20 @@ export class TokenClient {
     return json ? { status, json } : { status };
   }
 
-  /** one POST; resolves with the response head, its body still to read. Redirects are not followed. */
-  private post(url: string, body: string, signal: AbortSignal): Promise<http.IncomingMessage> {
+  /**
+   * One POST; resolves with the response head, its body still to read. Redirects are not followed.
+   * A request that failed on a kept-alive socket before any answer is sent again on another: the
+   * server closed that idle socket as the request went out (the race every keep-alive client has;
+   * the server saw no request), and a token request is safe to repeat.
+   */
+  private post(url: string, body: string, signal: AbortSignal, attempt = 1): Promise<http.IncomingMessage> {
     const u = new URL(url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') {
       return Promise.reject(new TokenGrantError('transient', `unsupported URL scheme ${u.protocol}`));
     }
     const request = u.protocol === 'https:' ? https.request : http.request;
     return new Promise((resolve, reject) => {
+      let answered = false;
       const req = request(
         u,
         {
@@ -229,9 +237,19 @@ export class TokenClient {
             'content-length': Buffer.byteLength(body),
           },
         },
-        resolve,
+        (res) => {
+          answered = true;
+          resolve(res);
+        },
       );
-      req.on('error', reject);
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // after the answer began, the error is the body's (readCapped sees it), never a resend
+        if (answered) return;
+        const stale = req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        if (stale && !signal.aborted && attempt < STALE_SOCKET_ATTEMPTS) {
+          resolve(this.post(url, body, signal, attempt + 1));
+        } else reject(err);
+      });
       req.end(body);
     });
   }

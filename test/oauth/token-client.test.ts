@@ -1,6 +1,7 @@
 // The HTTP grant: what is sent, and how answers map to errors.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -149,6 +150,38 @@ describe('TokenClient', () => {
     for (let i = 0; i < 3; i++) await client.refresh({ tokenUrl: srv.url, ...base });
     expect(srv.requests).toHaveLength(3);
     expect(srv.connections).toBe(1);
+  });
+
+  it('sends again on a fresh connection when a kept-alive one was closed under it', async () => {
+    // the race a keep-alive client always has: the server closes an idle connection just as the
+    // next request goes out on it. Here the server drops every connection's second request unanswered.
+    const served = new WeakSet<import('node:net').Socket>();
+    let dropped = 0;
+    const server = http.createServer((req, res) => {
+      if (served.has(req.socket)) {
+        dropped++;
+        req.socket.destroy();
+        return;
+      }
+      served.add(req.socket);
+      req.resume();
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ access_token: 'fake-access-token', expires_in: 600 }));
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+      client = new TokenClient({ timeoutMs: 2000 });
+      await client.refresh({ tokenUrl: url, ...base });
+      const r = await client.refresh({ tokenUrl: url, ...base });
+      expect(r.accessToken).toBe('fake-access-token');
+      expect(dropped).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
   });
 
   it('refuses a URL that is neither http nor https', async () => {
