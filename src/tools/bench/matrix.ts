@@ -49,6 +49,19 @@ import { parseToolArgs, runTool, toolCommand, type Tool } from '../harness/tool-
 /** a step measured on a machine that was not quiet is measured again, at most this often in all */
 export const QUIET_ATTEMPTS = 3;
 
+/** what every measured run of the matrix shares: one recipient, the bench's users, the direct run */
+function sharedRunOptions(o: MatrixOptions) {
+  return {
+    recipients: 1,
+    userPrefix: BENCH_DEFAULTS.userPrefix,
+    userDomain: BENCH_DEFAULTS.userDomain,
+    direct: true,
+    warmupSec: o.warmupSec,
+    warmupMessages: o.warmupMessages,
+    quiet: o.quiet,
+  } satisfies Partial<BenchOptions>;
+}
+
 export const LOADS_PER_MINUTE = [1_000, 5_000, 10_000, 20_000, 50_000] as const;
 
 export interface MatrixOptions {
@@ -236,16 +249,11 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
           rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
           durationSec: step.durationSec,
           size: scenario.size,
-          recipients: 1,
           tls: scenario.tls,
-          userPrefix: BENCH_DEFAULTS.userPrefix,
-          userDomain: BENCH_DEFAULTS.userDomain,
-          direct: true,
-          warmupSec: o.warmupSec,
+          ...sharedRunOptions(o),
           // seconds alone: the steps climb from 1k msg/min on one proxy, and waiting for the
           // messages at the low steps would add ~2 min per scenario (the sweep has them)
           warmupMessages: 0,
-          quiet: o.quiet,
         };
         log(`-- ${scenario.id} @ ${step.label} msg/min for ${step.durationSec} s`);
         try {
@@ -292,14 +300,8 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
                 rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
                 durationSec: step.durationSec,
                 size: spec.size,
-                recipients: 1,
                 tls: spec.tls,
-                userPrefix: BENCH_DEFAULTS.userPrefix,
-                userDomain: BENCH_DEFAULTS.userDomain,
-                direct: true,
-                warmupSec: o.warmupSec,
-                warmupMessages: o.warmupMessages,
-                quiet: o.quiet,
+                ...sharedRunOptions(o),
               },
               { env },
             ),
@@ -353,14 +355,8 @@ async function runWorkersPart(
             rate: c.rate === 'max' ? undefined : c.rate,
             durationSec: o.workersSec,
             size: 2048,
-            recipients: 1,
             tls: false,
-            userPrefix: BENCH_DEFAULTS.userPrefix,
-            userDomain: BENCH_DEFAULTS.userDomain,
-            direct: true,
-            warmupSec: o.warmupSec,
-            warmupMessages: o.warmupMessages,
-            quiet: o.quiet,
+            ...sharedRunOptions(o),
             workers: [c.workers],
             ...(c.pin ? { pinProxy: c.pin.proxy, pinLoad: c.pin.load } : {}),
           },
