@@ -184,6 +184,26 @@ describe('TokenClient', () => {
     }
   });
 
+  it('times out an endpoint that stops in the middle of its answer', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+      res.write('{"access_token":"fake-');
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+      client = new TokenClient({ timeoutMs: 300 });
+      const t0 = Date.now();
+      const e = await grantError(client.refresh({ tokenUrl: url, ...base }));
+      expect(e.reason).toBe('timeout after 300ms');
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
+  });
+
   it('refuses a URL that is neither http nor https', async () => {
     client = new TokenClient({ timeoutMs: 2000 });
     const e = await grantError(client.refresh({ tokenUrl: 'ftp://127.0.0.1/token', ...base }));
