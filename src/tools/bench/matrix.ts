@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OptionValues } from 'commander';
-import { startBenchEnv } from '../harness/env.js';
+import { CLI_PATH, startBenchEnv } from '../harness/env.js';
 import { execFileSync } from 'node:child_process';
 import {
   renderBenchmarksMarkdown,
@@ -44,10 +44,16 @@ import { BENCH_DEFAULTS, type BenchOptions } from './options.js';
 import { formatSummary } from './report.js';
 import { runBench } from './run.js';
 import { runUntilQuiet } from './quiet-retry.js';
+import { buildOf } from './build-id.js';
 import { parseToolArgs, runTool, toolCommand, type Tool } from '../harness/tool-cli.js';
 
 /** a step measured on a machine that was not quiet is measured again, at most this often in all */
 export const QUIET_ATTEMPTS = 3;
+
+function buildField(cli: string): { build?: string } {
+  const build = buildOf(cli);
+  return build ? { build } : {};
+}
 
 /** what every measured run of the matrix shares: one recipient, the bench's users, the direct run */
 function sharedRunOptions(o: MatrixOptions) {
@@ -217,6 +223,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
     },
     date: new Date().toISOString().slice(0, 10),
     command,
+    ...buildField(o.cli ?? CLI_PATH),
     quick: o.quick,
     warmupSec: o.warmupSec,
     warmupMessages: o.warmupMessages,
