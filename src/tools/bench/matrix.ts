@@ -68,6 +68,23 @@ function sharedRunOptions(o: MatrixOptions) {
   } satisfies Partial<BenchOptions>;
 }
 
+/** one step of a scenario or of the sweep: its load on its shape of mailboxes and connections */
+function stepRunOptions(
+  o: MatrixOptions,
+  shape: { mailboxes: number; connections: number; size: number; tls: boolean },
+  step: LoadStep,
+): BenchOptions {
+  return {
+    mailboxes: shape.mailboxes,
+    connections: shape.connections,
+    rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
+    durationSec: step.durationSec,
+    size: shape.size,
+    tls: shape.tls,
+    ...sharedRunOptions(o),
+  };
+}
+
 export const LOADS_PER_MINUTE = [1_000, 5_000, 10_000, 20_000, 50_000] as const;
 
 export interface MatrixOptions {
@@ -251,13 +268,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
     try {
       for (const step of loadSteps(o)) {
         const opts: BenchOptions = {
-          mailboxes: scenario.mailboxes,
-          connections: scenario.connections,
-          rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
-          durationSec: step.durationSec,
-          size: scenario.size,
-          tls: scenario.tls,
-          ...sharedRunOptions(o),
+          ...stepRunOptions(o, scenario, step),
           // seconds alone: the steps climb from 1k msg/min on one proxy, and waiting for the
           // messages at the low steps would add ~2 min per scenario (the sweep has them)
           warmupMessages: 0,
@@ -299,19 +310,7 @@ export async function runMatrix(o: MatrixOptions, command: string): Promise<Matr
       });
       try {
         const { result, attempts } = await runUntilQuiet(
-          () =>
-            runBench(
-              {
-                mailboxes: spec.mailboxes,
-                connections: spec.connections,
-                rate: step.perMinute === undefined ? undefined : step.perMinute / 60,
-                durationSec: step.durationSec,
-                size: spec.size,
-                tls: spec.tls,
-                ...sharedRunOptions(o),
-              },
-              { env },
-            ),
+          () => runBench(stepRunOptions(o, spec, step), { env }),
           QUIET_ATTEMPTS,
           log,
         );
