@@ -1,7 +1,7 @@
 // The OAuth2 refresh_token grant over HTTP (RFC 6749 section 6), and the form POST + token response
 // parsing that the other grants (src/oauth/grants/) share. Node's own http/https client with one
-// keep-alive agent per scheme for all token endpoints (not undici: importing it costs `serve` ~25 MB
-// of RSS, docs/performance.md "Memory"); every request is bounded by one overall timeout
+// keep-alive agent per scheme for all token endpoints (not undici: it cost `serve` 8-16 MiB
+// of RSS, docs/performance.md "The token client without undici"); every request is bounded by one overall timeout
 // (connect + headers + body).
 // Error texts carry only status codes, OAuth error codes and socket error codes: never a token,
 // secret, or response body. The server's error_description travels apart, in `oauth`.
@@ -258,13 +258,13 @@ export class TokenClient {
     if (err instanceof TokenGrantError) return err;
     // shutting down: say so, not an abort that reads like a network fault
     if (this.closed) return new TokenGrantError('transient', 'token client closed');
-    const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
-    const code =
-      typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : '';
-    if (timedOut) {
-      return new TokenGrantError('transient', `timeout after ${this.timeoutMs}ms`);
-    }
-    return new TokenGrantError('transient', code ? `network error ${code}` : 'network error');
+    if (timedOut) return new TokenGrantError('transient', `timeout after ${this.timeoutMs}ms`);
+    // node:http's errors carry the socket's code (ECONNREFUSED, ENOTFOUND, a certificate's code)
+    const code = (err as { code?: unknown } | undefined)?.code;
+    return new TokenGrantError(
+      'transient',
+      typeof code === 'string' ? `network error ${code}` : 'network error',
+    );
   }
 
   /** aborts in-flight requests and closes kept-alive sockets */

@@ -9,10 +9,20 @@
 //
 // --no-session-reuse: every connection gets a TLS state of its own (a full handshake, the
 // certificate chain verified) instead of the pool's (the last session ticket, resumed).
+import type { OptionValues } from 'commander';
 import { startBenchEnv, fetchTokens } from '../harness/env.js';
+import {
+  choiceOption,
+  numberOption,
+  parseToolArgs,
+  runTool,
+  toolCommand,
+  type Tool,
+} from '../harness/tool-cli.js';
 import { TlsReuse, UpstreamConnection } from '../../upstream/connection.js';
 import type { UpstreamSmtpConfig } from '../../config/types.js';
 import { sampleMachineCpu } from './machine-cpu.js';
+import { BENCH_DEFAULTS } from './options.js';
 
 interface Opts {
   n: number;
@@ -21,36 +31,33 @@ interface Opts {
   reuse: boolean;
 }
 
-function parse(argv: string[]): Opts {
-  const o: Opts = { n: 200, rounds: 3, security: 'starttls', reuse: true };
-  const count = (name: string, v: string | undefined) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected an integer >= 1, got "${v}"`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--n') o.n = count(a, argv[++i]);
-    else if (a === '--rounds') o.rounds = count(a, argv[++i]);
-    else if (a === '--security') {
-      const v = argv[++i];
-      if (v !== 'starttls' && v !== 'none')
-        throw new Error(`--security: expected starttls or none, got "${v}"`);
-      o.security = v;
-    } else if (a === '--no-session-reuse') o.reuse = false;
-    else throw new Error(`unknown option ${a}`);
-  }
-  return o;
-}
+const tool: Tool<Opts> = {
+  program: () =>
+    toolCommand(
+      'node dist/tools/bench/setup-cost.js',
+      'CPU of one upstream connection setup, connect to QUIT',
+    )
+      .option('--n <count>', 'connections per round', '200')
+      .option('--rounds <count>', 'measured rounds', '3')
+      .option('--security <mode>', 'starttls or none', 'starttls')
+      .option('--no-session-reuse', 'a full TLS handshake for every connection'),
+  check: (v: OptionValues): Opts => ({
+    n: numberOption('n', v.n, 1, true),
+    rounds: numberOption('rounds', v.rounds, 1, true),
+    security: choiceOption('security', v.security as string, ['starttls', 'none'] as const),
+    reuse: v.sessionReuse as boolean,
+  }),
+};
 
-async function main(): Promise<void> {
-  const o = parse(process.argv.slice(2));
+export const parseSetupCostArgs = (argv: string[]): Opts => parseToolArgs(tool, argv);
+
+async function run(o: Opts): Promise<number> {
   const env = await startBenchEnv({
     mailboxes: 1,
     connections: 1,
     tls: o.security === 'starttls',
-    userPrefix: 'bench',
-    userDomain: 'example.com',
+    userPrefix: BENCH_DEFAULTS.userPrefix,
+    userDomain: BENCH_DEFAULTS.userDomain,
     recipients: 1,
   });
   try {
@@ -103,9 +110,7 @@ async function main(): Promise<void> {
   } finally {
     await env.close();
   }
+  return 0;
 }
 
-void main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-});
+runTool(import.meta.url, 'setup-cost', tool, run);
