@@ -11,6 +11,7 @@ import { formatReply, type SmtpReply } from '../shared/smtp-reply.js';
 import { ReplyParser } from './reply-parser.js';
 import { writeDotStuffed } from './dot-stuff.js';
 import { chunkOf, writeChunk } from './bdat.js';
+import { withoutPeerCertificate } from './tls-session.js';
 import type { DeliveryResult, Envelope } from './types.js';
 
 export interface ConnectionOptions {
@@ -29,8 +30,12 @@ export interface ConnectionOptions {
  */
 export class TlsReuse {
   private ctx: tls.SecureContext | undefined;
+  /** the last session ticket, kept without the server's certificate (./tls-session.ts) */
   session: Buffer | undefined;
   constructor(private readonly smtp: UpstreamSmtpConfig) {}
+  keep(session: Buffer): void {
+    this.session = withoutPeerCertificate(session);
+  }
   get context(): tls.SecureContext {
     // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
     return (this.ctx ??= tls.createSecureContext({ ca: this.smtp.ca, minVersion: 'TLSv1.2' }));
@@ -377,7 +382,7 @@ export class UpstreamConnection {
   /** keep the session tickets the upstream sends, for the pool's next connection */
   private keepSessions(sock: tls.TLSSocket): void {
     const reuse = this.reuse;
-    if (reuse) sock.on('session', (s: Buffer) => (reuse.session = s));
+    if (reuse) sock.on('session', (s: Buffer) => reuse.keep(s));
   }
 
   private upgrade(): void {

@@ -73,23 +73,25 @@ describe('delivery over each security mode', () => {
     });
   }
 
-  it('resumes the TLS session of an earlier connection of the pool instead of a full handshake', async () => {
-    const sink = await startSink({ security: 'tls', cert });
-    const pools = makePools();
-    const smtp = { host: '127.0.0.1', port: sink.port, security: 'tls' as const, rejectUnauthorized: true };
-    pools.setAccounts([
-      account(sink.port, { smtp: { ...smtp, ca: cert.cert }, maxMessagesPerConnection: 1 }),
-    ]);
-    cleanup.push(
-      () => sink.close(),
-      () => pools.close(1000),
-    );
-    for (let i = 0; i < 3; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
-    expect(sink.resumed.length).toBeGreaterThanOrEqual(3);
-    expect(sink.resumed[0]).toBe(false);
-    expect(sink.resumed.slice(1, 3)).toEqual([true, true]);
-    expect(sink.messages).toHaveLength(3);
-  });
+  for (const security of ['tls', 'starttls'] as const) {
+    it(`resumes the TLS session of an earlier connection of the pool instead of a full handshake (${security})`, async () => {
+      const sink = await startSink({ security, cert });
+      const pools = makePools();
+      const smtp = { host: '127.0.0.1', port: sink.port, security, rejectUnauthorized: true };
+      pools.setAccounts([
+        account(sink.port, { smtp: { ...smtp, ca: cert.cert }, maxMessagesPerConnection: 1 }),
+      ]);
+      cleanup.push(
+        () => sink.close(),
+        () => pools.close(1000),
+      );
+      for (let i = 0; i < 3; i++) expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+      expect(sink.resumed.length).toBeGreaterThanOrEqual(3);
+      expect(sink.resumed[0]).toBe(false);
+      expect(sink.resumed.slice(1, 3)).toEqual([true, true]);
+      expect(sink.messages).toHaveLength(3);
+    });
+  }
 
   it('refuses a certificate it cannot verify and says so (451 4.4.1)', async () => {
     const sink = await startSink({ security: 'tls', cert });
