@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import type net from 'node:net';
 import type { SmtpReply } from '../shared/smtp-reply.js';
 import { smtpReply } from '../shared/replies.js';
+import { readSocket, type SocketInput } from '../shared/socket-input.js';
 import { DataReader } from './wire/data-reader.js';
 import { acceptableHeloName, parseAddressCommand, valuelessParam, type Params } from './wire/commands.js';
 
@@ -98,6 +99,7 @@ export class SmtpSession {
   requestAt = Date.now();
 
   private socket: net.Socket;
+  private input!: SocketInput;
   private out = '';
   /** an incomplete command line */
   private partial: Buffer | undefined;
@@ -174,7 +176,7 @@ export class SmtpSession {
   // ---- input
 
   private attach(socket: net.Socket): void {
-    socket.on('data', this.onData);
+    this.input = readSocket(socket, this.onData);
     socket.on('error', noop); // a reset peer: 'close' follows
     socket.once('close', this.onClose);
   }
@@ -541,7 +543,7 @@ export class SmtpSession {
     this.requestAt = Date.now();
     this.partial = undefined;
     const raw = this.socket;
-    raw.removeListener('data', this.onData);
+    this.input.stop();
     raw.removeListener('close', this.onClose);
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
     secure.on('error', noop);
@@ -556,7 +558,7 @@ export class SmtpSession {
       this.envelope = undefined;
       this.phase = 'command';
       this.requestAt = Date.now();
-      secure.on('data', this.onData);
+      this.input = readSocket(secure, this.onData);
     });
   }
 
@@ -682,7 +684,7 @@ export class SmtpSession {
       if (wasData) sink?.abort();
       this.handler.closed(this);
     }
-    this.socket.removeListener('data', this.onData);
+    this.input.stop();
     if (!this.socket.destroyed && this.socket.writable) this.socket.end(s);
     else this.socket.destroy();
     // a peer that never reads its 421 must not hold the socket open

@@ -12,6 +12,7 @@ import { ReplyParser } from './reply-parser.js';
 import { writeDotStuffed } from './dot-stuff.js';
 import { chunkOf, writeChunk } from './bdat.js';
 import { withoutPeerCertificate } from './tls-session.js';
+import { connectInput, readSocket, type SocketInput } from '../shared/socket-input.js';
 import type { DeliveryResult, Envelope } from './types.js';
 
 export interface ConnectionOptions {
@@ -108,6 +109,7 @@ export class UpstreamConnection {
   onIdleTimeout: (() => void) | null = null;
 
   private socket: net.Socket | undefined;
+  private input: SocketInput | undefined;
   private reuse: TlsReuse | undefined;
   private readonly parser = new ReplyParser((r) => this.onReply(r));
   private phase = 'connect';
@@ -133,7 +135,8 @@ export class UpstreamConnection {
   async connect(): Promise<void> {
     const { smtp, localAddress, commandTimeoutMs } = this.opts;
     try {
-      const base = { host: smtp.host, port: smtp.port, localAddress };
+      const { onread, input } = connectInput(this.onData);
+      const base = { host: smtp.host, port: smtp.port, localAddress, onread };
       let sock: net.Socket;
       if (smtp.security === 'tls') {
         const t = tls.connect({ ...base, ...this.tlsOptions() });
@@ -141,11 +144,11 @@ export class UpstreamConnection {
         sock = t;
       } else sock = net.connect(base as net.NetConnectOpts);
       this.socket = sock;
+      this.input = input;
       this.attach(sock);
       sock.setNoDelay(true);
       sock.setKeepAlive(true, 30_000);
       sock.setTimeout(commandTimeoutMs);
-      sock.on('data', this.onData);
       const greeting = await this.expect('greeting');
       if (greeting.code !== 220) throw new ConnectError(`greeting was ${oneLine(greeting)}`);
       await this.ehlo();
@@ -387,14 +390,14 @@ export class UpstreamConnection {
 
   private upgrade(): void {
     const raw = this.socket!;
-    raw.removeListener('data', this.onData);
+    this.input!.stop();
     raw.setTimeout(0);
     this.phase = 'TLS handshake';
     const sec = tls.connect({ socket: raw, host: this.opts.smtp.host, ...this.tlsOptions() });
     this.keepSessions(sec);
     this.attach(sec);
     sec.setTimeout(this.opts.commandTimeoutMs);
-    sec.on('data', this.onData);
+    this.input = readSocket(sec, this.onData);
     // writes before secureConnect are queued by the TLS socket, so EHLO can follow at once
     this.socket = sec;
   }
