@@ -92,7 +92,14 @@ export interface BenchResult extends RunCounts {
    * null when the proxy's pid is unknown (--target without --proxy-pid). The primary and all its
    * descendants (workers): CPU summed, rssMaxBytes the peak of the summed RSS; `processes` each one
    */
-  proxy: (ProcessUsage & { cpuPercentMax: number; processes?: ProxyProcessUsage[] }) | null;
+  proxy:
+    | (ProcessUsage & {
+        cpuPercentMax: number;
+        /** the utime part of cpuUsPerMessage (proc-tree.ts: steadier on a VM whose host steals) */
+        userUsPerMessage?: number | null;
+        processes?: ProxyProcessUsage[];
+      })
+    | null;
   /** messages of the measured proxy run the simulator stored (compare with accepted); null with --target */
   upstreamReceived: number | null;
   /** accepted through the proxy (warm-up messages included) but not among the simulator's message ids; null with --target */
@@ -164,7 +171,7 @@ export function formatSummary(r: BenchResult): string {
   if (r.proxy)
     lines.push(
       `proxy ${procs.length > 1 ? `processes (${procs.length}, summed)` : 'process'}: CPU ${fmt(r.proxy.cpuPercent, 1)} % (peak ${fmt(r.proxy.cpuPercentMax, 0)} %), ` +
-        `${perMessage(r.proxy)}, RSS max ${mb(r.proxy.rssMaxBytes)}`,
+        `${perMessage(r.proxy)}${r.proxy.userUsPerMessage != null ? `, user ${fmt(r.proxy.userUsPerMessage, 0)} µs` : ''}, RSS max ${mb(r.proxy.rssMaxBytes)}`,
     );
   if (procs.length > 1)
     for (const q of procs)

@@ -388,6 +388,7 @@ async function runPinned(
         ? {
             ...usage(proxy),
             cpuPercentMax: proxy.cpuPercentMax,
+            userUsPerMessage: cpuUsPerMessage(proxy.userCpuSeconds, answered),
             processes: proxy.processes.map((q) => ({
               pid: q.pid,
               role: q.role,

@@ -23,12 +23,18 @@ export interface ProcMetrics {
 
 /** utime + stime in clock ticks; the command name (field 2) may contain spaces and parentheses. */
 export function parseStatTicks(stat: string): number {
+  const { user, system } = parseStatUserSystem(stat);
+  return user + system;
+}
+
+/** utime and stime in clock ticks, apart. */
+export function parseStatUserSystem(stat: string): { user: number; system: number } {
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state), so field n is rest[n - 3]
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error('unexpected /proc/PID/stat format');
-  return utime + stime;
+  return { user: utime, system: stime };
 }
 
 /** VmRSS in bytes, or undefined if absent (a zombie has none). */

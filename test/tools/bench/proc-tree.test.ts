@@ -82,6 +82,9 @@ describe.runIf(linux)('sampleProcessTree', () => {
     const sum = m.processes.reduce((n, p) => n + p.cpuSeconds, 0);
     expect(m.cpuSeconds).toBeCloseTo(sum, 2);
     expect(m.cpuSeconds).toBeGreaterThan(children[0]!.cpuSeconds);
+    // children spinning in JavaScript: nearly all of it user time
+    expect(m.userCpuSeconds).toBeGreaterThan(0.3);
+    expect(m.userCpuSeconds).toBeLessThanOrEqual(m.cpuSeconds + 0.01);
     // RSS: the peak of the sum is more than any one process's peak
     expect(m.rssMaxBytes).toBeGreaterThan(Math.max(...m.processes.map((p) => p.rssMaxBytes)));
     expect(m.processes.every((p) => p.cpusAllowed !== null)).toBe(true);

@@ -2,7 +2,12 @@ import os from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LatencyRecorder } from '../../../src/tools/harness/latency.js';
 import { parseBenchOptions } from '../../../src/tools/bench/options.js';
-import { parseStatTicks, parseStatusRss, sampleProcess } from '../../../src/tools/harness/proc.js';
+import {
+  parseStatTicks,
+  parseStatUserSystem,
+  parseStatusRss,
+  sampleProcess,
+} from '../../../src/tools/harness/proc.js';
 import { cpuUsPerMessage, formatSummary } from '../../../src/tools/bench/report.js';
 import { runBench, warmupSteps, WARMUP_MESSAGES_MAX_SEC } from '../../../src/tools/bench/run.js';
 import { FakeSmtpServer } from '../../helpers/fake-smtp-server.js';
@@ -34,6 +39,7 @@ describe('proc parsing', () => {
     fields[11] = '700'; // field 14 utime
     fields[12] = '35'; // field 15 stime
     expect(parseStatTicks(`1234 (node (x) y) ${fields.join(' ')}`)).toBe(735);
+    expect(parseStatUserSystem(`1234 (node (x) y) ${fields.join(' ')}`)).toEqual({ user: 700, system: 35 });
     expect(parseStatusRss('Name:\tnode\nVmRSS:\t  123456 kB\n')).toBe(123456 * 1024);
     expect(parseStatusRss('Name:\tzombie\n')).toBeUndefined();
   });
@@ -116,9 +122,11 @@ describe('runBench report', () => {
       cpuSeconds: expect.any(Number),
       cpuUsPerMessage: Math.round((r.proxy!.cpuSeconds * 1e6) / 40),
       mainThreadUsPerMessage: expect.any(Number),
+      userUsPerMessage: expect.any(Number),
       rssMaxBytes: expect.any(Number),
       processes: expect.any(Array),
     });
+    expect(r.proxy!.userUsPerMessage!).toBeLessThanOrEqual(r.proxy!.cpuUsPerMessage! + 1);
     // --proxy-pid names this test process: it is the primary of the sampled tree
     expect(r.proxy!.processes![0]).toMatchObject({ pid: process.pid, role: 'primary' });
     expect(r.loadAverages).toHaveLength(3);
