@@ -1,9 +1,10 @@
 // A socket's input handed to one function, without Node's Readable machinery where Node allows it.
 //
 // Every 'data' event goes through Readable.push, addChunk, the emit and a process.nextTick for
-// maybeReadMore: 6-8 µs of CPU per read on the 2026-12-03 VM, against the `onread` path (the handle
-// reads into a buffer of ours and calls us), measured in docs/performance.md ("Reads without the
-// stream"). A relayed message is three reads (two on the client's socket, one on the upstream's).
+// maybeReadMore: 6-8 µs of user CPU per read in a micro benchmark on the 2026-12-03 VM, against the
+// `onread` path (the handle reads into a buffer of ours and calls us); 2-8 % of a message's CPU end
+// to end (docs/performance.md, "Reads without the stream"). A relayed message is three reads (two on
+// the client's socket, one on the upstream's).
 //
 // Node 20 offers `onread` only to sockets it connects itself (net.connect, and tls.connect without
 // `socket`). Accepted sockets and a TLS socket over an existing one (STARTTLS) get the same path by
