@@ -24,6 +24,27 @@ export interface ConnectionOptions {
   tls?: TlsReuse;
 }
 
+// Secure contexts by the CA they trust. Each is an OpenSSL SSL_CTX with its own certificate store:
+// ~24 KB and ~0.26 ms to build, so one per mailbox was 24 MB at 1,000 mailboxes (docs/performance.md,
+// "One secure context for all pools"). A client context holds nothing of a mailbox's (no client
+// certificate; OpenSSL keeps no client-side session cache), so every pool with the same CA shares
+// one. Bounded: a CA changed by reloads only ever adds a few, and pools keep the one they took.
+const CONTEXTS = new Map<string, tls.SecureContext>();
+const MAX_CONTEXTS = 16;
+
+/** The shared client context that trusts `ca` (PEM; undefined: Node's root certificates). */
+export function clientContext(ca: string | undefined): tls.SecureContext {
+  const key = ca ?? '';
+  let ctx = CONTEXTS.get(key);
+  if (!ctx) {
+    // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
+    ctx = tls.createSecureContext({ ca, minVersion: 'TLSv1.2' });
+    if (CONTEXTS.size >= MAX_CONTEXTS) CONTEXTS.delete(CONTEXTS.keys().next().value!);
+    CONTEXTS.set(key, ctx);
+  }
+  return ctx;
+}
+
 /**
  * What the TLS connections to one upstream share: the secure context (the CA parsed once, not at
  * every connect) and the last session ticket, so the next handshake can resume instead of
@@ -38,8 +59,7 @@ export class TlsReuse {
     this.session = withoutPeerCertificate(session);
   }
   get context(): tls.SecureContext {
-    // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
-    return (this.ctx ??= tls.createSecureContext({ ca: this.smtp.ca, minVersion: 'TLSv1.2' }));
+    return (this.ctx ??= clientContext(this.smtp.ca));
   }
 }
 
