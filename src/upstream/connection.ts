@@ -46,9 +46,10 @@ export function clientContext(ca: string | undefined): tls.SecureContext {
 }
 
 /**
- * What the TLS connections to one upstream share: the secure context (the CA parsed once, not at
- * every connect) and the last session ticket, so the next handshake can resume instead of
- * verifying the certificate chain again (the setup cost of a connection: docs/performance.md).
+ * What the TLS connections of one pool share: the secure context (clientContext: the CA parsed
+ * once for every pool that trusts it, not at every connect) and the last session ticket, so the
+ * next handshake can resume instead of verifying the certificate chain again (the setup cost of a
+ * connection: docs/performance.md).
  */
 export class TlsReuse {
   private ctx: tls.SecureContext | undefined;

@@ -1,7 +1,7 @@
 // Test upstreams: `smtp-server` as a real XOAUTH2 server, and pools on a FakeSmtpServer (whose every
 // reply can be scripted, see test/helpers/fake-smtp-server.ts).
 import net from 'node:net';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../../src/shared/log.js';
 import { detachedMetrics, type Metrics } from '../../src/metrics/metrics.js';
@@ -190,4 +190,22 @@ export async function fakeWithPools(
     () => pools.close(1000),
   );
   return { fake, pools, tokens };
+}
+
+/**
+ * A TLS server on loopback that says one line and closes; `servers` collects it for the caller's
+ * afterEach/afterAll to close. Resolves to its port.
+ */
+export async function lineTlsServer(
+  servers: tls.Server[],
+  pair: { cert: string; key: string },
+  maxVersion?: tls.SecureVersion,
+): Promise<number> {
+  const s = tls.createServer({ ...pair, maxVersion }, (c) => {
+    c.on('error', () => {});
+    c.end('hi\r\n');
+  });
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return (s.address() as net.AddressInfo).port;
 }

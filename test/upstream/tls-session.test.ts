@@ -1,11 +1,10 @@
 // A kept TLS session without the server's certificate: it still resumes, it never stands in for
 // verifying a server that does not resume it, and anything not shaped as a session is left alone.
 import { X509Certificate } from 'node:crypto';
-import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { withoutPeerCertificate } from '../../src/upstream/tls-session.js';
-import { selfSignedCert } from './helpers.js';
+import { lineTlsServer, selfSignedCert } from './helpers.js';
 
 let trusted: { cert: string; key: string };
 let stranger: { cert: string; key: string };
@@ -19,15 +18,8 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
 });
 
-async function server(pair: { cert: string; key: string }, maxVersion?: tls.SecureVersion): Promise<number> {
-  const s = tls.createServer({ ...pair, maxVersion }, (c) => {
-    c.on('error', () => {});
-    c.end('hi\r\n');
-  });
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return (s.address() as net.AddressInfo).port;
-}
+const server = (pair: { cert: string; key: string }, maxVersion?: tls.SecureVersion) =>
+  lineTlsServer(servers, pair, maxVersion);
 
 interface Outcome {
   resumed?: boolean;
