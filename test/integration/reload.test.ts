@@ -58,7 +58,7 @@ describe('accounts file reload', () => {
 
   it('applies an admin API change once, not again when the file watcher sees the write', async () => {
     // log lines are batched (FLUSH_MS), so /readyz can answer before the start-up warning is out
-    await waitFor('the start-up warning', async () => warnings(), (n) => n >= 1);
+    await waitFor('the start-up warning', warnings, (n) => n >= 1);
     expect(warnings()).toBe(1);
     const before = await reloads();
     const r = await proxy.http('/admin/accounts?verify=false', {
