@@ -69,11 +69,22 @@ export class RedisLink {
     for (const [name, def] of Object.entries(SCRIPTS)) {
       this.cmd.defineCommand(name, { numberOfKeys: def.numberOfKeys, lua: def.lua });
     }
-    // the subscriber queues its SUBSCRIBE until connected and subscribes again after a reconnect
+    // The subscriber subscribes on every ready itself. ioredis's autoResubscribe sends its SUBSCRIBE
+    // with nobody listening: a connection lost before the reply was an unhandled rejection (which
+    // ends the process), and the subscription was then gone for good
+    // (test/coordination/redis-resubscribe.test.ts).
     this.sub = this.cmd.duplicate({
-      enableOfflineQueue: true,
-      autoResubscribe: true,
+      enableOfflineQueue: false,
+      autoResubscribe: false,
       commandTimeout: undefined,
+    });
+    this.sub.on('ready', () => {
+      if (this.closed) return;
+      this.sub.subscribe(this.opts.channel).catch((err: Error) => {
+        // the next ready subscribes again; meanwhile the heartbeat keeps the state right
+        if (!this.closed)
+          log.warn({ err: err.message }, 'shared state (Redis): subscribing to events failed');
+      });
     });
 
     let lastError = '';
@@ -97,7 +108,6 @@ export class RedisLink {
 
   /** connect both clients; false (and degraded) when Redis cannot be reached now: it keeps trying */
   async connect(): Promise<boolean> {
-    void this.sub.subscribe(this.opts.channel).catch(() => undefined);
     void this.sub.connect().catch(() => undefined);
     try {
       await this.cmd.connect();
