@@ -20,7 +20,7 @@ export interface ConnectionOptions {
   ehloName: string;
   localAddress?: string;
   commandTimeoutMs: number;
-  /** TLS state shared by the connections of one pool (same host and settings) */
+  /** TLS state shared with other connections to the same upstream (sharedTlsReuse) */
   tls?: TlsReuse;
 }
 
@@ -46,7 +46,7 @@ export function clientContext(ca: string | undefined): tls.SecureContext {
 }
 
 /**
- * What the TLS connections of one pool share: the secure context (clientContext: the CA parsed
+ * What the TLS connections to one upstream share: the secure context (clientContext: the CA parsed
  * once for every pool that trusts it, not at every connect) and the last session ticket, so the
  * next handshake can resume instead of verifying the certificate chain again (the setup cost of a
  * connection: docs/performance.md).
@@ -62,6 +62,37 @@ export class TlsReuse {
   get context(): tls.SecureContext {
     return (this.ctx ??= clientContext(this.smtp.ca));
   }
+}
+
+// Session tickets by everything that decides how a handshake is verified and where it goes. A
+// ticket resumes only the TLS channel: each mailbox still authenticates with its own token inside
+// it, so the pools of every mailbox on one upstream share the last ticket, and the first connection
+// of each pool resumes too instead of a full handshake, whose verified certificate chain OpenSSL
+// keeps for the connection's life: ~4-16 MiB less at 1,000 mailboxes (docs/performance.md, "One
+// session ticket per upstream"). Apart: a pool that does not verify (a ticket it got resumes
+// without verification), another CA, another source address (a shared ticket would tell the
+// provider that two of the operator's addresses are one client). Bounded like CONTEXTS; a pool
+// keeps the one it took.
+const SESSIONS = new Map<string, TlsReuse>();
+const MAX_SESSIONS = 64;
+
+/** The TLS state shared by every pool that reaches `smtp` the same way from `localAddress`. */
+export function sharedTlsReuse(smtp: UpstreamSmtpConfig, localAddress: string | undefined): TlsReuse {
+  const key = [
+    smtp.security,
+    smtp.host,
+    smtp.port,
+    smtp.rejectUnauthorized,
+    localAddress ?? '',
+    smtp.ca ?? '',
+  ].join('\0');
+  let reuse = SESSIONS.get(key);
+  if (!reuse) {
+    reuse = new TlsReuse(smtp);
+    if (SESSIONS.size >= MAX_SESSIONS) SESSIONS.delete(SESSIONS.keys().next().value!);
+    SESSIONS.set(key, reuse);
+  }
+  return reuse;
 }
 
 export interface Capabilities {

@@ -13,7 +13,14 @@
 import type { Logger } from '../shared/log.js';
 import type { ConnectionCounts, Metrics } from '../metrics/metrics.js';
 import { SmtpError } from '../shared/smtp-reply.js';
-import { ConnectError, TlsReuse, UpstreamConnection, oneLine, type ConnectionState } from './connection.js';
+import {
+  ConnectError,
+  UpstreamConnection,
+  oneLine,
+  sharedTlsReuse,
+  type ConnectionState,
+  type TlsReuse,
+} from './connection.js';
 import { smtpError, smtpErrorCausedBy } from '../shared/replies.js';
 import type { DeliveryResult, Envelope, PoolStats, TokenSource, UpstreamAccount } from './types.js';
 import type { Coordinator, RateGate } from '../coordination/types.js';
@@ -132,7 +139,7 @@ export class AccountPool {
     // the same gate (and history) as a previous pool of the mailbox while the limit is the same
     this.rate =
       account.messagesPerMinute > 0 ? deps.coord.rateGate(account.email, account.messagesPerMinute) : null;
-    this.tls = new TlsReuse(account.smtp);
+    this.tls = sharedTlsReuse(account.smtp, account.sourceAddress);
     this.log = deps.log.child({ account: account.email });
     const m = deps.metrics;
     const provider = account.providerName;

@@ -82,6 +82,8 @@ export async function startSink(
     security?: Security;
     cert?: { cert: string; key: string };
     tokens?: string[];
+    /** the mailboxes it lets in (default: USER) */
+    users?: string[];
     /** rcpt address -> [code, text] refusal */
     refuse?: Record<string, [number, string]>;
     dataDelayMs?: number;
@@ -89,6 +91,7 @@ export async function startSink(
 ): Promise<Sink> {
   const security = opts.security ?? 'none';
   const valid = new Set(opts.tokens ?? [GOOD_TOKEN]);
+  const users = new Set(opts.users ?? [USER]);
   const sink: Sink = {
     port: 0,
     messages: [],
@@ -125,7 +128,7 @@ export async function startSink(
     onAuth(auth, _s, cb) {
       sink.auths.push({ user: auth.username!, token: auth.accessToken! });
       // a bare callback makes smtp-server answer like Google: 334 <base64 JSON>, then 535
-      if (auth.username === USER && valid.has(auth.accessToken!)) cb(null, { user: auth.username });
+      if (users.has(auth.username!) && valid.has(auth.accessToken!)) cb(null, { user: auth.username });
       else cb(null, { user: undefined });
     },
     onRcptTo(addr, _s, cb) {

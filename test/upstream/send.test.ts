@@ -93,6 +93,52 @@ describe('delivery over each security mode', () => {
     });
   }
 
+  for (const security of ['tls', 'starttls'] as const) {
+    it(`resumes, for another mailbox's first connection, the session of a mailbox on the same upstream (${security})`, async () => {
+      const BOB = 'bob@example.com';
+      const sink = await startSink({ security, cert, users: [USER, BOB] });
+      const pools = makePools();
+      const smtp = { host: '127.0.0.1', port: sink.port, security, rejectUnauthorized: true, ca: cert.cert };
+      pools.setAccounts([account(sink.port, { smtp }), account(sink.port, { email: BOB, smtp })]);
+      cleanup.push(
+        () => sink.close(),
+        () => pools.close(1000),
+      );
+      expect((await pools.deliver(USER, env(), msg())).kind).toBe('delivered');
+      await until(() => sink.resumed.length >= 1);
+      expect((await pools.deliver(BOB, env(), msg())).kind).toBe('delivered');
+      expect(sink.resumed.slice(0, 2)).toEqual([false, true]);
+      // each mailbox still authenticated as itself inside the resumed channel
+      expect(sink.auths.map((a) => a.user)).toEqual([USER, BOB]);
+    });
+  }
+
+  it('keeps apart the sessions of a pool that does not verify and of other source addresses', async () => {
+    const [LAX, OTHER_IP] = ['lax@example.com', 'other-ip@example.com'];
+    const sink = await startSink({ security: 'tls', cert, users: [LAX, USER, OTHER_IP] });
+    const pools = makePools();
+    const smtp = { host: '127.0.0.1', port: sink.port, security: 'tls' as const, ca: cert.cert };
+    pools.setAccounts([
+      account(sink.port, { email: LAX, smtp: { ...smtp, rejectUnauthorized: false } }),
+      account(sink.port, { smtp: { ...smtp, rejectUnauthorized: true } }),
+      account(sink.port, {
+        email: OTHER_IP,
+        smtp: { ...smtp, rejectUnauthorized: true },
+        sourceAddress: '127.0.0.2',
+      }),
+    ]);
+    cleanup.push(
+      () => sink.close(),
+      () => pools.close(1000),
+    );
+    // a ticket from the unverified pool would let the verifying one skip verification
+    for (const email of [LAX, USER, OTHER_IP]) {
+      expect((await pools.deliver(email, env(), msg())).kind).toBe('delivered');
+      await until(() => sink.auths.length >= 1 && sink.resumed.length >= sink.auths.length);
+    }
+    expect(sink.resumed.slice(0, 3)).toEqual([false, false, false]);
+  });
+
   it('refuses a certificate it cannot verify and says so (451 4.4.1)', async () => {
     const sink = await startSink({ security: 'tls', cert });
     const pools = makePools();
