@@ -67,9 +67,9 @@ export class TlsReuse {
 // Session tickets by everything that decides how a handshake is verified and where it goes. A
 // ticket resumes only the TLS channel: each mailbox still authenticates with its own token inside
 // it, so the pools of every mailbox on one upstream share the last ticket, and the first connection
-// of each pool resumes too instead of a full handshake, whose verified certificate chain OpenSSL
-// keeps for the connection's life: ~4-16 MiB less at 1,000 mailboxes (docs/performance.md, "One
-// session ticket per upstream"). Apart: a pool that does not verify (a ticket it got resumes
+// of each pool resumes too instead of a full handshake, which leaves ~10 KB more with the
+// connection for its life: 6-13 MiB less at 1,000 mailboxes (docs/performance.md, "One session
+// ticket per upstream"). Apart: a pool that does not verify (a ticket it got resumes
 // without verification), another CA, another source address (a shared ticket would tell the
 // provider that two of the operator's addresses are one client). Bounded like CONTEXTS; a pool
 // keeps the one it took.
