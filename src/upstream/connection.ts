@@ -32,17 +32,23 @@ export interface ConnectionOptions {
 const CONTEXTS = new Map<string, tls.SecureContext>();
 const MAX_CONTEXTS = 16;
 
+/** `map`'s value for `key`, made on first use; past `max` entries the oldest is forgotten. */
+function cached<T>(map: Map<string, T>, max: number, key: string, make: () => T): T {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    if (map.size >= max) map.delete(map.keys().next().value!);
+    map.set(key, v);
+  }
+  return v;
+}
+
 /** The shared client context that trusts `ca` (PEM; undefined: Node's root certificates). */
 export function clientContext(ca: string | undefined): tls.SecureContext {
-  const key = ca ?? '';
-  let ctx = CONTEXTS.get(key);
-  if (!ctx) {
-    // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
-    ctx = tls.createSecureContext({ ca, minVersion: 'TLSv1.2' });
-    if (CONTEXTS.size >= MAX_CONTEXTS) CONTEXTS.delete(CONTEXTS.keys().next().value!);
-    CONTEXTS.set(key, ctx);
-  }
-  return ctx;
+  // Gmail and Exchange Online speak TLS 1.2+; anything older is a downgrade
+  return cached(CONTEXTS, MAX_CONTEXTS, ca ?? '', () =>
+    tls.createSecureContext({ ca, minVersion: 'TLSv1.2' }),
+  );
 }
 
 /**
@@ -86,13 +92,7 @@ export function sharedTlsReuse(smtp: UpstreamSmtpConfig, localAddress: string | 
     localAddress ?? '',
     smtp.ca ?? '',
   ].join('\0');
-  let reuse = SESSIONS.get(key);
-  if (!reuse) {
-    reuse = new TlsReuse(smtp);
-    if (SESSIONS.size >= MAX_SESSIONS) SESSIONS.delete(SESSIONS.keys().next().value!);
-    SESSIONS.set(key, reuse);
-  }
-  return reuse;
+  return cached(SESSIONS, MAX_SESSIONS, key, () => new TlsReuse(smtp));
 }
 
 export interface Capabilities {
